@@ -1,0 +1,175 @@
+//! The HTTP API: the Northflank REST subset, the exec WebSocket, and the front page.
+
+mod exec;
+mod meta;
+mod services;
+mod volumes;
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use flankbox_protocol::Envelope;
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use crate::error::Error;
+use crate::host::{Host, Scope};
+
+/// Builds the application: every route, with its layers, over `host`.
+pub fn app(host: Arc<Host>) -> Router {
+    let project = Router::new()
+        .route("/services/deployment", post(services::create))
+        .route("/services", get(services::list))
+        .route("/services/{service_id}", get(services::get).delete(services::delete))
+        .route("/services/{service_id}/scale", post(services::scale))
+        .route("/services/{service_id}/pause", post(services::pause))
+        .route("/services/{service_id}/resume", post(services::resume))
+        .route("/services/{service_id}/restart", post(services::restart))
+        .route(
+            "/services/{service_id}/ports",
+            get(services::ports).post(services::update_ports),
+        )
+        .route("/services/{service_id}/containers", get(services::containers))
+        .route("/volumes", get(volumes::list).post(volumes::create))
+        .route(
+            "/volumes/{volume_id}",
+            get(volumes::get).post(volumes::update).delete(volumes::delete),
+        )
+        .route("/volumes/{volume_id}/attach", post(volumes::attach))
+        .route("/volumes/{volume_id}/detach", post(volumes::detach));
+    let rest = Router::new()
+        .nest("/v1/projects/{project_id}", project.clone())
+        .nest("/v1/teams/{team_id}/projects/{project_id}", project)
+        .route("/v1/plans", get(meta::plans))
+        .route("/v1/regions", get(meta::regions))
+        .route_layer(middleware::from_fn_with_state(host.clone(), require_token));
+    Router::new()
+        .merge(rest)
+        .route(
+            "/v1/command-exec/projects/{project_id}/{entity}/{entity_id}",
+            get(exec::upgrade),
+        )
+        .route(
+            "/v1/command-exec/teams/{team_id}/projects/{project_id}/{entity}/{entity_id}",
+            get(exec::upgrade),
+        )
+        .route("/", get(meta::index))
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(meta::panic_response))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(host)
+}
+
+/// Whether `presented` is the host's token, compared in constant time.
+pub(crate) fn token_matches(host: &Host, presented: &str) -> bool {
+    let expected = host.config.token.as_bytes();
+    presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected))
+}
+
+async fn require_token(State(host): State<Arc<Host>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    match presented {
+        Some(token) if token_matches(&host, token) => next.run(request).await,
+        _ => Error::Unauthorized.into_response(),
+    }
+}
+
+/// A 200 JSON success envelope.
+pub(crate) fn ok<T: Serialize>(data: T) -> Response {
+    axum::Json(Envelope::new(data)).into_response()
+}
+
+/// A 200 JSON success envelope with pagination.
+pub(crate) fn page<T: Serialize>(data: T, pagination: flankbox_protocol::Pagination) -> Response {
+    axum::Json(Envelope {
+        data,
+        pagination: Some(pagination),
+    })
+    .into_response()
+}
+
+/// `{"data": {}}`, the answer of action endpoints.
+pub(crate) fn done() -> Response {
+    ok(serde_json::json!({}))
+}
+
+/// Path parameters of every project-scoped route.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Ids {
+    team_id: Option<String>,
+    project_id: String,
+    service_id: Option<String>,
+    volume_id: Option<String>,
+}
+
+impl Ids {
+    pub(crate) fn scope(&self) -> Scope {
+        Scope {
+            team_id: self.team_id.clone(),
+            project_id: self.project_id.clone(),
+        }
+    }
+
+    pub(crate) fn service(&self) -> &str {
+        self.service_id.as_deref().unwrap_or_default()
+    }
+
+    pub(crate) fn volume(&self) -> &str {
+        self.volume_id.as_deref().unwrap_or_default()
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Ids {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        let Path(ids) = Path::<Ids>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| Error::Body(e.to_string()))?;
+        Ok(ids)
+    }
+}
+
+/// A JSON body that may be absent: the SDK sends `Content-Type: application/json` with an empty
+/// body on pause, restart and friends. Malformed JSON is a 400 in Northflank's shape.
+pub(crate) struct Body(pub Option<serde_json::Value>);
+
+impl<S: Send + Sync> FromRequest<S> for Body {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Error::Body(e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Self(None));
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| Self(Some(v)))
+            .map_err(|e| Error::Body(format!("not valid JSON: {e}")))
+    }
+}
+
+impl Body {
+    /// The body, required.
+    pub(crate) fn required(self) -> Result<serde_json::Value, Error> {
+        self.0.ok_or_else(|| Error::Body("a JSON body is required".into()))
+    }
+
+    /// The body parsed as `T`, or `T::default()` when absent.
+    pub(crate) fn or_default<T: serde::de::DeserializeOwned + Default>(self) -> Result<T, Error> {
+        self.0.map_or_else(|| Ok(T::default()), crate::host::parse_body)
+    }
+}

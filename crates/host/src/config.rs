@@ -1,0 +1,39 @@
+//! Host configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How the host runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address the API listens on.
+    pub listen: SocketAddr,
+    /// Where state, images and volumes live.
+    pub data_dir: PathBuf,
+    /// The API token every request must carry.
+    pub token: String,
+    /// Most processes per sandbox.
+    pub pids_max: u32,
+    /// Images mapped to root filesystem directories (`NAME=DIR`).
+    pub images: BTreeMap<String, PathBuf>,
+    /// Run without isolation (tests without root only).
+    pub unisolated: bool,
+    /// The program sandboxes start as their agent: this binary.
+    pub agent_program: PathBuf,
+}
+
+impl Config {
+    /// A configuration for tests: loopback, a given data dir, a fixed token.
+    pub fn for_tests(data_dir: PathBuf, agent_program: PathBuf, unisolated: bool) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            token: "test-token".into(),
+            pids_max: 512,
+            images: BTreeMap::new(),
+            unisolated,
+            agent_program,
+        }
+    }
+}

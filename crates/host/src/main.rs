@@ -1,0 +1,149 @@
+//! The `flankbox-host` binary.
+//!
+//! ```text
+//! flankbox-host serve [--listen ADDR] [--data-dir DIR] [--token TOKEN] [--image NAME=DIR]…
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use flankbox_host::{open_host, Config};
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(
+    name = "flankbox-host",
+    version,
+    about = "A local host for Northflank-style sandboxes: the Northflank API subset on the wire, real isolated sandboxes on this machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Serve the API (and, later, the playground) until interrupted.
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7420")]
+    listen: SocketAddr,
+    /// Where state, images and volumes live [default: <user data dir>/flankbox].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// API token clients must present [default: $FLANKBOX_TOKEN, else a new random one, printed once].
+    #[arg(long, env = "FLANKBOX_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Map an image name (`name` or `name:tag`) to a root filesystem directory. Repeatable.
+    #[arg(long = "image", value_name = "NAME=DIR", value_parser = parse_image)]
+    images: Vec<(String, PathBuf)>,
+    /// Most processes (and threads) per sandbox.
+    #[arg(long, default_value_t = 512)]
+    pids_max: u32,
+    /// Run commands WITHOUT isolation, directly on this machine. For tests without root only.
+    #[arg(long)]
+    unisolated: bool,
+}
+
+fn parse_image(s: &str) -> Result<(String, PathBuf), String> {
+    let (name, dir) = s.split_once('=').ok_or("expected NAME=DIR")?;
+    let dir = PathBuf::from(dir).canonicalize().map_err(|e| format!("{dir}: {e}"))?;
+    Ok((name.to_string(), dir))
+}
+
+fn main() {
+    // Sandboxes start this same binary as their PID 1; that must happen before anything else
+    // (threads, logging) exists.
+    if std::env::var_os(flankbox_host::runtime::ipc::AGENT_ENV).is_some() {
+        flankbox_host::runtime::agent::main();
+    }
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| "flankbox_host=info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let Commands::Serve(args) = cli.command;
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => fail(&format!("cannot start the async runtime: {e}")),
+    };
+    if let Err(e) = runtime.block_on(serve(args)) {
+        fail(&e);
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("flankbox-host: {message}");
+    std::process::exit(1)
+}
+
+async fn serve(args: ServeArgs) -> Result<(), String> {
+    let data_dir = match args.data_dir {
+        Some(d) => d,
+        None => dirs::data_dir()
+            .ok_or("no user data directory; pass --data-dir")?
+            .join("flankbox"),
+    };
+    std::fs::create_dir_all(&data_dir).map_err(|e| format!("data dir {}: {e}", data_dir.display()))?;
+    let data_dir = data_dir.canonicalize().map_err(|e| e.to_string())?;
+    let (token, generated) = match args.token.filter(|t| !t.is_empty()) {
+        Some(t) => (t, false),
+        None => {
+            use rand::Rng;
+            let t: String = (0..32)
+                .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::rng().random_range(0..36)]))
+                .collect();
+            (format!("fbx_{t}"), true)
+        }
+    };
+    let agent_program = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
+    let listen = listener.local_addr().map_err(|e| e.to_string())?;
+    let config = Config {
+        listen,
+        data_dir,
+        token: token.clone(),
+        pids_max: args.pids_max,
+        images: args.images.into_iter().collect::<BTreeMap<_, _>>(),
+        unisolated: args.unisolated,
+        agent_program,
+    };
+    let host = open_host(config).await.map_err(|e| e.to_string())?;
+    if args.unisolated {
+        tracing::warn!(
+            "--unisolated: commands run directly on this machine, with no isolation; never expose this host"
+        );
+    }
+    tracing::info!(isolation = %host.isolation(), "sandboxes");
+    println!("flankbox-host listening on http://{listen}");
+    if generated {
+        println!("API token (generated; set FLANKBOX_TOKEN to choose one): {token}");
+    }
+    let app = flankbox_host::app(host.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!("stopping sandboxes");
+    host.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+    }
+}

@@ -1,0 +1,585 @@
+//! The agent: PID 1 of every sandbox.
+//!
+//! The host starts its own binary in the sandbox's fresh namespaces with [`ipc::AGENT_ENV`] set;
+//! `main` hands over to [`main`] before anything else runs, so the agent is single-threaded and
+//! may fork freely. It builds the root from the host's [`SetupPlan`], locks itself down
+//! (`no_new_privs`, a reduced capability bounding set, seccomp, not dumpable), then starts and
+//! reaps processes on request until the host says stop or goes away. When PID 1 exits, the
+//! kernel kills everything else in the sandbox.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use super::ipc::{self, AgentMessage, HostMessage, SetupPlan, SpawnRequest, AGENT_FD};
+use super::mounts::{self, LinuxSys};
+use super::seccomp;
+
+/// Capabilities sandbox processes keep in their bounding set (Docker's default list). The rest,
+/// CAP_SYS_ADMIN and CAP_SYS_PTRACE among them, are gone for good.
+const KEPT_CAPS: &[u32] = &[
+    0,  // CAP_CHOWN
+    1,  // CAP_DAC_OVERRIDE
+    3,  // CAP_FOWNER
+    4,  // CAP_FSETID
+    5,  // CAP_KILL
+    6,  // CAP_SETGID
+    7,  // CAP_SETUID
+    8,  // CAP_SETPCAP
+    10, // CAP_NET_BIND_SERVICE
+    13, // CAP_NET_RAW
+    18, // CAP_SYS_CHROOT
+    27, // CAP_MKNOD
+    29, // CAP_AUDIT_WRITE
+    31, // CAP_SETFCAP
+];
+
+/// Runs the agent; never returns.
+pub fn main() -> ! {
+    // Stdio came from the host; nothing of the host's may reach sandbox processes.
+    redirect_stdio_to_null();
+    // SAFETY: AGENT_FD was placed by the launcher and is owned by nobody else in this process.
+    let control = unsafe { OwnedFd::from_raw_fd(AGENT_FD) };
+    let code = match Agent::new(control).and_then(|mut a| a.run()) {
+        Ok(()) => 0,
+        Err(_) => 1,
+    };
+    // SAFETY: leaving the process; nothing needs unwinding.
+    unsafe { libc::_exit(code) }
+}
+
+fn redirect_stdio_to_null() {
+    // SAFETY: open/dup2/close on descriptors this process owns.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+        if null >= 0 {
+            for fd in 0..3 {
+                libc::dup2(null, fd);
+            }
+            if null > 2 {
+                libc::close(null);
+            }
+        }
+    }
+}
+
+fn errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+fn check(rc: libc::c_int, what: &str) -> io::Result<()> {
+    if rc == -1 {
+        let e = io::Error::last_os_error();
+        Err(io::Error::new(e.kind(), format!("{what}: {e}")))
+    } else {
+        Ok(())
+    }
+}
+
+struct Agent {
+    control: OwnedFd,
+    buf: Vec<u8>,
+    /// Sandbox pid → host's request id.
+    running: HashMap<i32, u64>,
+    /// Request id → sandbox pid (process group).
+    groups: HashMap<u64, i32>,
+    isolated: bool,
+    fallback_cwd: String,
+    sigchld: OwnedFd,
+}
+
+impl Agent {
+    fn new(control: OwnedFd) -> io::Result<Self> {
+        // SIGCHLD arrives through a signalfd, so one poll loop serves both inputs.
+        // SAFETY: sigset_t is plain data, filled by sigemptyset/sigaddset before use.
+        let sigchld = unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGCHLD);
+            libc::sigprocmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+            let fd = libc::signalfd(-1, &set, libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+            check(fd, "signalfd")?;
+            OwnedFd::from_raw_fd(fd)
+        };
+        Ok(Self {
+            control,
+            buf: vec![0; ipc::MAX_MESSAGE],
+            running: HashMap::new(),
+            groups: HashMap::new(),
+            isolated: false,
+            fallback_cwd: "/".into(),
+            sigchld,
+        })
+    }
+
+    fn send(&self, message: &AgentMessage, fds: &[RawFd]) -> io::Result<()> {
+        ipc::send(self.control.as_raw_fd(), message, fds)
+    }
+
+    fn run(&mut self) -> io::Result<()> {
+        let plan = match ipc::recv::<HostMessage>(self.control.as_raw_fd(), &mut self.buf)? {
+            Some((HostMessage::Setup(plan), _)) => plan,
+            _ => return Err(io::Error::other("expected Setup first")),
+        };
+        self.isolated = plan.isolate;
+        self.fallback_cwd = plan.fallback_cwd.clone();
+        let setup = if plan.isolate {
+            build_sandbox(&plan)
+        } else {
+            not_isolated()
+        };
+        match setup {
+            Ok(()) => self.send(&AgentMessage::Ready, &[])?,
+            Err(e) => {
+                self.send(&AgentMessage::SetupFailed { message: e.to_string() }, &[])?;
+                return Err(e);
+            }
+        }
+        self.serve()
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
+        loop {
+            let mut fds = [
+                libc::pollfd {
+                    fd: self.control.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+                libc::pollfd {
+                    fd: self.sigchld.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                },
+            ];
+            // SAFETY: fds is a valid array of two pollfd.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+            if n < 0 {
+                if errno() == libc::EINTR {
+                    continue;
+                }
+                return Err(io::Error::last_os_error());
+            }
+            if fds[1].revents != 0 {
+                self.reap()?;
+            }
+            if fds[0].revents != 0 {
+                match ipc::recv::<HostMessage>(self.control.as_raw_fd(), &mut self.buf) {
+                    Ok(Some((message, passed))) => {
+                        if let Some(grace) = self.handle(message, passed)? {
+                            self.shutdown(grace);
+                            return Ok(());
+                        }
+                    }
+                    // The host is gone: so is the sandbox.
+                    Ok(None) | Err(_) => {
+                        self.shutdown(Duration::ZERO);
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one host message; returns the grace period when the host asks to stop.
+    fn handle(&mut self, message: HostMessage, passed: Vec<OwnedFd>) -> io::Result<Option<Duration>> {
+        match message {
+            HostMessage::Setup(_) => {}
+            HostMessage::Spawn(req) => {
+                let id = req.id;
+                match self.spawn(&req, passed) {
+                    Ok((pid, master)) => {
+                        self.running.insert(pid, id);
+                        self.groups.insert(id, pid);
+                        let fds: Vec<RawFd> = master.iter().map(|m| m.as_raw_fd()).collect();
+                        self.send(&AgentMessage::Spawned { id, pid }, &fds)?;
+                    }
+                    Err((errno, message)) => self.send(&AgentMessage::SpawnFailed { id, errno, message }, &[])?,
+                }
+            }
+            HostMessage::Signal { id, signal } => {
+                if let Some(&pid) = self.groups.get(&id) {
+                    // SAFETY: kill takes plain integers. The group first (the process called
+                    // setsid), then the process itself in case it left its group.
+                    unsafe {
+                        libc::kill(-pid, signal);
+                        libc::kill(pid, signal);
+                    }
+                }
+            }
+            HostMessage::Shutdown { grace_ms } => return Ok(Some(Duration::from_millis(grace_ms))),
+        }
+        Ok(None)
+    }
+
+    fn reap(&mut self) -> io::Result<()> {
+        // Drain the signalfd; the waitpid loop below finds every exited child.
+        let mut info = [0u8; 128];
+        // SAFETY: reading into a local buffer of the stated size.
+        while unsafe { libc::read(self.sigchld.as_raw_fd(), info.as_mut_ptr().cast(), info.len()) } > 0 {}
+        loop {
+            let mut status = 0;
+            // SAFETY: status is a valid out-pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return Ok(());
+            }
+            if let Some(id) = self.running.remove(&pid) {
+                self.groups.remove(&id);
+                let (code, signal) = if libc::WIFEXITED(status) {
+                    (Some(libc::WEXITSTATUS(status)), None)
+                } else {
+                    (None, Some(libc::WTERMSIG(status)))
+                };
+                self.send(&AgentMessage::Exited { id, code, signal }, &[])?;
+            }
+        }
+    }
+
+    /// Asks every process to stop, waits up to `grace`, then returns (PID 1's exit kills the rest).
+    fn shutdown(&mut self, grace: Duration) {
+        let signal = if grace.is_zero() { libc::SIGKILL } else { libc::SIGTERM };
+        self.signal_all(signal);
+        let deadline = Instant::now() + grace;
+        while !self.running.is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            let _ = self.reap();
+        }
+        self.signal_all(libc::SIGKILL);
+    }
+
+    fn signal_all(&self, signal: i32) {
+        if self.isolated {
+            // SAFETY: as PID 1 of its own pid namespace, kill(-1) reaches only this sandbox.
+            unsafe { libc::kill(-1, signal) };
+        } else {
+            for pid in self.groups.values() {
+                // SAFETY: kill on our own children's process groups.
+                unsafe { libc::kill(-pid, signal) };
+            }
+        }
+    }
+
+    /// Forks and executes a command. Returns its pid, and the PTY master when it has a terminal.
+    fn spawn(&self, req: &SpawnRequest, passed: Vec<OwnedFd>) -> Result<(i32, Option<OwnedFd>), (i32, String)> {
+        let invalid = |what: &str| (libc::EINVAL, format!("{what} contains a NUL byte"));
+        if req.argv.is_empty() {
+            return Err((libc::EINVAL, "empty command".into()));
+        }
+        let argv: Vec<CString> = req
+            .argv
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| invalid("an argument"))?;
+        let env: Vec<CString> = req
+            .env
+            .iter()
+            .map(|a| CString::new(a.as_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|_| invalid("the environment"))?;
+        let cwd = CString::new(req.cwd.as_bytes()).map_err(|_| invalid("the working directory"))?;
+        let fallback_cwd = CString::new(self.fallback_cwd.as_bytes()).map_err(|_| invalid("the working directory"))?;
+        let candidates = program_candidates(&req.argv[0], &req.env).map_err(|_| invalid("the command"))?;
+
+        let (stdio, master): (Vec<OwnedFd>, Option<OwnedFd>) = match req.tty {
+            Some((cols, rows)) => {
+                let (master, slave) = open_pty(cols, rows).map_err(|e| {
+                    (
+                        e.raw_os_error().unwrap_or(libc::EIO),
+                        format!("cannot open a terminal: {e}"),
+                    )
+                })?;
+                (vec![slave], Some(master))
+            }
+            None if passed.len() == 3 => (passed, None),
+            None => {
+                return Err((
+                    libc::EINVAL,
+                    "a command without a terminal needs three stdio descriptors".into(),
+                ))
+            }
+        };
+
+        let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+        argv_ptrs.push(std::ptr::null());
+        let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
+        env_ptrs.push(std::ptr::null());
+
+        let mut pipe = [0; 2];
+        // SAFETY: pipe is a valid out-array of two ints.
+        if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err((errno(), "pipe".into()));
+        }
+        // SAFETY: pipe2 succeeded; we own both ends.
+        let (err_r, err_w) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
+
+        // SAFETY: the agent is single-threaded, so the child may run ordinary code until exec.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err((errno(), "fork".into()));
+        }
+        if pid == 0 {
+            // SAFETY: in the child; exec_child never returns.
+            unsafe {
+                exec_child(
+                    req,
+                    &stdio,
+                    &argv_ptrs,
+                    &env_ptrs,
+                    &candidates,
+                    &cwd,
+                    &fallback_cwd,
+                    err_w.as_raw_fd(),
+                );
+            }
+        }
+        drop(err_w);
+        drop(stdio);
+        let mut code = [0u8; 4];
+        // SAFETY: reading into a local 4-byte buffer. Zero bytes: exec closed the pipe, success.
+        let n = unsafe { libc::read(err_r.as_raw_fd(), code.as_mut_ptr().cast(), 4) };
+        if n == 4 {
+            let mut status = 0;
+            // SAFETY: reaping our own child, which exits right after writing.
+            unsafe { libc::waitpid(pid, &mut status, 0) };
+            let errno = i32::from_ne_bytes(code);
+            let message = match errno {
+                libc::ENOENT => format!("{}: executable file not found in $PATH", req.argv[0]),
+                libc::EACCES => format!("{}: permission denied", req.argv[0]),
+                _ => format!("{}: {}", req.argv[0], io::Error::from_raw_os_error(errno)),
+            };
+            return Err((errno, message));
+        }
+        Ok((pid, master))
+    }
+}
+
+/// Paths to try for `program`: itself if it has a slash, else each `PATH` entry of the
+/// command's own environment (the agent's environment is not the sandbox's).
+fn program_candidates(program: &str, env: &[String]) -> Result<Vec<CString>, std::ffi::NulError> {
+    if program.contains('/') {
+        return Ok(vec![CString::new(program)?]);
+    }
+    let path = env
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    path.split(':')
+        .map(|dir| if dir.is_empty() { "." } else { dir })
+        .map(|dir| CString::new(format!("{}/{program}", dir.trim_end_matches('/'))))
+        .collect()
+}
+
+/// The child's side of spawn: wire stdio, change identity, exec. Reports the errno of a failed
+/// exec through `err_w`.
+///
+/// # Safety
+/// Must run in a freshly forked child of the single-threaded agent; never returns.
+#[allow(clippy::too_many_arguments)]
+unsafe fn exec_child(
+    req: &SpawnRequest,
+    stdio: &[OwnedFd],
+    argv: &[*const libc::c_char],
+    env: &[*const libc::c_char],
+    candidates: &[CString],
+    cwd: &CString,
+    fallback_cwd: &CString,
+    err_w: RawFd,
+) -> ! {
+    let fail = |err: i32| -> ! {
+        // SAFETY: writing 4 bytes from a local and exiting; we are the forked child.
+        unsafe {
+            libc::write(err_w, err.to_ne_bytes().as_ptr().cast(), 4);
+            libc::_exit(127)
+        }
+    };
+    // SAFETY: plain syscalls on values owned by this child.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        for sig in [libc::SIGPIPE, libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+        libc::setsid();
+        if stdio.len() == 1 {
+            let tty = stdio[0].as_raw_fd();
+            libc::ioctl(tty, libc::TIOCSCTTY, 0);
+            for fd in 0..3 {
+                libc::dup2(tty, fd);
+            }
+        } else {
+            // Move the passed descriptors above 2 first, so one dup2 cannot clobber another.
+            let high: Vec<RawFd> = stdio
+                .iter()
+                .map(|fd| libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10))
+                .collect();
+            for (target, fd) in high.iter().enumerate() {
+                if *fd < 0 || libc::dup2(*fd, target as RawFd) < 0 {
+                    fail(errno());
+                }
+            }
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0 && errno() != libc::EPERM {
+            fail(errno());
+        }
+        if libc::setresgid(req.gid, req.gid, req.gid) != 0 || libc::setresuid(req.uid, req.uid, req.uid) != 0 {
+            fail(errno());
+        }
+        let rlimit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        libc::setrlimit(libc::RLIMIT_CORE, &rlimit);
+        if libc::chdir(cwd.as_ptr()) != 0 {
+            libc::chdir(fallback_cwd.as_ptr());
+        }
+        let mut last = libc::ENOENT;
+        for path in candidates {
+            libc::execve(path.as_ptr(), argv.as_ptr(), env.as_ptr());
+            let e = errno();
+            // Keep looking on "not here"; remember a more telling error (e.g. EACCES).
+            if e != libc::ENOENT && e != libc::ENOTDIR {
+                last = e;
+            }
+        }
+        fail(last)
+    }
+}
+
+/// Opens a PTY pair in the sandbox's own devpts, with the given size.
+fn open_pty(cols: u16, rows: u16) -> io::Result<(OwnedFd, OwnedFd)> {
+    // SAFETY: posix_openpt/grantpt/unlockpt/ptsname_r/open follow their contracts; the name
+    // buffer is NUL-terminated by ptsname_r; descriptors are owned right after creation.
+    unsafe {
+        let master = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        check(master, "posix_openpt")?;
+        let master = OwnedFd::from_raw_fd(master);
+        check(libc::grantpt(master.as_raw_fd()), "grantpt")?;
+        check(libc::unlockpt(master.as_raw_fd()), "unlockpt")?;
+        let mut name = [0 as libc::c_char; 128];
+        if libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let slave = libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+        check(slave, "open pty slave")?;
+        let slave = OwnedFd::from_raw_fd(slave);
+        let size = libc::winsize {
+            ws_row: rows,
+            ws_col: cols,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
+        Ok((master, slave))
+    }
+}
+
+/// Without isolation (the test runtime) the agent still reaps orphans of its commands.
+fn not_isolated() -> io::Result<()> {
+    // SAFETY: prctl with constant arguments.
+    check(
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
+        "subreaper",
+    )
+}
+
+/// Builds the sandbox: cgroup namespace, the mount plan, host name, loopback, pivot_root, then
+/// the lock-down.
+fn build_sandbox(plan: &SetupPlan) -> io::Result<()> {
+    // SAFETY: each call below is a plain syscall with valid, NUL-terminated arguments.
+    unsafe {
+        // The launcher put us in our cgroups already; now they look like the root.
+        check(libc::unshare(libc::CLONE_NEWCGROUP), "unshare(CLONE_NEWCGROUP)")?;
+        // Nothing we mount may propagate back to the host.
+        check(
+            libc::mount(
+                std::ptr::null(),
+                c"/".as_ptr(),
+                std::ptr::null(),
+                libc::MS_REC | libc::MS_PRIVATE,
+                std::ptr::null(),
+            ),
+            "make / private",
+        )?;
+    }
+    let root = Path::new(&plan.root);
+    mounts::apply(&mut LinuxSys, root, &plan.mounts)?;
+    let hostname = CString::new(plan.hostname.as_bytes()).map_err(|_| io::Error::other("bad hostname"))?;
+    let root_c = CString::new(plan.root.as_bytes()).map_err(|_| io::Error::other("bad root"))?;
+    // SAFETY: plain syscalls with valid arguments.
+    unsafe {
+        check(libc::sethostname(hostname.as_ptr(), plan.hostname.len()), "sethostname")?;
+        loopback_up()?;
+        // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves
+        // nothing of the host reachable.
+        check(libc::chdir(root_c.as_ptr()), "chdir to the new root")?;
+        check(
+            libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as libc::c_int,
+            "pivot_root",
+        )?;
+        check(libc::umount2(c".".as_ptr(), libc::MNT_DETACH), "detach the old root")?;
+        check(libc::chdir(c"/".as_ptr()), "chdir /")?;
+        check(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")?;
+        for cap in 0..=63u32 {
+            if !KEPT_CAPS.contains(&cap) {
+                // Caps this kernel does not know fail with EINVAL: nothing to drop.
+                libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0);
+            }
+        }
+    }
+    seccomp::apply().map_err(io::Error::other)?;
+    // Not dumpable: sandbox processes (same uid, no CAP_SYS_PTRACE) cannot open /proc/1/mem
+    // or /proc/1/fd, so they cannot take over the agent's control channel.
+    // SAFETY: prctl with constant arguments.
+    check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }, "dumpable")?;
+    Ok(())
+}
+
+/// Brings `lo` up in the sandbox's network namespace: the only interface it has.
+fn loopback_up() -> io::Result<()> {
+    // SAFETY: a datagram socket for the ioctl, an ifreq zeroed then named "lo", and ioctls
+    // that read/write that ifreq.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        check(sock, "socket")?;
+        let sock = OwnedFd::from_raw_fd(sock);
+        let mut ifr: libc::ifreq = std::mem::zeroed();
+        for (i, b) in b"lo\0".iter().enumerate() {
+            ifr.ifr_name[i] = *b as libc::c_char;
+        }
+        check(
+            libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut ifr),
+            "SIOCGIFFLAGS",
+        )?;
+        ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+        check(libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr), "SIOCSIFFLAGS")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn programs_are_looked_up_in_the_commands_path() {
+        let env = vec!["PATH=/opt/x/bin:/usr/bin".to_string()];
+        let c = program_candidates("python3", &env).unwrap();
+        assert_eq!(
+            c,
+            vec![
+                CString::new("/opt/x/bin/python3").unwrap(),
+                CString::new("/usr/bin/python3").unwrap()
+            ]
+        );
+        assert_eq!(
+            program_candidates("./run.sh", &env).unwrap(),
+            vec![CString::new("./run.sh").unwrap()]
+        );
+    }
+}

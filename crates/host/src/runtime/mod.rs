@@ -1,0 +1,118 @@
+//! Sandboxes: how they are launched and isolated, and how the host talks to them.
+//!
+//! - [`Backend`] is the seam between the host and the operating system. [`linux::LinuxBackend`]
+//!   isolates for real (namespaces, cgroups, seccomp, loop-mounted ext4); [`unisolated::UnisolatedBackend`]
+//!   runs the same agent with no isolation at all, so the API can be tested without root. It is a
+//!   fake and says so.
+//! - The agent ([`agent`]) is PID 1 inside each sandbox; [`sandbox::Sandbox`] is the host's
+//!   handle on it, over the control channel of [`ipc`].
+//! - [`mounts`] turns a sandbox's layout into a list of mount steps, [`seccomp`] holds the
+//!   syscall filter, [`images`] maps image names to root filesystems.
+
+pub mod agent;
+pub mod images;
+pub mod ipc;
+pub mod linux;
+pub mod mounts;
+pub mod sandbox;
+pub mod seccomp;
+pub mod unisolated;
+
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+
+pub use linux::cgroup::Limits;
+pub use mounts::ImageRoot;
+pub use sandbox::{ExitStatus, Process, ProcessSpec, Sandbox};
+
+/// Errors of the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// An OS call failed.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// The sandbox could not be built.
+    #[error("sandbox setup failed: {0}")]
+    Setup(String),
+    /// A process could not start.
+    #[error("{message}")]
+    Spawn {
+        /// errno of the failure.
+        errno: i32,
+        /// What failed.
+        message: String,
+    },
+    /// The sandbox is no longer running.
+    #[error("the sandbox is not running")]
+    Gone,
+    /// The agent said something that makes no sense.
+    #[error("agent protocol error: {0}")]
+    Protocol(String),
+    /// The host cannot provide what was asked for.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Everything needed to launch one sandbox.
+#[derive(Debug, Clone)]
+pub struct LaunchSpec {
+    /// Unique instance name; also names its cgroup and scratch directory.
+    pub instance: String,
+    /// Host name inside.
+    pub hostname: String,
+    /// Root filesystem.
+    pub image: ImageRoot,
+    /// CPU, memory and process limits.
+    pub limits: Limits,
+    /// Size of the writable ephemeral area, MB.
+    pub ephemeral_mb: u64,
+    /// Size of `/dev/shm`, MB.
+    pub shm_mb: u64,
+    /// Volumes, already attached on the host: host directory and sandbox path.
+    pub volumes: Vec<(PathBuf, String)>,
+    /// First host uid of the sandbox's range (its root).
+    pub uid_base: u32,
+}
+
+/// A launched agent, waiting for its setup plan.
+pub struct Launched {
+    /// Host pid of the agent.
+    pub pid: i32,
+    /// Host end of the control channel.
+    pub control: OwnedFd,
+    /// What to free once the sandbox is gone.
+    pub resources: Box<dyn Resources>,
+}
+
+/// Host resources held by one sandbox (cgroup, ephemeral filesystem, scratch directory).
+pub trait Resources: Send + Sync {
+    /// Processes the memory limit has killed, when known.
+    fn oom_kills(&self) -> Option<u64> {
+        None
+    }
+    /// Frees everything. Called once the agent has exited.
+    fn release(self: Box<Self>);
+}
+
+/// The seam between the host and the operating system.
+pub trait Backend: Send + Sync + 'static {
+    /// A short description for logs and the README ("namespaces+seccomp+cgroup v1", …).
+    fn describe(&self) -> String;
+    /// Whether sandboxes are really isolated.
+    fn isolated(&self) -> bool;
+    /// Launches an agent for `spec` and returns it with the plan it must carry out. Blocking.
+    fn launch(&self, spec: &LaunchSpec) -> Result<(Launched, ipc::SetupPlan), RuntimeError>;
+    /// Creates the storage of a volume, `size_mb` large, owned by `owner_uid`. Blocking.
+    fn create_volume(&self, key: &str, size_mb: u64, owner_uid: u32) -> Result<(), RuntimeError>;
+    /// Makes a volume available on the host, owned by `owner_uid`, and returns its directory.
+    /// Blocking.
+    fn attach_volume(&self, key: &str, owner_uid: u32) -> Result<PathBuf, RuntimeError>;
+    /// Releases a volume's host mount while no sandbox uses it. Blocking.
+    fn detach_volume(&self, key: &str) -> Result<(), RuntimeError>;
+    /// Deletes a volume's storage. Blocking.
+    fn delete_volume(&self, key: &str) -> Result<(), RuntimeError>;
+    /// GPU types this host can give sandboxes.
+    fn gpu_types(&self) -> Vec<String> {
+        Vec::new()
+    }
+}

@@ -1,0 +1,25 @@
+//! Wire types of the Northflank API subset that flankbox speaks.
+//!
+//! Both the wasm client (root crate) and the local host (`crates/host`) build on these types, so
+//! the two cannot drift apart. The source of truth is `shared/northflank-api.md`, read from
+//! `@northflank/js-client` 0.9.5; the section numbers in the docs below point into it.
+//!
+//! The crate does no I/O. Its parts:
+//! - [`envelope`]: the `{data, pagination}` success envelope and the `{error}` body;
+//! - [`service`]: deployment services, their status, scaling and ports;
+//! - [`volume`]: volumes and attachments;
+//! - [`exec`]: the command-exec WebSocket frames;
+//! - [`plans`]: deployment plan ids and sizes;
+//! - [`names`]: name rules and the id derived from a name;
+//! - [`validate`]: request checks with errors that name the field.
+
+pub mod envelope;
+pub mod exec;
+pub mod names;
+pub mod plans;
+pub mod service;
+pub mod validate;
+pub mod volume;
+
+pub use envelope::{ApiError, Envelope, ErrorBody, Pagination};
+pub use validate::ValidationError;

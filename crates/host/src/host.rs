@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::lifecycle::{self, Action, Phase};
 use crate::model::{now_iso, now_unix, ServiceRecord, VolumeRecord};
 use crate::runtime::images::ImageCatalog;
-use crate::runtime::linux::UID_RANGE;
+use crate::runtime::linux::{UID_BASE, UID_RANGE};
 use crate::runtime::sandbox::{Output, ProcessSpec};
 use crate::runtime::{Backend, LaunchSpec, Sandbox};
 use crate::store::{Store, Table};
@@ -36,8 +36,6 @@ use crate::store::{Store, Table};
 /// Most instances a service may have. A sandbox is one instance; more would need a volume
 /// shared between sandboxes with different uid ranges.
 pub const MAX_INSTANCES: u32 = 1;
-/// First sandbox uid range; range `n` starts at `UID_BASE + n * 65536`.
-const UID_BASE: u32 = 100_000;
 /// Lines of main-process output kept per service.
 const LOG_LINES: usize = 5000;
 
@@ -1034,19 +1032,9 @@ impl Host {
             let uid = record.uid_base;
             let dir = blocking(move || backend.attach_volume(&key, uid).map_err(Error::from)).await?;
             for m in mounts {
-                let source = match m
-                    .volume_mount_path
-                    .as_deref()
-                    .map(|p| p.trim_matches('/'))
-                    .filter(|p| !p.is_empty())
-                {
-                    Some(sub) => {
-                        let path = dir.join(sub);
-                        std::fs::create_dir_all(&path)
-                            .map_err(|e| Error::Internal(format!("volume sub-path {sub}: {e}")))?;
-                        let _ = std::os::unix::fs::chown(&path, Some(record.uid_base), Some(record.uid_base));
-                        path
-                    }
+                let source = match m.volume_mount_path.as_deref() {
+                    Some(sub) => volume_subdir(&dir, sub, record.uid_base)
+                        .map_err(|e| Error::Unavailable(format!("volume sub-path {sub:?}: {e}")))?,
                     None => dir.clone(),
                 };
                 volumes.push((source, m.container_mount_path));
@@ -1196,6 +1184,35 @@ fn instance_name(service_id: &str) -> String {
     format!("{service_id}-{hex}-{tail}")
 }
 
+/// The directory `sub` of a volume, made if missing. Sandbox code controls the volume's
+/// contents, so a link anywhere on the way is refused: following one would bind a host path
+/// into the sandbox.
+fn volume_subdir(root: &std::path::Path, sub: &str, owner: u32) -> std::io::Result<std::path::PathBuf> {
+    let mut path = root.to_path_buf();
+    for part in sub.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "'..' is not allowed",
+            ));
+        }
+        path.push(part);
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_dir() => {}
+            Ok(_) => {
+                let msg = format!("{part} is a link or a file, not a directory");
+                return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, msg));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir(&path)?;
+                std::os::unix::fs::chown(&path, Some(owner), Some(owner))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(path)
+}
+
 /// The environment of the main process and of every exec.
 pub fn sandbox_env(record: &ServiceRecord, instance: &str) -> Vec<String> {
     let mut env = vec![
@@ -1291,6 +1308,18 @@ mod tests {
         ] {
             assert!(matches!(paginate(vec![1], &q), Err(Error::Invalid(_))), "{q:?}");
         }
+    }
+
+    #[test]
+    fn volume_subdirs_refuse_links() {
+        let root = tempfile::tempdir().unwrap();
+        // SAFETY: getuid has no preconditions.
+        let me = unsafe { libc::getuid() };
+        let made = volume_subdir(root.path(), "/a/b/", me).unwrap();
+        assert!(made.is_dir() && made.ends_with("a/b"));
+        std::os::unix::fs::symlink("/", root.path().join("link")).unwrap();
+        assert!(volume_subdir(root.path(), "link/etc", me).is_err());
+        assert!(volume_subdir(root.path(), "a/../..", me).is_err());
     }
 
     #[test]

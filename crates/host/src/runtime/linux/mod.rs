@@ -25,6 +25,17 @@ use super::{Backend, LaunchSpec, Launched, Resources, RuntimeError};
 
 /// Size of each sandbox's uid/gid range.
 pub const UID_RANGE: u32 = 65536;
+/// First host uid of the first range; range `n` starts at `UID_BASE + n * UID_RANGE`.
+pub const UID_BASE: u32 = 100_000;
+
+/// The first uid of the range `uid` falls in.
+pub fn range_base(uid: u32) -> u32 {
+    if uid < UID_BASE {
+        uid
+    } else {
+        UID_BASE + (uid - UID_BASE) / UID_RANGE * UID_RANGE
+    }
+}
 
 /// The namespaced, cgroup-limited backend.
 #[derive(Debug)]
@@ -116,6 +127,18 @@ impl LinuxBackend {
         fs::create_dir_all(&home)?;
         chown(&home, Some(spec.uid_base + 1000), Some(spec.uid_base + 1000))?;
         Ok(mount)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_start_at_the_base() {
+        assert_eq!(range_base(UID_BASE), UID_BASE);
+        assert_eq!(range_base(UID_BASE + UID_RANGE + 1000), UID_BASE + UID_RANGE);
+        assert_eq!(range_base(UID_BASE + 3 * UID_RANGE), UID_BASE + 3 * UID_RANGE);
     }
 }
 
@@ -263,9 +286,10 @@ impl Backend for LinuxBackend {
             fs::create_dir_all(&mount)?;
             loopdev::mount_image(&image, &mount)?;
         }
-        let owner = fs::metadata(&mount)?.uid();
-        if owner != owner_uid {
-            loopdev::shift_ownership(&mount, owner - owner % UID_RANGE, owner_uid)?;
+        // The sandbox may have chowned its volume's root, so compare ranges, not owners.
+        let from = range_base(fs::metadata(&mount)?.uid());
+        if from != owner_uid {
+            loopdev::shift_ownership(&mount, from, owner_uid)?;
         }
         Ok(mount)
     }

@@ -1,0 +1,535 @@
+//! The REST subset and the lifecycle, against the real host binary with real isolation.
+
+mod common;
+
+use common::{require_root, TestHost};
+use serde_json::{json, Value};
+
+const P: &str = "/v1/projects/proj";
+
+fn guide_body(name: &str) -> Value {
+    json!({
+        "name": name,
+        "billing": { "deploymentPlan": "nf-compute-200" },
+        "deployment": {
+            "instances": 1,
+            "docker": { "configType": "customCommand", "customCommand": "sleep infinity" },
+            "external": { "imagePath": "ubuntu:22.04" },
+            "storage": { "ephemeralStorage": { "storageSize": 2048 } }
+        },
+        "runtimeEnvironment": { "MY_VAR": "hello-world" }
+    })
+}
+
+#[tokio::test]
+async fn the_guide_lifecycle_create_poll_exec_pause_resume_delete() {
+    require_root();
+    let host = TestHost::start();
+    let created = host.create("proj", guide_body("Sandbox One")).await;
+    assert_eq!(created["id"], "sandbox-one", "id derived from the name");
+    assert_eq!(created["serviceType"], "deployment");
+    assert!(
+        ["PENDING", "IN_PROGRESS", "COMPLETED"].contains(&created["status"]["deployment"]["status"].as_str().unwrap())
+    );
+    assert_eq!(host.wait_settled("proj", "sandbox-one").await, "COMPLETED");
+
+    let r = host
+        .sh(
+            "proj",
+            "sandbox-one",
+            "echo \"out $MY_VAR\"; echo err >&2; ls /workspace; exit 3",
+        )
+        .await;
+    assert_eq!((r.stdout.as_str(), r.stderr.as_str()), ("out hello-world\n", "err\n"));
+    assert_eq!(
+        (r.exit_code, r.status.as_deref(), r.close_code),
+        (Some(3), Some("Failure"), Some(1000))
+    );
+
+    // Ephemeral storage is discarded by a scale to zero.
+    host.sh("proj", "sandbox-one", "echo keep > /workspace/f").await;
+    let (code, _) = host
+        .call(
+            "POST",
+            &format!("{P}/services/sandbox-one/scale"),
+            Some(json!({ "instances": 0 })),
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(host.wait_settled("proj", "sandbox-one").await, "COMPLETED");
+    let (_, svc) = host.call("GET", &format!("{P}/services/sandbox-one"), None).await;
+    assert_eq!(svc["data"]["deployment"]["instances"], 0);
+    assert_eq!(svc["data"]["status"]["deployment"]["reason"], "SCALING");
+    let r = host.sh("proj", "sandbox-one", "true").await;
+    assert!(r.error.as_deref().unwrap().contains("scaled to 0"), "{r:?}");
+    let (_, containers) = host
+        .call("GET", &format!("{P}/services/sandbox-one/containers"), None)
+        .await;
+    assert_eq!(containers["data"]["containers"], json!([]));
+
+    host.call(
+        "POST",
+        &format!("{P}/services/sandbox-one/scale"),
+        Some(json!({ "instances": 1 })),
+    )
+    .await;
+    assert_eq!(host.wait_settled("proj", "sandbox-one").await, "COMPLETED");
+    let r = host
+        .sh("proj", "sandbox-one", "cat /workspace/f 2>&1 || echo gone")
+        .await;
+    assert!(r.stdout.contains("gone"), "a fresh sandbox: {r:?}");
+
+    // Pause and resume.
+    assert_eq!(
+        host.call("POST", &format!("{P}/services/sandbox-one/pause"), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(host.wait_settled("proj", "sandbox-one").await, "COMPLETED");
+    let (_, svc) = host.call("GET", &format!("{P}/services/sandbox-one"), None).await;
+    assert_eq!(svc["data"]["servicePaused"], true);
+    let r = host.sh("proj", "sandbox-one", "true").await;
+    assert!(r.error.as_deref().unwrap().contains("paused"), "{r:?}");
+    assert_eq!(
+        host.call("POST", &format!("{P}/services/sandbox-one/resume"), None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(host.wait_settled("proj", "sandbox-one").await, "COMPLETED");
+    let (_, svc) = host.call("GET", &format!("{P}/services/sandbox-one"), None).await;
+    assert_eq!(svc["data"]["servicePaused"], false);
+    assert_eq!(host.sh("proj", "sandbox-one", "echo back").await.stdout, "back\n");
+
+    let (code, body) = host.call("DELETE", &format!("{P}/services/sandbox-one"), None).await;
+    assert_eq!((code, body), (200, json!({ "data": {} })));
+    assert_eq!(
+        host.call("GET", &format!("{P}/services/sandbox-one"), None).await.0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn volumes_survive_pause_and_are_deleted_with_the_service() {
+    require_root();
+    let host = TestHost::start();
+    let (code, vol) = host
+        .call(
+            "POST",
+            &format!("{P}/volumes"),
+            Some(json!({ "name": "data-box", "mounts": [{ "containerMountPath": "/workspace" }, { "containerMountPath": "/home/jovyan" }],
+                         "spec": { "accessMode": "ReadWriteMany", "storageClassName": "nf-multi-rw", "storageSize": 2048 } })),
+        )
+        .await;
+    assert_eq!(code, 200, "{vol}");
+    assert_eq!(vol["data"]["id"], "data-box");
+    assert_eq!(vol["data"]["status"], "AVAILABLE");
+    let id = host
+        .sandbox(
+            "proj",
+            "box",
+            json!({ "createOptions": { "volumesToAttach": ["data-box"] } }),
+        )
+        .await;
+    let (_, vol) = host.call("GET", &format!("{P}/volumes/data-box"), None).await;
+    assert_eq!(
+        vol["data"]["attachedObjects"],
+        json!([{ "id": "box", "type": "service" }])
+    );
+
+    let r = host
+        .sh(
+            "proj",
+            &id,
+            "echo persisted > /workspace/note && cat /home/jovyan/note && df -m /workspace | tail -1",
+        )
+        .await;
+    assert_eq!(r.exit_code, Some(0), "{r:?}");
+    assert!(
+        r.stdout.starts_with("persisted\n"),
+        "the same volume at both paths: {r:?}"
+    );
+    let size_mb: u64 = r
+        .stdout
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1800..=2048).contains(&size_mb), "capped at storageSize: {size_mb}");
+
+    host.call(
+        "POST",
+        &format!("{P}/services/box/scale"),
+        Some(json!({ "instances": 0 })),
+    )
+    .await;
+    host.wait_settled("proj", "box").await;
+    host.call(
+        "POST",
+        &format!("{P}/services/box/scale"),
+        Some(json!({ "instances": 1 })),
+    )
+    .await;
+    host.wait_settled("proj", "box").await;
+    assert_eq!(host.sh("proj", &id, "cat /workspace/note").await.stdout, "persisted\n");
+
+    let (code, err) = host.call("DELETE", &format!("{P}/volumes/data-box"), None).await;
+    assert_eq!(code, 409, "attached volumes are not deleted: {err}");
+    let (code, _) = host
+        .call("DELETE", &format!("{P}/services/box?delete_child_objects=true"), None)
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(host.call("GET", &format!("{P}/volumes/data-box"), None).await.0, 404);
+    assert!(!host.data_dir.join("volumes/proj/data-box.img").exists());
+}
+
+#[tokio::test]
+async fn deleting_a_service_without_children_keeps_its_volume() {
+    require_root();
+    let host = TestHost::start();
+    host.call("POST", &format!("{P}/volumes"), Some(json!({ "name": "keep-me", "mounts": [{ "containerMountPath": "/data" }], "spec": { "accessMode": "ReadWriteOnce", "storageSize": 1024 } }))).await;
+    let id = host
+        .sandbox(
+            "proj",
+            "first",
+            json!({ "createOptions": { "volumesToAttach": ["keep-me"] } }),
+        )
+        .await;
+    host.sh("proj", &id, "echo from-first > /data/x").await;
+    host.call("DELETE", &format!("{P}/services/first"), None).await;
+    let (_, vol) = host.call("GET", &format!("{P}/volumes/keep-me"), None).await;
+    assert_eq!(vol["data"]["attachedObjects"], json!([]));
+
+    // Attach it to a new service (with another uid range): the files follow, owned by its root.
+    let second = host.sandbox("proj", "second", json!({})).await;
+    let (code, body) = host
+        .call(
+            "POST",
+            &format!("{P}/volumes/keep-me/attach"),
+            Some(json!({ "nfObject": { "id": "second", "type": "service" } })),
+        )
+        .await;
+    assert_eq!(code, 200, "{body}");
+    host.wait_settled("proj", &second).await;
+    let r = host
+        .sh(
+            "proj",
+            &second,
+            "cat /data/x && stat -c %u /data/x && echo more >> /data/x",
+        )
+        .await;
+    assert_eq!(r.stdout, "from-first\n0\n", "{r:?}");
+    assert_eq!(r.exit_code, Some(0));
+
+    let (code, _) = host
+        .call(
+            "POST",
+            &format!("{P}/volumes/keep-me/detach"),
+            Some(json!({ "nfObject": { "id": "second", "type": "service" } })),
+        )
+        .await;
+    assert_eq!(code, 200);
+    host.wait_settled("proj", &second).await;
+    let r = host.sh("proj", &second, "ls /data 2>&1 || true").await;
+    assert!(!r.stdout.contains('x'), "detached: {r:?}");
+    assert_eq!(host.call("DELETE", &format!("{P}/volumes/keep-me"), None).await.0, 200);
+}
+
+#[tokio::test]
+async fn ports_replace_the_list_and_read_back_with_dns() {
+    require_root();
+    let host = TestHost::start();
+    let id = host
+        .sandbox(
+            "proj",
+            "web",
+            json!({ "ports": [{ "name": "p01", "internalPort": 3000, "public": false, "protocol": "TCP" }] }),
+        )
+        .await;
+    let (_, ports) = host.call("GET", &format!("{P}/services/{id}/ports"), None).await;
+    let first_id = ports["data"]["ports"][0]["id"].as_str().unwrap().to_string();
+    let (code, body) = host
+        .call("POST", &format!("{P}/services/{id}/ports"), Some(json!({ "ports": [{ "name": "http", "internalPort": 8080, "public": true, "protocol": "HTTP" }, { "id": first_id, "name": "p01", "internalPort": 3000, "public": false, "protocol": "TCP" }] })))
+        .await;
+    assert_eq!((code, body), (200, json!({ "data": {} })));
+    let (_, ports) = host.call("GET", &format!("{P}/services/{id}/ports"), None).await;
+    let list = ports["data"]["ports"].as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    let http = list.iter().find(|p| p["internalPort"] == 8080).unwrap();
+    assert_eq!(http["dns"], format!("http--web--proj.localhost:{}", host.port()));
+    let tcp = list.iter().find(|p| p["internalPort"] == 3000).unwrap();
+    assert_eq!(tcp["id"], first_id.as_str(), "an id sent back keeps the port");
+    assert!(tcp.get("dns").is_none(), "private ports have no public name");
+    let (code, err) = host
+        .call(
+            "POST",
+            &format!("{P}/services/{id}/ports"),
+            Some(json!({ "ports": [{ "name": "db", "internalPort": 5432, "public": true, "protocol": "TCP" }] })),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert_eq!(err["error"]["details"]["field"], "ports[0].public");
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_400_that_names_the_problem() {
+    require_root();
+    let host = TestHost::start();
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({ "billing": { "deploymentPlan": "nf-compute-3" } }),
+            "billing.deploymentPlan",
+        ),
+        (json!({ "name": "9lives" }), "name"),
+        (json!({ "name": "ab" }), "name"),
+        (
+            json!({ "deployment": { "storage": { "ephemeralStorage": { "storageSize": 100 } } } }),
+            "storageSize",
+        ),
+        (json!({ "deployment": { "storage": { "shmSize": 1 } } }), "shmSize"),
+        (json!({ "deployment": { "instances": 5 } }), "deployment.instances"),
+        (json!({ "deployment": { "instances": "one" } }), "deployment.instances"),
+        (
+            json!({ "deployment": { "docker": { "configType": "customCommand", "customCommand": null } } }),
+            "customCommand",
+        ),
+        (
+            json!({ "runtimeEnvironment": { "BAD KEY": "x" } }),
+            "runtimeEnvironment",
+        ),
+    ];
+    for (patch, field) in cases {
+        let mut body = guide_body("valid-name");
+        common::merge(&mut body, patch.clone());
+        let (code, err) = host.call("POST", &format!("{P}/services/deployment"), Some(body)).await;
+        assert_eq!(code, 400, "{patch}: {err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{patch}: {message:?} should name {field}");
+        assert!(err["error"]["id"].is_string());
+    }
+    // Missing fields, and not JSON at all.
+    let (code, err) = host
+        .call(
+            "POST",
+            &format!("{P}/services/deployment"),
+            Some(json!({ "name": "no-billing", "deployment": { "instances": 1 } })),
+        )
+        .await;
+    assert_eq!(code, 400);
+    assert!(err["error"]["message"].as_str().unwrap().contains("billing"), "{err}");
+    let resp = host
+        .http
+        .post(format!("{}{P}/services/deployment", host.base))
+        .bearer_auth(common::TOKEN)
+        .body("{nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let err: Value = resp.json().await.unwrap();
+    assert!(err["error"]["message"].as_str().unwrap().contains("JSON"), "{err}");
+    // An image the host cannot map: Northflank's wording.
+    let mut body = guide_body("odd-image");
+    body["deployment"]["external"]["imagePath"] = json!("registry.example.com/team/private:1");
+    let (code, err) = host.call("POST", &format!("{P}/services/deployment"), Some(body)).await;
+    assert_eq!(code, 400);
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unable to verify external image"),
+        "{err}"
+    );
+    // Volumes.
+    let (code, err) = host.call("POST", &format!("{P}/volumes"), Some(json!({ "name": "v1x", "mounts": [{ "containerMountPath": "/proc/x" }], "spec": { "accessMode": "ReadWriteOnce", "storageSize": 1024 } }))).await;
+    assert_eq!(code, 400);
+    assert_eq!(err["error"]["details"]["field"], "mounts[0].containerMountPath");
+    let (code, _) = host.call("POST", &format!("{P}/volumes"), Some(json!({ "name": "v2x", "mounts": [{ "containerMountPath": "/w" }], "spec": { "accessMode": "ReadWriteOnce", "storageSize": 10 } }))).await;
+    assert_eq!(code, 400);
+    // Nothing was created by any of it, and the host still serves.
+    let (_, list) = host.call("GET", &format!("{P}/services"), None).await;
+    assert_eq!(list["data"]["services"], json!([]));
+    let (_, vols) = host.call("GET", &format!("{P}/volumes"), None).await;
+    assert_eq!(vols["data"], json!([]));
+}
+
+#[tokio::test]
+async fn gpu_services_are_refused_naming_the_gpu() {
+    require_root();
+    let host = TestHost::start();
+    let mut body = guide_body("jupyter-gpu");
+    body["billing"]["deploymentPlan"] = json!("nf-gpu-a100-80-1g");
+    body["deployment"]["gpu"] =
+        json!({ "enabled": true, "configuration": { "gpuType": "a100-80", "gpuCount": 1, "timesliced": false } });
+    body["deployment"]["external"]["imagePath"] = json!("quay.io/jupyter/pytorch-notebook:cuda12-2026-02-09");
+    body["deployment"]["storage"] = json!({ "ephemeralStorage": { "storageSize": 256000 }, "shmSize": 174080 });
+    let (code, err) = host.call("POST", &format!("{P}/services/deployment"), Some(body)).await;
+    assert_eq!(code, 400, "{err}");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("a100-80") && message.contains("not available"),
+        "{message}"
+    );
+    assert_eq!(
+        host.call("GET", &format!("{P}/services/jupyter-gpu"), None).await.0,
+        404
+    );
+}
+
+#[tokio::test]
+async fn duplicates_conflict_and_unknown_things_are_404() {
+    require_root();
+    let host = TestHost::start();
+    host.create("proj", guide_body("twin")).await;
+    let (code, err) = host
+        .call("POST", &format!("{P}/services/deployment"), Some(guide_body("Twin")))
+        .await;
+    assert_eq!(code, 409, "same derived id: {err}");
+    assert!(err["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("same derived identifier"));
+    for (method, path) in [
+        ("GET", "/services/ghost"),
+        ("POST", "/services/ghost/scale"),
+        ("DELETE", "/services/ghost"),
+        ("GET", "/services/ghost/ports"),
+        ("GET", "/volumes/ghost"),
+        ("DELETE", "/volumes/ghost"),
+    ] {
+        let (code, body) = host.call(method, &format!("{P}{path}"), Some(json!({}))).await;
+        assert_eq!(code, 404, "{method} {path}: {body}");
+        assert!(body["error"]["message"].is_string());
+    }
+    let (code, body) = host.call("GET", "/v1/nothing/here", None).await;
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = host.call("PUT", &format!("{P}/services/twin/scale"), None).await;
+    assert_eq!(code, 405, "{body}");
+}
+
+#[tokio::test]
+async fn a_wrong_or_missing_token_is_401_everywhere() {
+    require_root();
+    let host = TestHost::start();
+    for path in [
+        format!("{P}/services"),
+        format!("{P}/volumes"),
+        "/v1/plans".to_string(),
+        format!("/v1/teams/t/projects/p/services/x"),
+    ] {
+        let (code, body) = host.call_with_token("GET", &path, None, "wrong").await;
+        assert_eq!(code, 401, "{path}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("token"));
+        let resp = host.http.get(format!("{}{path}", host.base)).send().await.unwrap();
+        assert_eq!(resp.status(), 401);
+    }
+}
+
+#[tokio::test]
+async fn lists_paginate_with_a_cursor_that_ends() {
+    require_root();
+    let host = TestHost::start();
+    for i in 0..5 {
+        let mut body = guide_body(&format!("svc-{i}"));
+        body["deployment"]["instances"] = json!(0);
+        host.create("proj", body).await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let q = cursor.as_ref().map(|c| format!("&cursor={c}")).unwrap_or_default();
+        let (code, page) = host.call("GET", &format!("{P}/services?per_page=2{q}"), None).await;
+        assert_eq!(code, 200);
+        for s in page["data"]["services"].as_array().unwrap() {
+            seen.push(s["id"].as_str().unwrap().to_string());
+        }
+        assert_eq!(
+            page["pagination"]["count"],
+            page["data"]["services"].as_array().unwrap().len()
+        );
+        match page["pagination"].get("cursor") {
+            Some(c) => cursor = Some(c.as_str().unwrap().to_string()),
+            None => {
+                assert_eq!(page["pagination"]["hasNextPage"], false);
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, ["svc-0", "svc-1", "svc-2", "svc-3", "svc-4"]);
+    // Created with 0 instances: settled at once, nothing runs.
+    assert_eq!(host.wait_settled("proj", "svc-0").await, "COMPLETED");
+    // Other projects see none of them; the team-scoped path is the same project.
+    let (_, other) = host.call("GET", "/v1/projects/other/services", None).await;
+    assert_eq!(other["data"]["services"], json!([]));
+    let (_, team) = host
+        .call("GET", "/v1/teams/my-team/projects/proj/services?per_page=100", None)
+        .await;
+    assert_eq!(team["data"]["services"].as_array().unwrap().len(), 5);
+    assert_eq!(host.call("GET", &format!("{P}/services?per_page=0"), None).await.0, 400);
+}
+
+#[tokio::test]
+async fn restart_boots_a_fresh_instance_and_a_dying_main_process_is_restarted() {
+    require_root();
+    let host = TestHost::start();
+    let id = host.sandbox("proj", "restarter", json!({})).await;
+    let (_, before) = host.call("GET", &format!("{P}/services/{id}/containers"), None).await;
+    let before = before["data"]["containers"][0]["name"].as_str().unwrap().to_string();
+    assert_eq!(
+        host.call("POST", &format!("{P}/services/{id}/restart"), None).await.0,
+        200
+    );
+    assert_eq!(host.wait_settled("proj", &id).await, "COMPLETED");
+    let (_, after) = host.call("GET", &format!("{P}/services/{id}/containers"), None).await;
+    assert_eq!(after["data"]["containers"][0]["status"], "TASK_RUNNING");
+    assert_ne!(after["data"]["containers"][0]["name"].as_str().unwrap(), before);
+
+    // A main process that exits ends its instance; the host boots a new one after a backoff.
+    let crash = host
+        .sandbox(
+            "proj",
+            "crasher",
+            json!({ "deployment": { "docker": { "customCommand": "sleep 0.3; exit 1" } } }),
+        )
+        .await;
+    let first = host
+        .call("GET", &format!("{P}/services/{crash}/containers"), None)
+        .await
+        .1["data"]["containers"][0]["name"]
+        .clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, c) = host
+            .call("GET", &format!("{P}/services/{crash}/containers"), None)
+            .await;
+        let now = &c["data"]["containers"][0];
+        if now["name"] != first && now["status"] == "TASK_RUNNING" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never restarted: {c}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn plans_and_regions_are_listed() {
+    require_root();
+    let host = TestHost::start();
+    let (_, plans) = host.call("GET", "/v1/plans", None).await;
+    let ids: Vec<&str> = plans["data"]["plans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"nf-compute-20") && ids.contains(&"nf-compute-800-40"));
+    let (_, regions) = host.call("GET", "/v1/regions", None).await;
+    assert_eq!(regions["data"]["regions"][0]["gpuDevices"], json!([]));
+    let resp = host.http.get(&host.base).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+}

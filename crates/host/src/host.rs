@@ -1169,6 +1169,8 @@ impl Host {
             let _guard = entry.reconcile.lock().await;
             self.stop_instance(&entry).await;
         }
+        let backend = self.backend.clone();
+        let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
     }
 }
 

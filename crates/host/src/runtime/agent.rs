@@ -41,6 +41,8 @@ const KEPT_CAPS: &[u32] = &[
 pub fn main() -> ! {
     // Stdio came from the host; nothing of the host's may reach sandbox processes.
     redirect_stdio_to_null();
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"flankbox-agent".as_ptr()) };
     // SAFETY: AGENT_FD was placed by the launcher and is owned by nobody else in this process.
     let control = unsafe { OwnedFd::from_raw_fd(AGENT_FD) };
     let code = match Agent::new(control).and_then(|mut a| a.run()) {

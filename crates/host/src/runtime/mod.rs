@@ -111,6 +111,8 @@ pub trait Backend: Send + Sync + 'static {
     fn detach_volume(&self, key: &str) -> Result<(), RuntimeError>;
     /// Deletes a volume's storage. Blocking.
     fn delete_volume(&self, key: &str) -> Result<(), RuntimeError>;
+    /// Frees host-wide resources once every sandbox has stopped.
+    fn shutdown(&self) {}
     /// GPU types this host can give sandboxes.
     fn gpu_types(&self) -> Vec<String> {
         Vec::new()

@@ -55,7 +55,12 @@ impl TestHost {
             .env("RUST_LOG", "flankbox_host=debug")
             .env("HOST_ONLY_CANARY", "canary-7f3a")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            // The host's log, only when asked for (FLANKBOX_TEST_LOG=1).
+            .stderr(if std::env::var_os("FLANKBOX_TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
             .spawn()
             .expect("start flankbox-host");
         let stdout = child.stdout.take().unwrap();

@@ -94,6 +94,23 @@ impl CgroupLayout {
         Ok(group)
     }
 
+    fn parents(&self, parent: &str) -> Vec<PathBuf> {
+        match self {
+            Self::V1 { root } => ["memory", "pids", "cpu"]
+                .iter()
+                .map(|c| root.join(c).join(parent))
+                .collect(),
+            Self::V2 { root } => vec![root.join(parent)],
+        }
+    }
+
+    /// Removes the (empty) parent group.
+    pub fn remove_parent(&self, parent: &str) {
+        for p in self.parents(parent) {
+            let _ = fs::remove_dir(p);
+        }
+    }
+
     /// Removes every group under `parent` left by an earlier run, killing what still runs in it.
     pub fn sweep(&self, parent: &str) {
         let parents: Vec<PathBuf> = match self {

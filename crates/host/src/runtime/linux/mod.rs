@@ -264,6 +264,10 @@ impl Backend for LinuxBackend {
         }
     }
 
+    fn shutdown(&self) {
+        self.cgroups.remove_parent(&self.cgroup_parent);
+    }
+
     fn create_volume(&self, key: &str, size_mb: u64, owner_uid: u32) -> Result<(), RuntimeError> {
         let (image, _) = self.volume_paths(key);
         if image.exists() {

@@ -17,6 +17,8 @@ pub struct Config {
     pub pids_max: u32,
     /// Images mapped to root filesystem directories (`NAME=DIR`).
     pub images: BTreeMap<String, PathBuf>,
+    /// Sandboxes kept prepared ahead of time (0 turns the pool off).
+    pub warm_pool: usize,
     /// Run without isolation (tests without root only).
     pub unisolated: bool,
     /// The program sandboxes start as their agent: this binary.
@@ -32,6 +34,7 @@ impl Config {
             token: "test-token".into(),
             pids_max: 512,
             images: BTreeMap::new(),
+            warm_pool: 2,
             unisolated,
             agent_program,
         }

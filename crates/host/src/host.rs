@@ -30,12 +30,14 @@ use crate::model::{now_iso, now_unix, ServiceRecord, VolumeRecord};
 use crate::runtime::images::ImageCatalog;
 use crate::runtime::linux::{UID_BASE, UID_RANGE};
 use crate::runtime::sandbox::{Output, ProcessSpec};
-use crate::runtime::{Backend, LaunchSpec, Sandbox};
+use crate::runtime::{Backend, LaunchSpec, PrepareSpec, Prepared, Sandbox};
 use crate::store::{Store, Table};
 
 /// Most instances a service may have. A sandbox is one instance; more would need a volume
 /// shared between sandboxes with different uid ranges.
 pub const MAX_INSTANCES: u32 = 1;
+/// Pause before the warm pool refills after a create.
+const REFILL_DELAY: Duration = Duration::from_millis(100);
 /// Lines of main-process output kept per service.
 const LOG_LINES: usize = 5000;
 
@@ -82,6 +84,8 @@ pub struct ServiceEntry {
     crashes: AtomicU32,
     not_before: Mutex<Option<Instant>>,
     logs: Mutex<VecDeque<LogLine>>,
+    /// A sandbox prepared ahead of time, taken from the warm pool at creation.
+    warm: Mutex<Option<Prepared>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -102,6 +106,7 @@ impl ServiceEntry {
             crashes: AtomicU32::new(0),
             not_before: Mutex::new(None),
             logs: Mutex::new(VecDeque::new()),
+            warm: Mutex::new(None),
         })
     }
 
@@ -196,6 +201,14 @@ pub struct Host {
     store: Store,
     services: Mutex<Vec<Arc<ServiceEntry>>>,
     volumes: Mutex<Vec<VolumeRecord>>,
+    /// Prepared sandboxes waiting for a service (see [`Host::refill`]).
+    warm: Mutex<Vec<Prepared>>,
+    /// Ephemeral size the pool prepares: that of the latest create.
+    warm_mb: AtomicU64,
+    refilling: AtomicBool,
+    closing: AtomicBool,
+    /// Projects already recorded.
+    projects: Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Host {
@@ -247,6 +260,11 @@ impl Host {
             store,
             services: Mutex::new(services.into_iter().map(ServiceEntry::new).collect()),
             volumes: Mutex::new(volumes),
+            warm: Mutex::new(Vec::new()),
+            warm_mb: AtomicU64::new(crate::model::DEFAULT_EPHEMERAL_MB),
+            refilling: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            projects: Mutex::new(std::collections::HashSet::new()),
         });
         let entries = lock(&host.services).clone();
         for entry in entries {
@@ -262,7 +280,86 @@ impl Host {
                 host.poke(&entry);
             }
         }
+        host.refill();
         Ok(host)
+    }
+
+    /// Records a project on its first use (projects are implicit).
+    fn touch_project(&self, project_id: &str) -> Result<()> {
+        if lock(&self.projects).insert(project_id.to_string()) {
+            self.store.touch_project(project_id, &now_iso())?;
+        }
+        Ok(())
+    }
+
+    /// A fresh uid range.
+    fn new_uid_base(&self) -> Result<u32> {
+        let slot = self.store.next("uid_slot")?;
+        slot.checked_mul(UID_RANGE)
+            .and_then(|offset| UID_BASE.checked_add(offset))
+            .filter(|base| base.checked_add(UID_RANGE).is_some())
+            .ok_or_else(|| Error::Internal("uid ranges exhausted".into()))
+    }
+
+    /// Takes a prepared sandbox with the given ephemeral size from the pool.
+    fn take_warm(&self, ephemeral_mb: u64) -> Option<Prepared> {
+        let mut pool = lock(&self.warm);
+        let i = pool.iter().position(|p| p.spec.ephemeral_mb == ephemeral_mb)?;
+        Some(pool.swap_remove(i))
+    }
+
+    /// Keeps `config.warm_pool` sandboxes prepared ahead of time, with the ephemeral size of the
+    /// latest create: storage made, uid range mapped, cgroup joined, agent waiting. A create
+    /// then only has to apply limits and build the root, which is what makes a cold start fast.
+    /// Entries of another size are dropped as the size changes.
+    pub fn refill(self: &Arc<Self>) {
+        if self.config.warm_pool == 0 || self.refilling.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let host = self.clone();
+        tokio::spawn(async move {
+            // Refilling costs a few milliseconds of CPU (mkfs above all): let the create that
+            // took a sandbox finish booting it first.
+            tokio::time::sleep(REFILL_DELAY).await;
+            loop {
+                let size = host.warm_mb.load(Ordering::Relaxed);
+                let stale: Vec<Prepared> = {
+                    let mut pool = lock(&host.warm);
+                    let (keep, stale) = std::mem::take(&mut *pool)
+                        .into_iter()
+                        .partition(|p| p.spec.ephemeral_mb == size);
+                    *pool = keep;
+                    stale
+                };
+                if !stale.is_empty() {
+                    let _ = tokio::task::spawn_blocking(move || drop(stale)).await;
+                }
+                if host.closing.load(Ordering::SeqCst) || lock(&host.warm).len() >= host.config.warm_pool {
+                    break;
+                }
+                let uid_base = match host.new_uid_base() {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!("warm pool: {e}");
+                        break;
+                    }
+                };
+                let spec = PrepareSpec {
+                    id: format!("warm-{:010x}", rand::random::<u64>() >> 24),
+                    uid_base,
+                    ephemeral_mb: size,
+                };
+                let backend = host.backend.clone();
+                match blocking(move || backend.prepare(&spec).map_err(Error::from)).await {
+                    Ok(p) => lock(&host.warm).push(p),
+                    Err(e) => {
+                        tracing::warn!("warm pool: {e}");
+                        break;
+                    }
+                }
+            }
+            host.refilling.store(false, Ordering::SeqCst);
+        });
     }
 
     /// A description of the isolation in use.
@@ -341,17 +438,24 @@ impl Host {
             .as_ref()
             .and_then(|o| o.volumes_to_attach.clone())
             .unwrap_or_default();
-        self.store.touch_project(&scope.project_id, &now_iso())?;
+        self.touch_project(&scope.project_id)?;
 
         let now = now_iso();
-        let uid_slot = self.store.next("uid_slot")?;
-        let uid_base = UID_BASE
-            .checked_add(
-                uid_slot
-                    .checked_mul(UID_RANGE)
-                    .ok_or_else(|| Error::Internal("uid ranges exhausted".into()))?,
-            )
-            .ok_or_else(|| Error::Internal("uid ranges exhausted".into()))?;
+        let ephemeral_mb = spec
+            .deployment
+            .storage
+            .as_ref()
+            .and_then(|s| s.ephemeral_storage)
+            .map_or(crate::model::DEFAULT_EPHEMERAL_MB, |e| e.storage_size);
+        let warm = if spec.deployment.instances > 0 {
+            self.take_warm(ephemeral_mb)
+        } else {
+            None
+        };
+        let uid_base = match &warm {
+            Some(w) => w.spec.uid_base,
+            None => self.new_uid_base()?,
+        };
         let ports = spec
             .ports
             .as_deref()
@@ -418,10 +522,13 @@ impl Host {
             record.volumes = volume_ids;
             self.persist(&record)?;
             let entry = ServiceEntry::new(record);
+            *lock(&entry.warm) = warm;
             services.push(entry.clone());
             entry
         };
         self.poke(&entry);
+        self.warm_mb.store(ephemeral_mb, Ordering::Relaxed);
+        self.refill();
         let service = entry.record().to_service();
         Ok(service)
     }
@@ -739,7 +846,7 @@ impl Host {
                 "a volume can be attached to one service at a time here",
             ));
         }
-        self.store.touch_project(&scope.project_id, &now_iso())?;
+        self.touch_project(&scope.project_id)?;
         let now = now_iso();
         let record = VolumeRecord {
             project_id: scope.project_id.clone(),
@@ -913,6 +1020,11 @@ impl Host {
                 Ok(())
             })?;
         }
+        // Lazily: the sandbox that still has it lets go when it restarts.
+        let key = format!("{}/{id}", scope.project_id);
+        if let Err(e) = self.backend.detach_volume(&key) {
+            tracing::warn!("unmounting volume {key}: {e}");
+        }
         Ok(())
     }
 
@@ -1042,18 +1154,34 @@ impl Host {
         }
         let image = self.images.resolve(record.image()).map_err(Error::Unavailable)?;
         let spec = LaunchSpec {
-            instance: name.clone(),
             hostname: name.chars().take(63).collect(),
             image,
             limits: record.limits(self.config.pids_max),
-            ephemeral_mb: record.ephemeral_mb(),
             shm_mb: record.shm_mb(),
             volumes,
-            uid_base: record.uid_base,
         };
+        let prepare = PrepareSpec {
+            id: name.clone(),
+            uid_base: record.uid_base,
+            ephemeral_mb: record.ephemeral_mb(),
+        };
+        let warm = lock(&entry.warm)
+            .take()
+            .filter(|w| w.spec.uid_base == prepare.uid_base && w.spec.ephemeral_mb == prepare.ephemeral_mb);
         let backend = self.backend.clone();
-        let (launched, plan) = blocking(move || backend.launch(&spec).map_err(Error::from)).await?;
+        let started = Instant::now();
+        let from_pool = warm.is_some();
+        let (launched, plan) = blocking(move || {
+            let prepared = match warm {
+                Some(w) => w,
+                None => backend.prepare(&prepare)?,
+            };
+            backend.finish(prepared, &spec).map_err(Error::from)
+        })
+        .await?;
+        let launched_at = started.elapsed();
         let sandbox = Arc::new(Sandbox::start(launched, plan).await?);
+        tracing::debug!(instance = %name, from_pool, launch = ?launched_at, ready = ?started.elapsed(), "sandbox booted");
 
         if let Some(argv) = record.main_command() {
             let process = sandbox
@@ -1145,32 +1273,32 @@ impl Host {
                 *instance = None;
             }
         }
-        // Volumes are unmounted from the host while no sandbox uses them.
-        let keys: Vec<String> = {
-            let record = entry.record();
-            let all = lock(&self.volumes);
-            record
-                .volumes
-                .iter()
-                .filter_map(|vid| all.iter().find(|v| v.project_id == record.project_id && &v.id == vid))
-                .map(|v| v.key())
-                .collect()
-        };
-        for key in keys {
-            let backend = self.backend.clone();
-            let _ = blocking(move || backend.detach_volume(&key).map_err(Error::from)).await;
-        }
+        // Volumes stay mounted on the host between boots: the next boot reuses the mount (see
+        // `loopdev::mount_image` for why an image is never mounted twice).
     }
 
     /// Stops every sandbox (on shutdown). Wanted states are kept: the next start boots them.
     pub async fn shutdown(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let pool = std::mem::take(&mut *lock(&self.warm));
+        let _ = tokio::task::spawn_blocking(move || drop(pool)).await;
         let entries = lock(&self.services).clone();
         for entry in entries {
             let _guard = entry.reconcile.lock().await;
             self.stop_instance(&entry).await;
         }
+        // With every sandbox gone, unmount the volumes so their data is on disk.
+        let keys: Vec<String> = lock(&self.volumes).iter().map(VolumeRecord::key).collect();
         let backend = self.backend.clone();
-        let _ = tokio::task::spawn_blocking(move || backend.shutdown()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            for key in keys {
+                if let Err(e) = backend.detach_volume(&key) {
+                    tracing::warn!("unmounting volume {key}: {e}");
+                }
+            }
+            backend.shutdown()
+        })
+        .await;
     }
 }
 

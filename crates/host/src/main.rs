@@ -46,6 +46,9 @@ struct ServeArgs {
     /// Most processes (and threads) per sandbox.
     #[arg(long, default_value_t = 512)]
     pids_max: u32,
+    /// Sandboxes to keep prepared ahead of time, so a create boots in milliseconds (0: none).
+    #[arg(long, default_value_t = 2)]
+    warm_pool: usize,
     /// Run commands WITHOUT isolation, directly on this machine. For tests without root only.
     #[arg(long)]
     unisolated: bool,
@@ -114,6 +117,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         data_dir,
         token: token.clone(),
         pids_max: args.pids_max,
+        warm_pool: args.warm_pool,
         images: args.images.into_iter().collect::<BTreeMap<_, _>>(),
         unisolated: args.unisolated,
         agent_program,
@@ -130,6 +134,10 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         println!("API token (generated; set FLANKBOX_TOKEN to choose one): {token}");
     }
     let app = flankbox_host::app(host.clone());
+    // Exec frames are small and interactive: no Nagle delay.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -420,7 +420,7 @@ async fn a_wrong_or_missing_token_is_401_everywhere() {
         format!("{P}/services"),
         format!("{P}/volumes"),
         "/v1/plans".to_string(),
-        format!("/v1/teams/t/projects/p/services/x"),
+        "/v1/teams/t/projects/p/services/x".to_string(),
     ] {
         let (code, body) = host.call_with_token("GET", &path, None, "wrong").await;
         assert_eq!(code, 401, "{path}");

@@ -53,25 +53,111 @@ pub enum RuntimeError {
     Unsupported(String),
 }
 
-/// Everything needed to launch one sandbox.
+/// What a sandbox needs before anyone knows what it will run: scratch space, a uid range, its
+/// writable storage, and its agent waiting in fresh namespaces. Prepared sandboxes are made
+/// ahead of time by the host's warm pool.
+#[derive(Debug, Clone)]
+pub struct PrepareSpec {
+    /// Unique id; names its cgroup and scratch directory.
+    pub id: String,
+    /// First host uid of the sandbox's range (its root).
+    pub uid_base: u32,
+    /// Size of the writable ephemeral area, MB.
+    pub ephemeral_mb: u64,
+}
+
+/// The rest of a sandbox, known once a service boots.
 #[derive(Debug, Clone)]
 pub struct LaunchSpec {
-    /// Unique instance name; also names its cgroup and scratch directory.
-    pub instance: String,
     /// Host name inside.
     pub hostname: String,
     /// Root filesystem.
     pub image: ImageRoot,
     /// CPU, memory and process limits.
     pub limits: Limits,
-    /// Size of the writable ephemeral area, MB.
-    pub ephemeral_mb: u64,
     /// Size of `/dev/shm`, MB.
     pub shm_mb: u64,
     /// Volumes, already attached on the host: host directory and sandbox path.
     pub volumes: Vec<(PathBuf, String)>,
-    /// First host uid of the sandbox's range (its root).
-    pub uid_base: u32,
+}
+
+/// A prepared sandbox: its agent runs in its namespaces and waits for a plan. Dropping it
+/// kills the agent and frees everything.
+pub struct Prepared {
+    /// What it was prepared with.
+    pub spec: PrepareSpec,
+    /// Host pid of the agent.
+    pub pid: i32,
+    /// Where its root will be assembled (host path).
+    pub root: PathBuf,
+    /// Its mounted ephemeral filesystem (host path).
+    pub ephemeral: PathBuf,
+    control: Option<OwnedFd>,
+    resources: Option<Box<dyn Resources>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("spec", &self.spec)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Prepared {
+    /// A prepared sandbox from its parts.
+    pub fn new(
+        spec: PrepareSpec,
+        pid: i32,
+        control: OwnedFd,
+        resources: Box<dyn Resources>,
+        root: PathBuf,
+        ephemeral: PathBuf,
+    ) -> Self {
+        Self {
+            spec,
+            pid,
+            root,
+            ephemeral,
+            control: Some(control),
+            resources: Some(resources),
+        }
+    }
+
+    /// Its resources, to set limits on.
+    pub fn resources(&self) -> Option<&dyn Resources> {
+        self.resources.as_deref()
+    }
+
+    /// Hands the agent over to a [`Sandbox`].
+    pub fn into_launched(mut self) -> Launched {
+        let (control, resources) = (self.control.take(), self.resources.take());
+        match (control, resources) {
+            (Some(control), Some(resources)) => Launched {
+                pid: self.pid,
+                control,
+                resources,
+            },
+            // Both are only taken here, and `self` is consumed.
+            _ => unreachable!("a prepared sandbox is launched once"),
+        }
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if self.control.is_some() {
+            // SAFETY: kill and reap our own child, the agent, which no one else waits for.
+            unsafe {
+                libc::kill(self.pid, libc::SIGKILL);
+                libc::waitpid(self.pid, std::ptr::null_mut(), 0);
+            }
+        }
+        if let Some(r) = self.resources.take() {
+            r.release();
+        }
+    }
 }
 
 /// A launched agent, waiting for its setup plan.
@@ -86,6 +172,10 @@ pub struct Launched {
 
 /// Host resources held by one sandbox (cgroup, ephemeral filesystem, scratch directory).
 pub trait Resources: Send + Sync {
+    /// Applies CPU, memory and process limits.
+    fn set_limits(&self, _limits: Limits) -> std::io::Result<()> {
+        Ok(())
+    }
     /// Processes the memory limit has killed, when known.
     fn oom_kills(&self) -> Option<u64> {
         None
@@ -100,8 +190,15 @@ pub trait Backend: Send + Sync + 'static {
     fn describe(&self) -> String;
     /// Whether sandboxes are really isolated.
     fn isolated(&self) -> bool;
-    /// Launches an agent for `spec` and returns it with the plan it must carry out. Blocking.
-    fn launch(&self, spec: &LaunchSpec) -> Result<(Launched, ipc::SetupPlan), RuntimeError>;
+    /// Prepares a sandbox: storage, uid range, cgroup, and its agent in fresh namespaces.
+    /// Blocking.
+    fn prepare(&self, spec: &PrepareSpec) -> Result<Prepared, RuntimeError>;
+    /// Applies `spec` to a prepared sandbox: limits now, and the plan its agent must carry out.
+    fn finish(&self, prepared: Prepared, spec: &LaunchSpec) -> Result<(Launched, ipc::SetupPlan), RuntimeError>;
+    /// Both steps at once. Blocking.
+    fn launch(&self, prepare: &PrepareSpec, spec: &LaunchSpec) -> Result<(Launched, ipc::SetupPlan), RuntimeError> {
+        self.finish(self.prepare(prepare)?, spec)
+    }
     /// Creates the storage of a volume, `size_mb` large, owned by `owner_uid`. Blocking.
     fn create_volume(&self, key: &str, size_mb: u64, owner_uid: u32) -> Result<(), RuntimeError>;
     /// Makes a volume available on the host, owned by `owner_uid`, and returns its directory.

@@ -12,7 +12,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 
 use super::ipc::{self, SetupPlan, AGENT_FD};
-use super::{Backend, LaunchSpec, Launched, Resources, RuntimeError};
+use super::{Backend, LaunchSpec, Launched, PrepareSpec, Prepared, Resources, RuntimeError};
 
 /// The unisolated backend.
 #[derive(Debug)]
@@ -52,8 +52,8 @@ impl Backend for UnisolatedBackend {
         false
     }
 
-    fn launch(&self, spec: &LaunchSpec) -> Result<(Launched, SetupPlan), RuntimeError> {
-        let scratch = self.data_dir.join("run").join(&spec.instance);
+    fn prepare(&self, spec: &PrepareSpec) -> Result<Prepared, RuntimeError> {
+        let scratch = self.data_dir.join("run").join(&spec.id);
         fs::create_dir_all(&scratch)?;
         let (host_end, agent_end) = ipc::socket_pair()?;
         let agent_fd = agent_end.as_raw_fd();
@@ -74,21 +74,25 @@ impl Backend for UnisolatedBackend {
         let pid = child.id() as i32;
         // The sandbox handle reaps the agent through a pidfd; the std handle is not needed.
         drop(child);
+        Ok(Prepared::new(
+            spec.clone(),
+            pid,
+            host_end,
+            Box::new(ScratchDir(scratch.clone())),
+            scratch.clone(),
+            scratch,
+        ))
+    }
+
+    fn finish(&self, prepared: Prepared, spec: &LaunchSpec) -> Result<(Launched, SetupPlan), RuntimeError> {
         let plan = SetupPlan {
             isolate: false,
             root: String::new(),
             mounts: Vec::new(),
             hostname: spec.hostname.clone(),
-            fallback_cwd: scratch.to_string_lossy().into_owned(),
+            fallback_cwd: prepared.ephemeral.to_string_lossy().into_owned(),
         };
-        Ok((
-            Launched {
-                pid,
-                control: host_end,
-                resources: Box::new(ScratchDir(scratch)),
-            },
-            plan,
-        ))
+        Ok((prepared.into_launched(), plan))
     }
 
     fn create_volume(&self, key: &str, _size_mb: u64, _owner_uid: u32) -> Result<(), RuntimeError> {

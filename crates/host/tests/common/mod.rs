@@ -15,9 +15,9 @@ pub const TOKEN: &str = "test-token";
 /// Fails loudly when not root: these suites test real isolation, which needs root.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
     assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
+        uid, 0,
         "this suite tests real isolation and must run as root (the README's test command does)"
     );
 }
@@ -164,7 +164,7 @@ impl TestHost {
                 return status;
             }
             assert!(Instant::now() < deadline, "service {service} stuck in {status}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
     }
 
@@ -212,7 +212,9 @@ impl TestHost {
             "{}/v1/command-exec/projects/{project}/services/{service}",
             self.ws_base()
         );
-        let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+        let (mut ws, _) = tokio_tungstenite::connect_async_with_config(url, None, true)
+            .await
+            .expect("ws connect");
         let init = json!({ "type": "init", "data": { "auth": { "type": "apiToken", "apiToken": token }, "context": context } });
         // Binary, as the official SDK sends it.
         ws.send(Message::Binary(init.to_string().into_bytes().into()))

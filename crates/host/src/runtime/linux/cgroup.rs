@@ -70,8 +70,8 @@ impl CgroupLayout {
         }
     }
 
-    /// Creates the group `parent/name` with `limits` and returns it.
-    pub fn create(&self, parent: &str, name: &str, limits: Limits) -> io::Result<Cgroup> {
+    /// Creates the group `parent/name` (without limits: see [`Cgroup::set_limits`]).
+    pub fn create(&self, parent: &str, name: &str) -> io::Result<Cgroup> {
         if let Self::V2 { root } = self {
             // Controllers must be delegated to the parent's children.
             let parent_dir = root.join(parent);
@@ -86,12 +86,10 @@ impl CgroupLayout {
                 Err(e) => return Err(io::Error::new(e.kind(), format!("create {}: {e}", dir.display()))),
             }
         }
-        let group = Cgroup {
+        Ok(Cgroup {
             layout: self.clone(),
             dirs,
-        };
-        group.set_limits(limits)?;
-        Ok(group)
+        })
     }
 
     fn parents(&self, parent: &str) -> Vec<PathBuf> {
@@ -262,7 +260,7 @@ mod tests {
         }
         let layout = CgroupLayout::detect(root.path()).unwrap();
         assert!(matches!(layout, CgroupLayout::V1 { .. }));
-        layout.create("flankbox", "sbx-1", LIMITS).unwrap();
+        layout.create("flankbox", "sbx-1").unwrap().set_limits(LIMITS).unwrap();
         let read = |p: &str| fs::read_to_string(root.path().join(p)).unwrap();
         assert_eq!(read("memory/flankbox/sbx-1/memory.limit_in_bytes"), "536870912");
         assert_eq!(read("pids/flankbox/sbx-1/pids.max"), "256");
@@ -276,7 +274,7 @@ mod tests {
         fs::write(root.path().join("cgroup.controllers"), "cpuset cpu io memory pids").unwrap();
         let layout = CgroupLayout::detect(root.path()).unwrap();
         assert!(matches!(layout, CgroupLayout::V2 { .. }));
-        layout.create("flankbox", "sbx-1", LIMITS).unwrap();
+        layout.create("flankbox", "sbx-1").unwrap().set_limits(LIMITS).unwrap();
         let read = |p: &str| fs::read_to_string(root.path().join(p)).unwrap();
         assert_eq!(read("flankbox/sbx-1/memory.max"), "536870912");
         assert_eq!(read("flankbox/sbx-1/cpu.max"), "20000 100000");

@@ -85,8 +85,57 @@ pub fn create_image(path: &Path, size_mb: u64, owner: u32, journal: Journal) -> 
     Ok(())
 }
 
-/// Mounts `image` at `target` through a free loop device that detaches itself on unmount.
+/// Mounts `image` at `target` through a loop device that detaches itself on unmount.
+///
+/// An image must never be mounted through two loop devices at once: that would be two ext4
+/// instances writing one disk. If a loop device already serves it (say, a sandbox that is still
+/// going away holds a lazily unmounted volume), that device is mounted again, which shares its
+/// filesystem instance.
 pub fn mount_image(image: &Path, target: &Path) -> io::Result<()> {
+    let mut last = io::Error::other("no loop device");
+    for _ in 0..16 {
+        if let Some(device) = device_for(image) {
+            match mount_ext4(&device, target) {
+                Ok(()) => return Ok(()),
+                // The device went away between the lookup and the mount: look again.
+                Err(e) => {
+                    last = e;
+                    continue;
+                }
+            }
+        }
+        match attach_new(image, target) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+/// The loop device whose backing file is `image`, if any.
+pub fn device_for(image: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let want = fs::metadata(image).ok()?;
+    for entry in fs::read_dir("/sys/block").ok()?.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !name.starts_with("loop") {
+            continue;
+        }
+        let Ok(backing) = fs::read_to_string(entry.path().join("loop/backing_file")) else {
+            continue;
+        };
+        let Ok(meta) = fs::metadata(backing.trim_end()) else {
+            continue;
+        };
+        if meta.dev() == want.dev() && meta.ino() == want.ino() {
+            return Some(PathBuf::from(format!("/dev/{name}")));
+        }
+    }
+    None
+}
+
+fn attach_new(image: &Path, target: &Path) -> io::Result<()> {
     let control = OpenOptions::new().read(true).write(true).open("/dev/loop-control")?;
     let backing = OpenOptions::new().read(true).write(true).open(image)?;
     let mut last = io::Error::other("no free loop device");

@@ -21,7 +21,7 @@ use cgroup::{Cgroup, CgroupLayout};
 
 use super::ipc::{self, SetupPlan, AGENT_FD};
 use super::mounts::{self, ImageRoot, RootSpec, WRITABLE_DIRS};
-use super::{Backend, LaunchSpec, Launched, Resources, RuntimeError};
+use super::{Backend, LaunchSpec, Launched, PrepareSpec, Prepared, Resources, RuntimeError};
 
 /// Size of each sandbox's uid/gid range.
 pub const UID_RANGE: u32 = 65536;
@@ -108,7 +108,7 @@ impl LinuxBackend {
         )
     }
 
-    fn prepare_ephemeral(&self, run_dir: &Path, spec: &LaunchSpec) -> io::Result<PathBuf> {
+    fn prepare_ephemeral(&self, run_dir: &Path, spec: &PrepareSpec) -> io::Result<PathBuf> {
         let image = run_dir.join("ephemeral.img");
         let mount = run_dir.join("ephemeral");
         fs::create_dir_all(&mount)?;
@@ -130,18 +130,6 @@ impl LinuxBackend {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_start_at_the_base() {
-        assert_eq!(range_base(UID_BASE), UID_BASE);
-        assert_eq!(range_base(UID_BASE + UID_RANGE + 1000), UID_BASE + UID_RANGE);
-        assert_eq!(range_base(UID_BASE + 3 * UID_RANGE), UID_BASE + 3 * UID_RANGE);
-    }
-}
-
 /// A short stable hash (FNV-1a) for names.
 fn fnv1a(bytes: &[u8]) -> u32 {
     bytes
@@ -160,6 +148,13 @@ struct LinuxResources {
 }
 
 impl Resources for LinuxResources {
+    fn set_limits(&self, limits: super::Limits) -> io::Result<()> {
+        match &self.cgroup {
+            Some(c) => c.set_limits(limits),
+            None => Ok(()),
+        }
+    }
+
     fn oom_kills(&self) -> Option<u64> {
         self.cgroup.as_ref()?.oom_kills()
     }
@@ -190,18 +185,16 @@ impl Backend for LinuxBackend {
         true
     }
 
-    fn launch(&self, spec: &LaunchSpec) -> Result<(Launched, SetupPlan), RuntimeError> {
+    fn prepare(&self, spec: &PrepareSpec) -> Result<Prepared, RuntimeError> {
         for dir in [
-            self.data_dir.clone(),
             self.data_dir.join("run"),
             self.data_dir.join("images"),
             self.data_dir.join("images/host"),
-            self.data_dir.join("mnt"),
-            self.data_dir.join("mnt/volumes"),
         ] {
             mkdir_traversable(&dir)?;
         }
-        let run_dir = self.data_dir.join("run").join(&spec.instance);
+        mkdir_traversable(&self.data_dir)?;
+        let run_dir = self.data_dir.join("run").join(&spec.id);
         mkdir_traversable(&run_dir)?;
         let root = run_dir.join("root");
         fs::create_dir_all(&root)?;
@@ -211,33 +204,7 @@ impl Backend for LinuxBackend {
         });
         let result = (|| {
             let ephemeral = self.prepare_ephemeral(&run_dir, spec)?;
-            resources.cgroup = Some(self.cgroups.create(&self.cgroup_parent, &spec.instance, spec.limits)?);
-            let volumes: Vec<(PathBuf, String)> = spec
-                .volumes
-                .iter()
-                .map(|(host, at)| (self.relative(host), at.clone()))
-                .collect();
-            let image = match &spec.image {
-                ImageRoot::HostView { usr, etc, hidden } => ImageRoot::HostView {
-                    usr: usr.clone(),
-                    etc: self.relative(etc),
-                    hidden: hidden.clone(),
-                },
-                other => other.clone(),
-            };
-            let ops = mounts::plan(&RootSpec {
-                image: &image,
-                ephemeral: &self.relative(&ephemeral),
-                volumes: &volumes,
-                shm_bytes: spec.shm_mb << 20,
-            });
-            let plan = SetupPlan {
-                isolate: true,
-                root: self.relative(&root).to_string_lossy().into_owned(),
-                mounts: ops,
-                hostname: spec.hostname.clone(),
-                fallback_cwd: "/".into(),
-            };
+            resources.cgroup = Some(self.cgroups.create(&self.cgroup_parent, &spec.id)?);
             let (host_end, agent_end) = ipc::socket_pair()?;
             let pid = clone_agent(
                 &self.agent,
@@ -246,22 +213,48 @@ impl Backend for LinuxBackend {
                 spec.uid_base,
                 resources.cgroup.as_ref(),
             )?;
-            Ok::<_, io::Error>((pid, host_end, plan))
+            Ok::<_, io::Error>((pid, host_end, ephemeral))
         })();
         match result {
-            Ok((pid, control, plan)) => Ok((
-                Launched {
-                    pid,
-                    control,
-                    resources,
-                },
-                plan,
-            )),
+            Ok((pid, control, ephemeral)) => Ok(Prepared::new(spec.clone(), pid, control, resources, root, ephemeral)),
             Err(e) => {
                 resources.release();
                 Err(e.into())
             }
         }
+    }
+
+    fn finish(&self, prepared: Prepared, spec: &LaunchSpec) -> Result<(Launched, SetupPlan), RuntimeError> {
+        if let Some(r) = prepared.resources() {
+            r.set_limits(spec.limits)?;
+        }
+        let volumes: Vec<(PathBuf, String)> = spec
+            .volumes
+            .iter()
+            .map(|(host, at)| (self.relative(host), at.clone()))
+            .collect();
+        let image = match &spec.image {
+            ImageRoot::HostView { usr, etc, hidden } => ImageRoot::HostView {
+                usr: usr.clone(),
+                etc: self.relative(etc),
+                hidden: hidden.clone(),
+            },
+            other => other.clone(),
+        };
+        let ops = mounts::plan(&RootSpec {
+            image: &image,
+            ephemeral: &self.relative(&prepared.ephemeral),
+            volumes: &volumes,
+            shm_bytes: spec.shm_mb << 20,
+        });
+        let plan = SetupPlan {
+            isolate: true,
+            root: self.relative(&prepared.root).to_string_lossy().into_owned(),
+            mounts: ops,
+            hostname: spec.hostname.clone(),
+            fallback_cwd: "/".into(),
+        };
+        Ok((prepared.into_launched(), plan))
     }
 
     fn shutdown(&self) {
@@ -446,5 +439,17 @@ unsafe fn agent_child(
             libc::AT_EMPTY_PATH,
         );
         libc::_exit(124)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_start_at_the_base() {
+        assert_eq!(range_base(UID_BASE), UID_BASE);
+        assert_eq!(range_base(UID_BASE + UID_RANGE + 1000), UID_BASE + UID_RANGE);
+        assert_eq!(range_base(UID_BASE + 3 * UID_RANGE), UID_BASE + 3 * UID_RANGE);
     }
 }

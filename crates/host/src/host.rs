@@ -447,7 +447,9 @@ impl Host {
             .as_ref()
             .and_then(|s| s.ephemeral_storage)
             .map_or(crate::model::DEFAULT_EPHEMERAL_MB, |e| e.storage_size);
-        let warm = if spec.deployment.instances > 0 {
+        // A prepared agent's mount namespace is a copy of the host's from before any volume
+        // mounted since, so a sandbox with volumes boots cold: its agent starts after them.
+        let warm = if spec.deployment.instances > 0 && volume_ids.is_empty() {
             self.take_warm(ephemeral_mb)
         } else {
             None

@@ -533,3 +533,48 @@ async fn plans_and_regions_are_listed() {
     let resp = host.http.get(&host.base).send().await.unwrap();
     assert_eq!(resp.status(), 200);
 }
+
+#[tokio::test]
+async fn the_unisolated_test_backend_serves_the_same_api() {
+    // The fake side of the Backend seam: same API and exec protocol, no isolation at all.
+    let host = TestHost::start_with(&["--unisolated"]);
+    let id = host.sandbox("proj", "plain", json!({})).await;
+    let r = host.sh("proj", &id, "echo \"$HOSTNAME\" && pwd").await;
+    assert!(r.stdout.starts_with("plain-"), "{r:?}");
+    assert_eq!(r.exit_code, Some(0));
+    let resp = host.http.get(&host.base).send().await.unwrap();
+    assert!(resp.text().await.unwrap().contains("UNISOLATED"));
+}
+
+#[tokio::test]
+async fn a_volume_works_when_the_warm_pool_is_full() {
+    require_root();
+    let host = TestHost::start();
+    // Let the pool fill: its agents exist before the volume is mounted.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    host.call("POST", &format!("{P}/volumes"), Some(json!({ "name": "late", "mounts": [{ "containerMountPath": "/workspace" }], "spec": { "accessMode": "ReadWriteOnce", "storageSize": 1024 } }))).await;
+    let id = host
+        .sandbox(
+            "proj",
+            "late-user",
+            json!({ "createOptions": { "volumesToAttach": ["late"] } }),
+        )
+        .await;
+    let r = host
+        .sh(
+            "proj",
+            &id,
+            "echo ok > /workspace/f && stat -c %u /workspace && df -m /workspace | tail -1",
+        )
+        .await;
+    assert_eq!(r.exit_code, Some(0), "{r:?}");
+    assert!(r.stdout.starts_with("0\n"), "the volume, owned by sandbox root: {r:?}");
+    // And a sandbox without volumes still comes from the pool and works.
+    let quick = host.sandbox("proj", "quick", json!({})).await;
+    assert_eq!(
+        host.sh("proj", &quick, "echo fast > /workspace/f && cat /workspace/f")
+            .await
+            .stdout,
+        "fast\n"
+    );
+}

@@ -84,8 +84,6 @@ pub struct ServiceEntry {
     crashes: AtomicU32,
     not_before: Mutex<Option<Instant>>,
     logs: Mutex<VecDeque<LogLine>>,
-    /// A sandbox prepared ahead of time, taken from the warm pool at creation.
-    warm: Mutex<Option<Prepared>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,7 +104,6 @@ impl ServiceEntry {
             crashes: AtomicU32::new(0),
             not_before: Mutex::new(None),
             logs: Mutex::new(VecDeque::new()),
-            warm: Mutex::new(None),
         })
     }
 
@@ -447,17 +444,6 @@ impl Host {
             .as_ref()
             .and_then(|s| s.ephemeral_storage)
             .map_or(crate::model::DEFAULT_EPHEMERAL_MB, |e| e.storage_size);
-        // A prepared agent's mount namespace is a copy of the host's from before any volume
-        // mounted since, so a sandbox with volumes boots cold: its agent starts after them.
-        let warm = if spec.deployment.instances > 0 && volume_ids.is_empty() {
-            self.take_warm(ephemeral_mb)
-        } else {
-            None
-        };
-        let uid_base = match &warm {
-            Some(w) => w.spec.uid_base,
-            None => self.new_uid_base()?,
-        };
         let ports = spec
             .ports
             .as_deref()
@@ -474,7 +460,7 @@ impl Host {
             resume_instances: instances.max(1),
             ports,
             volumes: Vec::new(),
-            uid_base,
+            uid_base: 0,
             rollout: lifecycle::accepted(RolloutReason::Deploying, &now),
             created_at: now.clone(),
             updated_at: now,
@@ -524,7 +510,6 @@ impl Host {
             record.volumes = volume_ids;
             self.persist(&record)?;
             let entry = ServiceEntry::new(record);
-            *lock(&entry.warm) = warm;
             services.push(entry.clone());
             entry
         };
@@ -1120,6 +1105,7 @@ impl Host {
     }
 
     async fn boot(self: &Arc<Self>, entry: &Arc<ServiceEntry>) -> Result<()> {
+        let warm = self.assign_uid_range(entry)?;
         let record = entry.record();
         let name = instance_name(&record.id);
         let now = now_unix();
@@ -1167,9 +1153,6 @@ impl Host {
             uid_base: record.uid_base,
             ephemeral_mb: record.ephemeral_mb(),
         };
-        let warm = lock(&entry.warm)
-            .take()
-            .filter(|w| w.spec.uid_base == prepare.uid_base && w.spec.ephemeral_mb == prepare.ephemeral_mb);
         let backend = self.backend.clone();
         let started = Instant::now();
         let from_pool = warm.is_some();
@@ -1230,6 +1213,37 @@ impl Host {
             i.updated_at = now_unix();
         }
         Ok(())
+    }
+
+    /// Gives a service its uid range on its first boot. A service without volumes takes a
+    /// prepared sandbox from the warm pool and adopts that sandbox's range. (A prepared agent's
+    /// mount namespace is a copy of the host's from before any volume mounted since, so a
+    /// service with volumes boots cold: its agent starts after them.)
+    fn assign_uid_range(self: &Arc<Self>, entry: &ServiceEntry) -> Result<Option<Prepared>> {
+        let (uid_base, has_volumes, ephemeral_mb) = {
+            let r = lock(&entry.record);
+            (r.uid_base, !r.volumes.is_empty(), r.ephemeral_mb())
+        };
+        if uid_base != 0 {
+            return Ok(None);
+        }
+        let warm = if has_volumes {
+            None
+        } else {
+            self.take_warm(ephemeral_mb)
+        };
+        let base = match &warm {
+            Some(w) => w.spec.uid_base,
+            None => self.new_uid_base()?,
+        };
+        let mut r = lock(&entry.record);
+        r.uid_base = base;
+        self.persist(&r)?;
+        drop(r);
+        if warm.is_some() {
+            self.refill();
+        }
+        Ok(warm)
     }
 
     /// An instance ended on its own (main process exit, crash): stop what is left and let the

@@ -56,7 +56,8 @@ pub struct ServiceRecord {
     pub ports: Vec<Port>,
     /// Attached volume ids.
     pub volumes: Vec<String>,
-    /// First host uid of the service's range; stable, so volume files keep their owner.
+    /// First host uid of the service's range, assigned at its first boot (0 until then);
+    /// stable afterwards, so volume files keep their owner.
     pub uid_base: u32,
     /// Rollout status.
     pub rollout: DeploymentStatus,

@@ -1,2 +1,28 @@
-//! flankbox: a Rust/WebAssembly client for Northflank sandboxes (grows in its own issue).
+//! flankbox: Northflank sandboxes from browsers, Cloudflare Workers and Node.
+//!
+//! A pure-Rust core, covered by plain `cargo test`, under thin `#[wasm_bindgen]` bindings:
+//! - [`config`]: base URL, token, project and team, and the paths and URLs they make;
+//! - [`rest`]: REST calls as data, and answers parsed into results;
+//! - [`retry`]: when a call is tried again, and poll intervals;
+//! - [`sandbox`]: what `Sandbox.create` sends, and what a status means;
+//! - [`exec`]: exec frames, output limits and how a session ends;
+//! - [`tar`]: archives for directory upload and download;
+//! - [`error`]: the one error type, which becomes a JS `Error` with a `code`.
+//!
+//! The wire types come from [`flankbox_protocol`], shared with the local host.
+
+pub mod config;
+pub mod error;
+pub mod exec;
+pub mod rest;
+pub mod retry;
+pub mod sandbox;
+pub mod tar;
+
+pub use error::{Error, Result};
 pub use flankbox_protocol as protocol;
+
+#[cfg(target_arch = "wasm32")]
+mod wasm;
+#[cfg(target_arch = "wasm32")]
+pub use wasm::{Northflank, Sandbox, SandboxProcess};

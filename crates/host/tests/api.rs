@@ -578,3 +578,44 @@ async fn a_volume_works_when_the_warm_pool_is_full() {
         "fast\n"
     );
 }
+
+#[tokio::test]
+async fn browsers_get_cors_answers_without_a_token_on_preflight() {
+    require_root();
+    let host = TestHost::start();
+    let resp = host
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}{P}/services/deployment", host.base),
+        )
+        .header("Origin", "http://example.test")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "authorization,content-type")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    let allowed = resp.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
+    let resp = host
+        .http
+        .get(format!("{}{P}/services", host.base))
+        .header("Origin", "http://example.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "the token is still required");
+    assert_eq!(
+        resp.headers()["access-control-allow-origin"],
+        "*",
+        "errors are readable by the page"
+    );
+}

@@ -11,13 +11,15 @@
 //! - [`exec`]: the command-exec WebSocket frames;
 //! - [`plans`]: deployment plan ids and sizes;
 //! - [`names`]: name rules and the id derived from a name;
-//! - [`validate`]: request checks with errors that name the field.
+//! - [`validate`]: request checks with errors that name the field;
+//! - [`text`]: output bytes as valid UTF-8 text.
 
 pub mod envelope;
 pub mod exec;
 pub mod names;
 pub mod plans;
 pub mod service;
+pub mod text;
 pub mod validate;
 pub mod volume;
 

@@ -63,8 +63,20 @@ pub fn app(host: Arc<Host>) -> Router {
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(meta::panic_response))
+        .layer(cors())
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(host)
+}
+
+/// Browsers may call the API from any origin: it is guarded by a bearer token, never by
+/// cookies, so a page can do no more than its token allows.
+fn cors() -> tower_http::cors::CorsLayer {
+    use axum::http::{header, Method};
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(600))
 }
 
 /// Whether `presented` is the host's token, compared in constant time.

@@ -1,0 +1,8 @@
+// Cloudflare Workers entry: the module is imported as a compiled WebAssembly.Module.
+import { initSync } from "./flankbox.js";
+import wasmModule from "./flankbox_bg.wasm";
+
+initSync({ module: wasmModule });
+
+export * from "./flankbox.js";
+export { ApiClient, ApiClientInMemoryContextProvider, NorthflankApiCallError } from "./compat.js";

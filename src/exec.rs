@@ -1,0 +1,456 @@
+//! Exec over the command-exec WebSocket (contract §3), as pure logic: the frames to send, what
+//! each server frame means, how output is kept within a limit, and how a session ends.
+
+use std::collections::VecDeque;
+
+use base64::Engine;
+use flankbox_protocol::exec::{
+    ClientFrame, Command, Completion, CompletionStatus, ExecContext, InitAuth, InitReply, InitRequest, ServerFrame,
+    TtySize,
+};
+
+use crate::error::{Error, Result};
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+/// Raw bytes per stdin message, as the official SDK chunks file uploads.
+pub const STDIN_CHUNK: usize = 16 * 1024;
+/// Output kept by `exec` when no limit is given: 16 MiB.
+pub const DEFAULT_OUTPUT_LIMIT: usize = 16 << 20;
+/// Shell used for a string command when none is named.
+pub const DEFAULT_SHELL: &str = "bash -c";
+
+/// What to run: always sent as an argv with `shell: "none"`, the robust form (contract §3.6).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExecSpec {
+    /// Program and arguments.
+    pub argv: Vec<String>,
+    /// Ask for base64 frames (exact bytes both ways).
+    pub base64: bool,
+    /// A PTY of (columns, rows).
+    pub tty: Option<(u16, u16)>,
+    /// A specific instance.
+    pub instance: Option<String>,
+}
+
+/// The argv for a command: an array runs as is; a string goes to `shell` (default `bash -c`).
+pub fn argv_for(command: Command, shell: Option<&str>) -> Result<Vec<String>> {
+    let argv = match command {
+        Command::Argv(a) => a,
+        Command::Line(line) => {
+            let shell = shell.unwrap_or(DEFAULT_SHELL);
+            if shell == "none" {
+                shlex::split(&line).ok_or_else(|| Error::Invalid(format!("unbalanced quotes in {line:?}")))?
+            } else {
+                let mut argv = shlex::split(shell)
+                    .ok_or_else(|| Error::Invalid(format!("unbalanced quotes in shell {shell:?}")))?;
+                argv.push(line);
+                argv
+            }
+        }
+    };
+    if argv.first().is_none_or(|a| a.is_empty()) {
+        return Err(Error::Invalid("the command is empty".into()));
+    }
+    Ok(argv)
+}
+
+fn to_json(frame: &ClientFrame) -> String {
+    serde_json::to_string(frame).unwrap_or_default()
+}
+
+/// The `init` frame.
+pub fn init_frame(token: &str, spec: &ExecSpec) -> String {
+    let context = ExecContext {
+        instance_name: spec.instance.clone(),
+        command: Some(Command::Argv(spec.argv.clone())),
+        shell: Some("none".into()),
+        encoding: spec.base64.then(|| "base64".into()),
+        tty: spec.tty.map(|_| true),
+        tty_columns: spec.tty.map(|t| t.0),
+        tty_rows: spec.tty.map(|t| t.1),
+        ..Default::default()
+    };
+    to_json(&ClientFrame::Init(Box::new(InitRequest {
+        auth: InitAuth::api_token(token),
+        context: Some(context),
+    })))
+}
+
+/// Stdin frames for `data`, split into chunks. Text sessions send UTF-8 text (binary stdin
+/// needs a base64 session).
+pub fn payload_frames(data: &[u8], base64: bool) -> Vec<String> {
+    data.chunks(STDIN_CHUNK)
+        .map(|chunk| {
+            let text = if base64 {
+                B64.encode(chunk)
+            } else {
+                String::from_utf8_lossy(chunk).into_owned()
+            };
+            to_json(&ClientFrame::Payload(text))
+        })
+        .collect()
+}
+
+/// The end-of-stdin frame.
+pub fn stdin_end_frame() -> String {
+    to_json(&ClientFrame::StdInEnd)
+}
+
+/// A resize frame.
+pub fn resize_frame(cols: u16, rows: u16) -> String {
+    to_json(&ClientFrame::Resize(TtySize {
+        tty_rows: rows,
+        tty_columns: cols,
+    }))
+}
+
+/// What a server frame means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExecEvent {
+    /// Authenticated; the command runs in this instance.
+    Started {
+        /// The instance.
+        instance: String,
+    },
+    /// Output.
+    Stdout(Vec<u8>),
+    /// Error output.
+    Stderr(Vec<u8>),
+    /// The command ended.
+    Completed(Completion),
+}
+
+/// A server frame's content, however it was parsed (serde here, `JSON.parse` in wasm).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawFrame {
+    /// `init`.
+    Init {
+        /// `successful` or not.
+        auth: String,
+        /// The instance.
+        instance: Option<String>,
+        /// Why it failed.
+        message: Option<String>,
+    },
+    /// `stdOut`.
+    StdOut(String),
+    /// `stdErr`.
+    StdErr(String),
+    /// `completion`.
+    Completion(Completion),
+    /// `error`.
+    Error(String),
+}
+
+impl From<ServerFrame> for RawFrame {
+    fn from(f: ServerFrame) -> Self {
+        match f {
+            ServerFrame::Init(r) => Self::Init {
+                auth: r.auth,
+                instance: r.context.map(|c| c.instance_name),
+                message: r.message,
+            },
+            ServerFrame::StdOut(t) => Self::StdOut(t),
+            ServerFrame::StdErr(t) => Self::StdErr(t),
+            ServerFrame::Completion(c) => Self::Completion(c),
+            ServerFrame::Error(e) => Self::Error(e.message),
+        }
+    }
+}
+
+/// What a frame means: output is decoded from base64 when the session asked for it; a failed
+/// `init` is an authentication error; an `error` frame is an exec error.
+pub fn interpret(frame: RawFrame, base64: bool) -> Result<ExecEvent> {
+    let data = |text: String| -> Result<Vec<u8>> {
+        if base64 {
+            B64.decode(text.trim_end())
+                .map_err(|e| Error::Protocol(format!("bad base64 output: {e}")))
+        } else {
+            Ok(text.into_bytes())
+        }
+    };
+    match frame {
+        RawFrame::Init { auth, instance, .. } if auth == InitReply::SUCCESSFUL => Ok(ExecEvent::Started {
+            instance: instance.unwrap_or_default(),
+        }),
+        RawFrame::Init { auth, message, .. } => Err(Error::Api {
+            status: 401,
+            message: format!("Command initialization failed: {}", message.unwrap_or(auth)),
+            id: None,
+            details: None,
+        }),
+        RawFrame::StdOut(text) => Ok(ExecEvent::Stdout(data(text)?)),
+        RawFrame::StdErr(text) => Ok(ExecEvent::Stderr(data(text)?)),
+        RawFrame::Completion(c) => Ok(ExecEvent::Completed(c)),
+        RawFrame::Error(message) => Err(Error::Exec(message)),
+    }
+}
+
+/// The completion status named on the wire.
+pub fn completion_status(name: &str) -> CompletionStatus {
+    match name {
+        "Success" => CompletionStatus::Success,
+        "Failure" => CompletionStatus::Failure,
+        _ => CompletionStatus::Unknown,
+    }
+}
+
+/// The wire name of a completion status.
+pub fn status_name(s: CompletionStatus) -> &'static str {
+    match s {
+        CompletionStatus::Success => "Success",
+        CompletionStatus::Failure => "Failure",
+        CompletionStatus::Unknown => "Unknown",
+    }
+}
+
+/// Decodes one server frame with serde, text or binary.
+pub fn decode_frame(frame: &[u8], base64: bool) -> Result<ExecEvent> {
+    let frame: ServerFrame =
+        serde_json::from_slice(frame).map_err(|e| Error::Protocol(format!("unable to parse an exec frame: {e}")))?;
+    interpret(frame.into(), base64)
+}
+
+/// How a session ended, from what arrived before the close: a completion is the result
+/// (whatever the close code); a close without one is a lost stream, never an exit.
+pub fn session_end(completion: Option<Completion>, close_code: u16, close_reason: &str) -> Result<Completion> {
+    completion.ok_or_else(|| {
+        let why = if close_reason.is_empty() {
+            String::new()
+        } else {
+            format!(", {close_reason}")
+        };
+        Error::StreamLost(format!("connection closed with code {close_code}{why}"))
+    })
+}
+
+/// Output kept within a limit: the first half and the last half of what arrived, never more.
+#[derive(Debug, Clone)]
+pub struct OutputBuffer {
+    limit: usize,
+    head: Vec<u8>,
+    tail: VecDeque<u8>,
+    total: u64,
+}
+
+impl OutputBuffer {
+    /// A buffer keeping at most `limit` bytes.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            head: Vec::new(),
+            tail: VecDeque::new(),
+            total: 0,
+        }
+    }
+
+    /// Adds output.
+    pub fn push(&mut self, mut bytes: &[u8]) {
+        self.total += bytes.len() as u64;
+        let head_room = (self.limit / 2).saturating_sub(self.head.len());
+        let take = head_room.min(bytes.len());
+        self.head.extend_from_slice(&bytes[..take]);
+        bytes = &bytes[take..];
+        let tail_cap = self.limit - self.limit / 2;
+        if bytes.len() >= tail_cap {
+            self.tail.clear();
+            self.tail.extend(&bytes[bytes.len() - tail_cap..]);
+        } else {
+            let overflow = (self.tail.len() + bytes.len()).saturating_sub(tail_cap);
+            self.tail.drain(..overflow);
+            self.tail.extend(bytes);
+        }
+    }
+
+    /// Whether anything was dropped.
+    pub fn truncated(&self) -> bool {
+        self.total > (self.head.len() + self.tail.len()) as u64
+    }
+
+    /// Bytes seen in all.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The kept output as text, with a marker where bytes were dropped.
+    pub fn into_text(self) -> String {
+        let dropped = self.total - (self.head.len() + self.tail.len()) as u64;
+        let mut text = String::from_utf8_lossy(&self.head).into_owned();
+        if dropped > 0 {
+            text.push_str(&format!("\n[… {dropped} bytes truncated …]\n"));
+        }
+        let tail: Vec<u8> = self.tail.into_iter().collect();
+        text.push_str(&String::from_utf8_lossy(&tail));
+        text
+    }
+}
+
+/// True when a completion means success.
+pub fn succeeded(c: &Completion) -> bool {
+    c.status == CompletionStatus::Success && c.exit_code == 0
+}
+
+/// Commands used for files, mirroring the official SDK's file copy (contract §5) so the same
+/// tools are needed in the image: `sh`, `cat`, `mkdir` and `tar`.
+pub mod files {
+    /// Writes stdin to `path`, making its directory first.
+    pub fn write(path: &str) -> Vec<String> {
+        sh("mkdir -p -- \"$(dirname -- \"$1\")\" && cat > \"$1\"", &[path])
+    }
+
+    /// Prints a file.
+    pub fn read(path: &str) -> Vec<String> {
+        vec!["cat".into(), "--".into(), path.into()]
+    }
+
+    /// Unpacks a tar from stdin into `dir`.
+    pub fn untar(dir: &str) -> Vec<String> {
+        sh("mkdir -p -- \"$1\" && tar -xf - --no-same-owner -C \"$1\"", &[dir])
+    }
+
+    /// Packs `dir` as a tar on stdout.
+    pub fn tar(dir: &str) -> Vec<String> {
+        vec![
+            "tar".into(),
+            "-cf".into(),
+            "-".into(),
+            "-C".into(),
+            dir.into(),
+            ".".into(),
+        ]
+    }
+
+    fn sh(script: &str, args: &[&str]) -> Vec<String> {
+        let mut argv = vec!["sh".to_string(), "-c".into(), script.into(), "sh".into()];
+        argv.extend(args.iter().map(|a| a.to_string()));
+        argv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_become_argv_with_shell_none() {
+        assert_eq!(
+            argv_for(Command::Line("echo hi && ls".into()), None).unwrap(),
+            ["bash", "-c", "echo hi && ls"]
+        );
+        assert_eq!(
+            argv_for(Command::Line("ls -l 'a b'".into()), Some("none")).unwrap(),
+            ["ls", "-l", "a b"]
+        );
+        assert_eq!(
+            argv_for(Command::Argv(vec!["true".into()]), Some("sh -c")).unwrap(),
+            ["true"]
+        );
+        assert!(argv_for(Command::Argv(vec![]), None).is_err());
+        let init: serde_json::Value = serde_json::from_str(&init_frame(
+            "tok",
+            &ExecSpec {
+                argv: vec!["true".into()],
+                base64: true,
+                tty: Some((80, 24)),
+                instance: None,
+            },
+        ))
+        .unwrap();
+        assert_eq!(init["data"]["context"]["shell"], "none");
+        assert_eq!(init["data"]["context"]["encoding"], "base64");
+        assert_eq!(init["data"]["context"]["ttyColumns"], 80);
+        assert_eq!(init["data"]["auth"]["apiToken"], "tok");
+    }
+
+    #[test]
+    fn stdin_is_chunked_and_each_chunk_decodes_alone() {
+        let data: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+        let frames = payload_frames(&data, true);
+        assert_eq!(frames.len(), 3);
+        let mut back = Vec::new();
+        for f in frames {
+            let v: serde_json::Value = serde_json::from_str(&f).unwrap();
+            back.extend(B64.decode(v["data"].as_str().unwrap()).unwrap());
+        }
+        assert_eq!(back, data);
+        assert_eq!(stdin_end_frame(), r#"{"type":"stdInEnd"}"#);
+        assert_eq!(
+            resize_frame(100, 30),
+            r#"{"type":"resize","data":{"ttyRows":30,"ttyColumns":100}}"#
+        );
+    }
+
+    #[test]
+    fn frames_decode_to_events() {
+        assert_eq!(
+            decode_frame(br#"{"type":"stdOut","data":"aGk="}"#, true).unwrap(),
+            ExecEvent::Stdout(b"hi".to_vec())
+        );
+        assert_eq!(
+            decode_frame(br#"{"type":"stdErr","data":"x"}"#, false).unwrap(),
+            ExecEvent::Stderr(b"x".to_vec())
+        );
+        let started = decode_frame(
+            br#"{"type":"init","data":{"auth":"successful","context":{"instanceName":"i","containerName":"main"}}}"#,
+            false,
+        )
+        .unwrap();
+        assert_eq!(started, ExecEvent::Started { instance: "i".into() });
+        let denied = decode_frame(
+            br#"{"type":"init","data":{"auth":"failed","message":"invalid token"}}"#,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(denied.code(), "UNAUTHENTICATED");
+        assert_eq!(
+            decode_frame(br#"{"type":"error","data":{"message":"Service x is paused"}}"#, false).unwrap_err(),
+            Error::Exec("Service x is paused".into())
+        );
+        assert_eq!(decode_frame(b"garbage", false).unwrap_err().code(), "PROTOCOL");
+    }
+
+    #[test]
+    fn a_close_without_completion_is_a_lost_stream() {
+        let done = Completion {
+            exit_code: 3,
+            status: CompletionStatus::Failure,
+            message: None,
+        };
+        assert_eq!(session_end(Some(done.clone()), 1005, "").unwrap(), done);
+        let lost = session_end(None, 1006, "").unwrap_err();
+        assert_eq!(lost.code(), "STREAM_LOST");
+        assert!(lost.to_string().contains("1006"));
+    }
+
+    #[test]
+    fn output_keeps_head_and_tail_within_the_limit() {
+        let mut b = OutputBuffer::new(10);
+        b.push(b"0123");
+        b.push(b"456789abcdef");
+        b.push(b"XYZ");
+        assert!(b.truncated());
+        assert_eq!(b.total(), 19);
+        assert_eq!(b.into_text(), "01234\n[… 9 bytes truncated …]\nefXYZ");
+        let mut small = OutputBuffer::new(100);
+        small.push(b"all of it");
+        assert!(!small.truncated());
+        assert_eq!(small.into_text(), "all of it");
+    }
+
+    #[test]
+    fn a_flood_never_grows_the_buffer() {
+        let mut b = OutputBuffer::new(1000);
+        for _ in 0..10_000 {
+            b.push(&[b'x'; 997]);
+        }
+        assert_eq!(b.head.len() + b.tail.len(), 1000);
+        assert_eq!(b.total(), 9_970_000);
+    }
+
+    #[test]
+    fn file_commands_quote_through_argv() {
+        assert_eq!(files::read("/a b"), ["cat", "--", "/a b"]);
+        assert_eq!(files::write("/x/y")[4], "/x/y");
+        assert_eq!(files::tar("/w"), ["tar", "-cf", "-", "-C", "/w", "."]);
+    }
+}

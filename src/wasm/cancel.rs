@@ -1,0 +1,174 @@
+//! Cancellation: a caller's `AbortSignal` and a timeout, merged into one `AbortController`
+//! whose signal goes to `fetch`, and one future any await can race against.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use js_sys::Function;
+use wasm_bindgen::prelude::*;
+use web_sys::{AbortController, AbortSignal};
+
+use crate::error::Error;
+
+#[wasm_bindgen]
+extern "C" {
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(handler: &Function, ms: f64) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(handle: &JsValue);
+}
+
+/// Resolves after `ms` milliseconds.
+pub(crate) async fn sleep(ms: u64) {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        set_timeout(&resolve, ms as f64);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
+
+/// Why a call was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reason {
+    Aborted,
+    TimedOut,
+}
+
+/// The cancellation of one call.
+pub(crate) struct Cancel {
+    controller: AbortController,
+    reason: Rc<Cell<Option<Reason>>>,
+    what: String,
+    timeout_ms: u64,
+    timer: Option<JsValue>,
+    _on_timeout: Option<Closure<dyn FnMut()>>,
+    user_signal: Option<(AbortSignal, Closure<dyn FnMut()>)>,
+}
+
+impl Cancel {
+    /// Cancellation by `signal` (if any) or after `timeout_ms` (if any).
+    pub(crate) fn new(what: &str, signal: Option<AbortSignal>, timeout_ms: Option<u64>) -> Result<Self, Error> {
+        let controller = AbortController::new().map_err(|e| Error::Protocol(super::errors::describe(&e)))?;
+        let reason = Rc::new(Cell::new(None));
+        let mut cancel = Self {
+            controller,
+            reason,
+            what: what.into(),
+            timeout_ms: timeout_ms.unwrap_or(0),
+            timer: None,
+            _on_timeout: None,
+            user_signal: None,
+        };
+        if let Some(signal) = signal {
+            if signal.aborted() {
+                cancel.reason.set(Some(Reason::Aborted));
+                cancel.controller.abort();
+            } else {
+                let (controller, reason) = (cancel.controller.clone(), cancel.reason.clone());
+                let on_abort = Closure::<dyn FnMut()>::new(move || {
+                    if reason.get().is_none() {
+                        reason.set(Some(Reason::Aborted));
+                    }
+                    controller.abort();
+                });
+                let _ = signal.add_event_listener_with_callback("abort", on_abort.as_ref().unchecked_ref());
+                cancel.user_signal = Some((signal, on_abort));
+            }
+        }
+        if let Some(ms) = timeout_ms.filter(|ms| *ms > 0) {
+            let (controller, reason) = (cancel.controller.clone(), cancel.reason.clone());
+            let on_timeout = Closure::<dyn FnMut()>::new(move || {
+                if reason.get().is_none() {
+                    reason.set(Some(Reason::TimedOut));
+                }
+                controller.abort();
+            });
+            cancel.timer = Some(set_timeout(on_timeout.as_ref().unchecked_ref(), ms as f64));
+            cancel._on_timeout = Some(on_timeout);
+        }
+        Ok(cancel)
+    }
+
+    /// The signal to hand to `fetch`.
+    pub(crate) fn signal(&self) -> AbortSignal {
+        self.controller.signal()
+    }
+
+    /// The error for this cancellation, once it happened.
+    pub(crate) fn error(&self) -> Option<Error> {
+        self.reason.get().map(|r| match r {
+            Reason::Aborted => Error::Aborted(self.what.clone()),
+            Reason::TimedOut => Error::Timeout {
+                what: self.what.clone(),
+                ms: self.timeout_ms,
+            },
+        })
+    }
+
+    /// Resolves when the call is cancelled, with the error to report.
+    pub(crate) async fn cancelled(&self) -> Error {
+        let signal = self.signal();
+        if !signal.aborted() {
+            let promise = js_sys::Promise::new(&mut |resolve, _| {
+                let _ = signal.add_event_listener_with_callback("abort", &resolve);
+            });
+            let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+        }
+        self.error().unwrap_or_else(|| Error::Aborted(self.what.clone()))
+    }
+
+    /// Runs `fut` unless the call is cancelled first.
+    pub(crate) async fn run<T>(&self, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
+        if let Some(e) = self.error() {
+            return Err(e);
+        }
+        match race(fut, self.cancelled()).await {
+            Either::Left(r) => r,
+            Either::Right(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for Cancel {
+    fn drop(&mut self) {
+        if let Some(t) = &self.timer {
+            clear_timeout(t);
+        }
+        if let Some((signal, on_abort)) = &self.user_signal {
+            let _ = signal.remove_event_listener_with_callback("abort", on_abort.as_ref().unchecked_ref());
+        }
+    }
+}
+
+/// Which of two futures finished first.
+pub(crate) enum Either<A, B> {
+    Left(A),
+    Right(B),
+}
+
+/// Polls two futures until one finishes; the other is dropped.
+pub(crate) async fn race<A: Future, B: Future>(a: A, b: B) -> Either<A::Output, B::Output> {
+    struct Race<A, B> {
+        a: Pin<Box<A>>,
+        b: Pin<Box<B>>,
+    }
+    impl<A: Future, B: Future> Future for Race<A, B> {
+        type Output = Either<A::Output, B::Output>;
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+            if let Poll::Ready(v) = self.a.as_mut().poll(cx) {
+                return Poll::Ready(Either::Left(v));
+            }
+            if let Poll::Ready(v) = self.b.as_mut().poll(cx) {
+                return Poll::Ready(Either::Right(v));
+            }
+            Poll::Pending
+        }
+    }
+    Race {
+        a: Box::pin(a),
+        b: Box::pin(b),
+    }
+    .await
+}

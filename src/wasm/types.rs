@@ -1,0 +1,235 @@
+//! TypeScript shapes of the options objects, and helpers to read them.
+
+use js_sys::{Function, Reflect};
+use std::collections::BTreeMap;
+
+use wasm_bindgen::prelude::*;
+use web_sys::AbortSignal;
+
+use crate::error::{Error, Result};
+use crate::sandbox::{GpuOptions, PortOptions, SandboxOptions, VolumeOptions};
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS: &'static str = r#"
+/** Connection settings. `token` is a Northflank API token; `baseUrl` defaults to https://api.northflank.com
+ * (the local host is http://127.0.0.1:7420). */
+export interface NorthflankOptions { token: string; projectId: string; teamId?: string; baseUrl?: string }
+
+/** Every network call takes an AbortSignal and a timeout. */
+export interface CallOptions { signal?: AbortSignal; timeoutMs?: number }
+
+/** A step of Sandbox.create, reported to onProgress. */
+export interface Progress { step: "creating-volume" | "creating" | "starting" | "waiting" | "ready"; status?: string; elapsedMs: number }
+
+export interface SandboxOptions extends CallOptions {
+  /** Image, default "ubuntu:22.04". */
+  image?: string;
+  /** Deployment plan, default "nf-compute-20" (0.2 vCPU, 512 MiB). */
+  plan?: string;
+  /** Main process, default "sleep infinity". */
+  command?: string;
+  env?: Record<string, string>;
+  ephemeralStorageMb?: number;
+  shmMb?: number;
+  /** A volume created first and mounted at every path. */
+  volume?: { sizeMb: number; mountPaths: string[]; name?: string };
+  /** GPUs: the plan becomes nf-gpu-<type>-<count>g and /dev/shm the GPU host's RAM, as in the guide. */
+  gpu?: { type: string; count?: number; timesliced?: boolean };
+  ports?: PortOptions[];
+  /** Service name; a random sandbox-xxxxxxxxxxxx otherwise. */
+  name?: string;
+  onProgress?: (progress: Progress) => void;
+}
+
+export interface PortOptions { port: number; protocol?: "HTTP" | "HTTP/2" | "TCP" | "UDP"; public?: boolean; name?: string }
+
+export interface ExposePortOptions extends CallOptions { protocol?: "HTTP" | "HTTP/2" | "TCP" | "UDP"; public?: boolean; name?: string }
+
+export interface Port { id: string; name: string; internalPort: number; protocol: string; public: boolean; dns?: string }
+
+export interface ExecOptions extends CallOptions {
+  /** Called with each piece of output as it arrives. */
+  onStdout?: (chunk: string) => void;
+  onStderr?: (chunk: string) => void;
+  /** Input; without it stdin is closed at once. */
+  stdin?: string | Uint8Array | ReadableStream<Uint8Array>;
+  /** Shell for a string command, default "bash -c"; "none" splits it into argv instead. */
+  shell?: string;
+  /** Output kept per stream, default 16 MiB: past it the head and the tail are kept. */
+  outputLimitBytes?: number;
+}
+
+export interface ExecResult { exitCode: number; status: "Success" | "Failure" | "Unknown"; stdout: string; stderr: string; truncated: boolean; durationMs: number }
+
+export interface SpawnOptions extends CallOptions { tty?: boolean; cols?: number; rows?: number; shell?: string }
+
+export interface ExitInfo { exitCode: number; status: "Success" | "Failure" | "Unknown"; message?: string }
+
+export interface SandboxStatus { id: string; status: "PENDING" | "IN_PROGRESS" | "COMPLETED" | "FAILED" | "UNKNOWN"; reason?: string; paused: boolean; instances: number; ready: boolean }
+
+export interface FileEntry { path: string; data: Uint8Array }
+
+export interface DestroyOptions extends CallOptions { deleteVolume?: boolean }
+"#;
+
+/// A property of an options object; `undefined` and `null` read as absent.
+pub(crate) fn get(obj: &JsValue, key: &str) -> Option<JsValue> {
+    if obj.is_undefined() || obj.is_null() {
+        return None;
+    }
+    Reflect::get(obj, &JsValue::from_str(key))
+        .ok()
+        .filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+/// The `signal` of an options object.
+pub(crate) fn signal(obj: &JsValue) -> Option<AbortSignal> {
+    get(obj, "signal").and_then(|v| v.dyn_into().ok())
+}
+
+/// The `timeoutMs` of an options object.
+pub(crate) fn timeout_ms(obj: &JsValue) -> Option<u64> {
+    get(obj, "timeoutMs")
+        .and_then(|v| v.as_f64())
+        .filter(|ms| *ms > 0.0)
+        .map(|ms| ms as u64)
+}
+
+/// A callback of an options object.
+pub(crate) fn callback(obj: &JsValue, key: &str) -> Option<Function> {
+    get(obj, key).and_then(|v| v.dyn_into().ok())
+}
+
+/// A string property.
+pub(crate) fn string(obj: &JsValue, key: &str) -> Option<String> {
+    get(obj, key).and_then(|v| v.as_string())
+}
+
+/// A whole-number property.
+pub(crate) fn number(obj: &JsValue, key: &str) -> Option<u64> {
+    get(obj, key)
+        .and_then(|v| v.as_f64())
+        .filter(|n| *n >= 0.0)
+        .map(|n| n as u64)
+}
+
+/// A boolean property.
+pub(crate) fn boolean(obj: &JsValue, key: &str) -> Option<bool> {
+    get(obj, key).and_then(|v| v.as_bool())
+}
+
+/// The `Sandbox.create` options. Read field by field rather than through serde: it keeps the
+/// package small.
+pub(crate) fn sandbox_options(obj: &JsValue) -> Result<SandboxOptions> {
+    let env = match get(obj, "env") {
+        None => None,
+        Some(v) => {
+            let mut env = BTreeMap::new();
+            let o: &js_sys::Object = v
+                .dyn_ref()
+                .ok_or_else(|| Error::Invalid("env must be an object".into()))?;
+            for pair in js_sys::Object::entries(o).iter() {
+                let pair = js_sys::Array::from(&pair);
+                let value = pair
+                    .get(1)
+                    .as_string()
+                    .ok_or_else(|| Error::Invalid("env values must be strings".into()))?;
+                env.insert(pair.get(0).as_string().unwrap_or_default(), value);
+            }
+            Some(env)
+        }
+    };
+    let volume = get(obj, "volume").map(|v| {
+        let mount_paths = get(&v, "mountPaths")
+            .map(|p| js_sys::Array::from(&p).iter().filter_map(|s| s.as_string()).collect())
+            .unwrap_or_default();
+        VolumeOptions {
+            size_mb: number(&v, "sizeMb").unwrap_or(0),
+            mount_paths,
+            name: string(&v, "name"),
+        }
+    });
+    let gpu = get(obj, "gpu").map(|g| GpuOptions {
+        gpu_type: string(&g, "type").unwrap_or_default(),
+        count: number(&g, "count").map(|n| n as u32),
+        timesliced: boolean(&g, "timesliced"),
+    });
+    let ports = get(obj, "ports").map(|p| {
+        js_sys::Array::from(&p)
+            .iter()
+            .map(|p| port_options(&p, number(&p, "port").unwrap_or(0) as u32))
+            .collect()
+    });
+    Ok(SandboxOptions {
+        image: string(obj, "image"),
+        plan: string(obj, "plan"),
+        command: string(obj, "command"),
+        env,
+        ephemeral_storage_mb: number(obj, "ephemeralStorageMb"),
+        shm_mb: number(obj, "shmMb"),
+        volume,
+        gpu,
+        ports,
+        name: string(obj, "name"),
+        timeout_ms: timeout_ms(obj),
+    })
+}
+
+/// Port options for `port`.
+pub(crate) fn port_options(obj: &JsValue, port: u32) -> PortOptions {
+    PortOptions {
+        port,
+        protocol: string(obj, "protocol"),
+        public: boolean(obj, "public"),
+        name: string(obj, "name"),
+    }
+}
+
+/// A plain object from key/value pairs.
+pub(crate) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
+    let obj = js_sys::Object::new();
+    for (k, v) in pairs {
+        let _ = Reflect::set(&obj, &JsValue::from_str(k), v);
+    }
+    obj.into()
+}
+
+/// A nested property, e.g. `status.deployment.status`.
+pub(crate) fn path(obj: &JsValue, keys: &[&str]) -> Option<JsValue> {
+    keys.iter().try_fold(obj.clone(), |v, k| get(&v, k))
+}
+
+/// Bytes from a string (UTF-8) or a `Uint8Array`/`ArrayBuffer`.
+pub(crate) fn bytes(v: &JsValue) -> Result<Vec<u8>> {
+    if let Some(s) = v.as_string() {
+        return Ok(s.into_bytes());
+    }
+    if let Some(a) = v.dyn_ref::<js_sys::Uint8Array>() {
+        return Ok(a.to_vec());
+    }
+    if let Some(b) = v.dyn_ref::<js_sys::ArrayBuffer>() {
+        return Ok(js_sys::Uint8Array::new(b).to_vec());
+    }
+    Err(Error::Invalid(
+        "expected a string, a Uint8Array or an ArrayBuffer".into(),
+    ))
+}
+
+/// A command: a string or an array of strings.
+pub(crate) fn command(v: &JsValue) -> Result<crate::protocol::exec::Command> {
+    use crate::protocol::exec::Command;
+    if let Some(s) = v.as_string() {
+        return Ok(Command::Line(s));
+    }
+    if js_sys::Array::is_array(v) {
+        let argv: Vec<String> = js_sys::Array::from(v)
+            .iter()
+            .map(|a| {
+                a.as_string()
+                    .ok_or_else(|| Error::Invalid("every argument must be a string".into()))
+            })
+            .collect::<Result<_>>()?;
+        return Ok(Command::Argv(argv));
+    }
+    Err(Error::Invalid("a command is a string or an array of strings".into()))
+}

@@ -50,13 +50,26 @@ class Chunk extends Uint8Array {
   }
 }
 
-/** The smallest event emitter the guide needs: `on('data')`, `once`, `off`. */
+/** The smallest event emitter the guide needs: `on('data')`, `once`, `off`. Like a Node
+ * stream, it starts flowing when the first `data` listener comes, so nothing is emitted into
+ * the void between `execServiceSession` resolving and the caller's `.on('data')`. */
 class Emitter {
   #listeners = new Map();
+  #start;
+  constructor(start) {
+    this.#start = start;
+  }
   on(event, fn) {
     if (!this.#listeners.has(event)) this.#listeners.set(event, []);
     this.#listeners.get(event).push(fn);
+    if (event === "data") this.flow();
     return this;
+  }
+  /** Starts reading (once). */
+  flow() {
+    const start = this.#start;
+    this.#start = undefined;
+    return start?.(this);
   }
   once(event, fn) {
     const wrapped = (...args) => {
@@ -156,9 +169,9 @@ export class ApiClient {
     const sandbox = Sandbox.forService(this.#client(parameters), parameters.serviceId);
     // The SDK runs a command without a shell unless one is named.
     const process = await sandbox.spawn(command, { shell: shell ?? "none", tty, cols: ttyColumns, rows: ttyRows });
-    const stdOut = new Emitter();
-    const stdErr = new Emitter();
-    const pumped = Promise.all([pump(process.stdout, stdOut), pump(process.stderr, stdErr)]);
+    let pumps = [];
+    const stdOut = new Emitter((e) => (pumps[0] = pump(process.stdout, e)));
+    const stdErr = new Emitter((e) => (pumps[1] = pump(process.stderr, e)));
     let result;
     return {
       stdOut,
@@ -171,7 +184,10 @@ export class ApiClient {
       kill: () => process.kill(),
       async waitForCommandResult() {
         result ??= process.wait().then(async ({ exitCode, status }) => {
-          await pumped;
+          // Output still on its way is delivered before the result, as the SDK does.
+          stdOut.flow();
+          stdErr.flow();
+          await Promise.all(pumps);
           return { exitCode, status };
         });
         return result;

@@ -14,7 +14,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use super::cancel::{sleep, Cancel};
 use super::http::{data, send};
-use super::process::decode;
+use super::process::{decode, frame_parts, raw_frame};
 use super::process::{open_session, SandboxProcess};
 use super::socket::SocketEvent;
 use super::types::{
@@ -22,7 +22,9 @@ use super::types::{
 };
 use crate::config::{encode_component, ClientConfig};
 use crate::error::{Error, Result};
-use crate::exec::{self, argv_for, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecSpec, OutputBuffer};
+use crate::exec::{
+    self, argv_for, interpret, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecSpec, OutputBuffer,
+};
 use crate::protocol::service::{PortList, PortSpec};
 use crate::protocol::text::Utf8Carry;
 use crate::rest::ApiRequest;
@@ -680,8 +682,9 @@ async fn file_op(inner: &Inner, argv: Vec<String>, input: Vec<u8>, cancel: &Canc
     }
     session.send(&stdin_end_frame())?;
     let (mut out, mut err) = (Vec::new(), Vec::new());
+    cancel.on_cancel(session.closer());
     loop {
-        match cancel.run(async { Ok(session.next().await) }).await? {
+        match session.next().await {
             SocketEvent::Message(frame) => match decode(&frame, true)? {
                 ExecEvent::Stdout(b) => out.extend(b),
                 ExecEvent::Stderr(b) => err.extend(b),
@@ -699,7 +702,11 @@ async fn file_op(inner: &Inner, argv: Vec<String>, input: Vec<u8>, cancel: &Canc
                     }));
                 }
             },
-            SocketEvent::Closed { code, reason } => return Err(session_end(None, code, &reason).unwrap_err()),
+            SocketEvent::Closed { code, reason } => {
+                return Err(cancel
+                    .error()
+                    .unwrap_or_else(|| session_end(None, code, &reason).unwrap_err()))
+            }
         }
     }
 }
@@ -741,6 +748,18 @@ impl Stream {
                 let _ = cb.call1(&JsValue::NULL, &JsValue::from_str(&text));
             }
         }
+    }
+
+    /// Text output as a JS string: handed to the callback as is.
+    fn push_text(&mut self, data: &JsValue) -> Result<()> {
+        let text = data
+            .as_string()
+            .ok_or_else(|| Error::Protocol("an output frame without text".into()))?;
+        self.kept.push(text.as_bytes());
+        if let Some(cb) = &self.callback {
+            let _ = cb.call1(&JsValue::NULL, data);
+        }
+        Ok(())
     }
 
     fn finish(mut self) -> (String, bool) {
@@ -792,26 +811,34 @@ async fn run_exec(inner: &Inner, run: Run, cancel: &Cancel) -> Result<JsValue> {
         kept: OutputBuffer::new(run.limit),
         callback: run.on_stderr,
     };
+    // The cancellation closes the socket; the loop then ends on the close.
+    cancel.on_cancel(session.closer());
     let completion = loop {
-        let event = match cancel.run(async { Ok(session.next().await) }).await {
-            Ok(e) => e,
-            Err(e) => {
-                // Closing makes the server kill the command.
-                session.close();
-                return Err(e);
-            }
-        };
-        match event {
-            SocketEvent::Message(frame) => match decode(&frame, base64)? {
-                ExecEvent::Started { .. } => {}
-                ExecEvent::Stdout(b) => out.push(&b),
-                ExecEvent::Stderr(b) => err.push(&b),
-                ExecEvent::Completed(c) => {
-                    session.close();
-                    break c;
+        match session.next().await {
+            SocketEvent::Message(frame) => {
+                let (kind, data) = frame_parts(&frame)?;
+                match kind.as_str() {
+                    // Text output: the callback gets the frame's own JS string, and only the kept
+                    // output is copied into wasm.
+                    "stdOut" if !base64 => out.push_text(&data)?,
+                    "stdErr" if !base64 => err.push_text(&data)?,
+                    _ => match interpret(raw_frame(&kind, &data)?, base64)? {
+                        ExecEvent::Started { .. } => {}
+                        ExecEvent::Stdout(b) => out.push(&b),
+                        ExecEvent::Stderr(b) => err.push(&b),
+                        ExecEvent::Completed(c) => {
+                            session.close();
+                            break c;
+                        }
+                    },
                 }
-            },
-            SocketEvent::Closed { code, reason } => break session_end(None, code, &reason)?,
+            }
+            SocketEvent::Closed { code, reason } => {
+                if let Some(e) = cancel.error() {
+                    return Err(e);
+                }
+                break session_end(None, code, &reason)?;
+            }
         }
     };
     let (stdout, out_truncated) = out.finish();

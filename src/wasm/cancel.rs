@@ -1,7 +1,7 @@
 //! Cancellation: a caller's `AbortSignal` and a timeout, merged into one `AbortController`
 //! whose signal goes to `fetch`, and one future any await can race against.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -36,10 +36,15 @@ enum Reason {
     TimedOut,
 }
 
+type Hooks = Rc<RefCell<Vec<Box<dyn FnOnce()>>>>;
+
 /// The cancellation of one call.
 pub(crate) struct Cancel {
     controller: AbortController,
     reason: Rc<Cell<Option<Reason>>>,
+    hooks: Hooks,
+    /// Settles on cancellation; made once, awaited by every `run`.
+    aborted: RefCell<Option<js_sys::Promise>>,
     what: String,
     timeout_ms: u64,
     timer: Option<JsValue>,
@@ -55,6 +60,8 @@ impl Cancel {
         let mut cancel = Self {
             controller,
             reason,
+            hooks: Rc::default(),
+            aborted: RefCell::new(None),
             what: what.into(),
             timeout_ms: timeout_ms.unwrap_or(0),
             timer: None,
@@ -66,24 +73,27 @@ impl Cancel {
                 cancel.reason.set(Some(Reason::Aborted));
                 cancel.controller.abort();
             } else {
-                let (controller, reason) = (cancel.controller.clone(), cancel.reason.clone());
+                let (controller, reason, hooks) =
+                    (cancel.controller.clone(), cancel.reason.clone(), cancel.hooks.clone());
                 let on_abort = Closure::<dyn FnMut()>::new(move || {
                     if reason.get().is_none() {
                         reason.set(Some(Reason::Aborted));
                     }
                     controller.abort();
+                    run_hooks(&hooks);
                 });
                 let _ = signal.add_event_listener_with_callback("abort", on_abort.as_ref().unchecked_ref());
                 cancel.user_signal = Some((signal, on_abort));
             }
         }
         if let Some(ms) = timeout_ms.filter(|ms| *ms > 0) {
-            let (controller, reason) = (cancel.controller.clone(), cancel.reason.clone());
+            let (controller, reason, hooks) = (cancel.controller.clone(), cancel.reason.clone(), cancel.hooks.clone());
             let on_timeout = Closure::<dyn FnMut()>::new(move || {
                 if reason.get().is_none() {
                     reason.set(Some(Reason::TimedOut));
                 }
                 controller.abort();
+                run_hooks(&hooks);
             });
             cancel.timer = Some(set_timeout(on_timeout.as_ref().unchecked_ref(), ms as f64));
             cancel._on_timeout = Some(on_timeout);
@@ -107,13 +117,30 @@ impl Cancel {
         })
     }
 
+    /// Calls `hook` when the call is cancelled (at once if it already is). Streams use it to
+    /// close their socket, rather than race every frame against the cancellation.
+    pub(crate) fn on_cancel(&self, hook: impl FnOnce() + 'static) {
+        if self.reason.get().is_some() {
+            hook();
+        } else {
+            self.hooks.borrow_mut().push(Box::new(hook));
+        }
+    }
+
     /// Resolves when the call is cancelled, with the error to report.
     pub(crate) async fn cancelled(&self) -> Error {
         let signal = self.signal();
         if !signal.aborted() {
-            let promise = js_sys::Promise::new(&mut |resolve, _| {
-                let _ = signal.add_event_listener_with_callback("abort", &resolve);
-            });
+            // One listener per call, however many awaits race against it.
+            let promise = self
+                .aborted
+                .borrow_mut()
+                .get_or_insert_with(|| {
+                    js_sys::Promise::new(&mut |resolve, _| {
+                        let _ = signal.add_event_listener_with_callback("abort", &resolve);
+                    })
+                })
+                .clone();
             let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
         }
         self.error().unwrap_or_else(|| Error::Aborted(self.what.clone()))
@@ -128,6 +155,13 @@ impl Cancel {
             Either::Left(r) => r,
             Either::Right(e) => Err(e),
         }
+    }
+}
+
+fn run_hooks(hooks: &Hooks) {
+    let hooks = std::mem::take(&mut *hooks.borrow_mut());
+    for hook in hooks {
+        hook();
     }
 }
 

@@ -26,32 +26,58 @@ pub(crate) async fn open_session(inner: &Inner, spec: &ExecSpec, cancel: &Cancel
     Ok(socket)
 }
 
-/// Decodes a server frame with the runtime's `JSON.parse`, then the core decides what it means.
-pub(crate) fn decode(frame: &[u8], base64: bool) -> Result<ExecEvent> {
-    let text = std::str::from_utf8(frame).map_err(|_| Error::Protocol("an exec frame is not UTF-8".into()))?;
-    let value = js_sys::JSON::parse(text).map_err(|_| Error::Protocol("unable to parse an exec frame".into()))?;
-    let data = get(&value, "data").unwrap_or(JsValue::UNDEFINED);
-    let text_data = || {
+#[wasm_bindgen]
+extern "C" {
+    // JSON.parse on the JS string itself: no copy through wasm memory.
+    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
+    fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
+}
+
+/// A server frame's `type` and `data`, parsed by the runtime where the frame lies.
+pub(crate) fn frame_parts(frame: &JsValue) -> Result<(String, JsValue)> {
+    let parsed = if frame.is_string() {
+        json_parse(frame)
+    } else {
+        // A binary frame: its bytes are UTF-8 JSON too.
+        let bytes = super::types::bytes(frame)?;
+        let text = String::from_utf8(bytes).map_err(|_| Error::Protocol("an exec frame is not UTF-8".into()))?;
+        json_parse(&JsValue::from_str(&text))
+    }
+    .map_err(|_| Error::Protocol("unable to parse an exec frame".into()))?;
+    Ok((
+        string(&parsed, "type").unwrap_or_default(),
+        get(&parsed, "data").unwrap_or(JsValue::UNDEFINED),
+    ))
+}
+
+/// Turns a frame's parts into what the core interprets.
+pub(crate) fn raw_frame(kind: &str, data: &JsValue) -> Result<RawFrame> {
+    let text = || {
         data.as_string()
             .ok_or_else(|| Error::Protocol("an output frame without text".into()))
     };
-    let raw = match string(&value, "type").as_deref() {
-        Some("init") => RawFrame::Init {
-            auth: string(&data, "auth").unwrap_or_default(),
-            instance: get(&data, "context").and_then(|c| string(&c, "instanceName")),
-            message: string(&data, "message"),
+    Ok(match kind {
+        "init" => RawFrame::Init {
+            auth: string(data, "auth").unwrap_or_default(),
+            instance: get(data, "context").and_then(|c| string(&c, "instanceName")),
+            message: string(data, "message"),
         },
-        Some("stdOut") => RawFrame::StdOut(text_data()?),
-        Some("stdErr") => RawFrame::StdErr(text_data()?),
-        Some("completion") => RawFrame::Completion(Completion {
-            exit_code: get(&data, "exitCode").and_then(|v| v.as_f64()).unwrap_or(-1.0) as i32,
-            status: exec::completion_status(&string(&data, "status").unwrap_or_default()),
-            message: string(&data, "message"),
+        "stdOut" => RawFrame::StdOut(text()?),
+        "stdErr" => RawFrame::StdErr(text()?),
+        "completion" => RawFrame::Completion(Completion {
+            exit_code: get(data, "exitCode").and_then(|v| v.as_f64()).unwrap_or(-1.0) as i32,
+            status: exec::completion_status(&string(data, "status").unwrap_or_default()),
+            message: string(data, "message"),
         }),
-        Some("error") => RawFrame::Error(string(&data, "message").unwrap_or_default()),
+        "error" => RawFrame::Error(string(data, "message").unwrap_or_default()),
         other => return Err(Error::Protocol(format!("unknown exec frame type {other:?}"))),
-    };
-    interpret(raw, base64)
+    })
+}
+
+/// Decodes a server frame: parsed by the runtime, interpreted by the core.
+pub(crate) fn decode(frame: &JsValue, base64: bool) -> Result<ExecEvent> {
+    let (kind, data) = frame_parts(frame)?;
+    interpret(raw_frame(&kind, &data)?, base64)
 }
 
 fn exit_info(code: i32, status: &str, message: Option<&str>) -> JsValue {

@@ -5,7 +5,6 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use futures_channel::mpsc;
-use js_sys::{ArrayBuffer, Uint8Array};
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
@@ -16,8 +15,9 @@ use crate::error::{Error, Result};
 /// What happened on the socket.
 #[derive(Debug)]
 pub(crate) enum SocketEvent {
-    /// A message (text or binary), as bytes.
-    Message(Vec<u8>),
+    /// A message: a JS string (text frame), `ArrayBuffer` or `Uint8Array` (binary frame). Left in
+    /// JS so a frame is parsed where it lies and copied into wasm at most once.
+    Message(JsValue),
     /// The socket closed.
     Closed {
         /// Close code (1006 when the connection just dropped).
@@ -52,16 +52,7 @@ impl Socket {
         let on_message = {
             let tx = tx.clone();
             Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-                let data = e.data();
-                let bytes = match data.as_string() {
-                    Some(text) => text.into_bytes(),
-                    None => match data.dyn_into::<ArrayBuffer>() {
-                        Ok(buf) => Uint8Array::new(&buf).to_vec(),
-                        // Node's `ws` may hand over a Buffer (a Uint8Array).
-                        Err(other) => other.dyn_into::<Uint8Array>().map(|a| a.to_vec()).unwrap_or_default(),
-                    },
-                };
-                let _ = tx.unbounded_send(SocketEvent::Message(bytes));
+                let _ = tx.unbounded_send(SocketEvent::Message(e.data()));
             })
         };
         let on_close = {
@@ -127,6 +118,14 @@ impl Socket {
     /// Bytes queued but not yet sent, for backpressure on stdin.
     pub(crate) fn buffered(&self) -> u32 {
         self.ws.buffered_amount()
+    }
+
+    /// A function that closes the socket, for a cancellation to call.
+    pub(crate) fn closer(&self) -> impl FnOnce() + 'static {
+        let ws = self.ws.clone();
+        move || {
+            let _ = ws.close_with_code(1000);
+        }
     }
 
     /// Closes with 1000.

@@ -191,3 +191,10 @@ test("a wrong token is refused on REST and on exec", async () => {
   assert.equal((await run(sandboxId, "ls /workspace")).stdout, "");
   await apiClient.delete.service({ parameters: { projectId, serviceId: sandboxId } });
 });
+
+test("the guide's code, as shared with the flankbox compat tests", async () => {
+  const { runGuide } = await import("../guide/guide.mjs");
+  const sdk = await import("@northflank/js-client");
+  const result = await runGuide(sdk, { token: TOKEN, host: host.base, projectId: "guide-official" });
+  assert.equal(result.volume.kept, "survives\n");
+});

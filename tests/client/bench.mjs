@@ -1,0 +1,104 @@
+// Client benchmarks through the package in Node, against the local host; each beside a
+// baseline measured in the same run:
+//   cold start   Sandbox.create → first exec output byte   vs  a bare namespaced spawn (unshare)
+//   exec         exec(["true"]) in a warm sandbox          vs  a raw WebSocket echo round trip
+//   throughput   200 MB of stdout through exec             vs  200 MB over a raw WebSocket
+// Run by scripts/bench with FLANKBOX_TEST_URL/TOKEN/HELPER set.
+import { spawnSync } from "node:child_process";
+import { gzipSync } from "node:zlib";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ROOT, URL_, TOKEN, HELPER, project } from "./env.mjs";
+
+const { Northflank, Sandbox } = await import(`${ROOT}/pkg/node.js`);
+const runs = Number(process.env.BENCH_RUNS ?? 1);
+const pct = (xs, p) => [...xs].sort((a, b) => a - b)[Math.round((xs.length - 1) * p)];
+const row = (name, xs, base, unit = "ms") => {
+  const [p50, p99, b50, b99] = [pct(xs, 0.5), pct(xs, 0.99), pct(base, 0.5), pct(base, 0.99)];
+  console.log(`${name.padEnd(40)} p50 ${p50.toFixed(2).padStart(8)} ${unit}  p99 ${p99.toFixed(2).padStart(8)} ${unit}   baseline p50 ${b50.toFixed(2).padStart(7)} p99 ${b99.toFixed(2).padStart(7)}   ratio ${(p50 / b50).toFixed(1)}x`);
+};
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const nf = new Northflank({ token: TOKEN, projectId: project("bench"), baseUrl: URL_ });
+
+function bareSpawn() {
+  const t = performance.now();
+  const r = spawnSync("unshare", ["--user", "--pid", "--fork", "--mount", "--net", "--ipc", "--uts", "/bin/echo", "x"]);
+  if (r.status !== 0) throw new Error(`unshare failed: ${r.stderr}`);
+  return performance.now() - t;
+}
+
+function wsRoundTrip(url) {
+  return new Promise((resolve, reject) => {
+    const t = performance.now();
+    const ws = new WebSocket(url);
+    ws.onopen = () => ws.send("ping");
+    ws.onmessage = () => ws.close(1000);
+    ws.onclose = () => resolve(performance.now() - t);
+    ws.onerror = reject;
+  });
+}
+
+function wsStream(url, bytes) {
+  return new Promise((resolve, reject) => {
+    const t = performance.now();
+    let got = 0;
+    const ws = new WebSocket(`${url}?bytes=${bytes}`);
+    ws.onmessage = (m) => (got += m.data.length);
+    ws.onclose = () => (got === bytes ? resolve(performance.now() - t) : reject(new Error(`got ${got}`)));
+    ws.onerror = reject;
+  });
+}
+
+const wasm = gzipSync(readFileSync(join(ROOT, "pkg/flankbox_bg.wasm")), { level: 9 }).length;
+const glue = gzipSync(readFileSync(join(ROOT, "pkg/flankbox.js")), { level: 9 }).length;
+console.log(`flankbox client bench (Node ${process.version}); package: wasm ${wasm} + glue ${glue} = ${wasm + glue} bytes gzipped`);
+
+// Cold start.
+await (await Sandbox.create(nf)).destroy(); // warm-up
+const cold = [];
+const spawnBase = [];
+for (let i = 0; i < 20 * runs; i++) {
+  await sleep(150);
+  spawnBase.push(bareSpawn());
+  await sleep(150);
+  const t = performance.now();
+  const sb = await Sandbox.create(nf);
+  let first;
+  await sb.exec(["echo", "x"], { onStdout: () => (first ??= performance.now() - t) });
+  cold.push(first);
+  await sb.destroy();
+}
+row("cold start: create -> 1st exec byte", cold, spawnBase);
+
+// Exec round trip.
+const echo = HELPER.replace(/^http/, "ws") + "/echo";
+const warm = await Sandbox.create(nf);
+const rtt = [];
+const wsBase = [];
+for (let i = 0; i < 200 * runs; i++) {
+  wsBase.push(await wsRoundTrip(echo));
+  const t = performance.now();
+  await warm.exec(["true"]);
+  rtt.push(performance.now() - t);
+}
+row("exec round trip: true", rtt, wsBase);
+await warm.destroy();
+
+// Throughput: 200 MB of stdout, on a 2-vCPU plan so the producer is not the limit.
+const big = await Sandbox.create(nf, { plan: "nf-compute-200" });
+const bytes = 200_000_000;
+const mbps = (ms) => bytes / 1e6 / (ms / 1000);
+const ours = [];
+const raw = [];
+for (let i = 0; i < 3; i++) {
+  raw.push(mbps(await wsStream(HELPER.replace(/^http/, "ws") + "/stream", bytes)));
+  let seen = 0;
+  const t = performance.now();
+  const r = await big.exec(`head -c ${bytes} /dev/zero | tr '\\0' x`, { onStdout: (c) => (seen += c.length), outputLimitBytes: 1 << 20 });
+  const ms = performance.now() - t;
+  if (seen !== bytes || r.exitCode !== 0) throw new Error(`streamed ${seen} bytes, exit ${r.exitCode}`);
+  ours.push(mbps(ms));
+}
+const [o, b] = [pct(ours, 0.5), pct(raw, 0.5)];
+console.log(`${"stdout throughput: 200 MB through exec".padEnd(40)} p50 ${o.toFixed(0).padStart(8)} MB/s                    raw WebSocket p50 ${b.toFixed(0).padStart(5)} MB/s   ${((o / b) * 100).toFixed(0)}% of raw`);
+await big.destroy();

@@ -1,0 +1,45 @@
+// Where the client tests find the host, its token and the helper server (started by the test
+// command), and small tools: a static file server and headless Chromium.
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { extname, join, normalize, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+export const URL_ = process.env.FLANKBOX_TEST_URL ?? "http://127.0.0.1:7444";
+export const TOKEN = process.env.FLANKBOX_TEST_TOKEN ?? "client-test-token";
+export const HELPER = process.env.FLANKBOX_TEST_HELPER ?? "http://127.0.0.1:7445";
+
+const TYPES = { ".js": "text/javascript", ".mjs": "text/javascript", ".wasm": "application/wasm", ".html": "text/html", ".json": "application/json" };
+
+/** Serves `dir` on a free loopback port; resolves to `{ url, close }`. */
+export function serveStatic(dir) {
+  const server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, "http://x").pathname)).replace(/^(\.\.[/\\])+/, "");
+    try {
+      const body = await readFile(join(dir, path));
+      res.writeHead(200, { "content-type": TYPES[extname(path)] ?? "application/octet-stream" });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve({ url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() })),
+  );
+}
+
+/** Debian's Chromium, headless, through playwright-core (which downloads no browser). */
+export async function launchChromium() {
+  const { chromium } = await import("playwright-core");
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"],
+  });
+}
+
+/** A project id no other test run shares. */
+export function project(prefix) {
+  return `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
+}

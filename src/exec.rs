@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 
-use base64::Engine;
 use flankbox_protocol::exec::{
     ClientFrame, Command, Completion, CompletionStatus, ExecContext, InitAuth, InitReply, InitRequest, ServerFrame,
     TtySize,
@@ -11,7 +10,6 @@ use flankbox_protocol::exec::{
 
 use crate::error::{Error, Result};
 
-const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 /// Raw bytes per stdin message, as the official SDK chunks file uploads.
 pub const STDIN_CHUNK: usize = 16 * 1024;
 /// Output kept by `exec` when no limit is given: 16 MiB.
@@ -82,7 +80,7 @@ pub fn payload_frames(data: &[u8], base64: bool) -> Vec<String> {
     data.chunks(STDIN_CHUNK)
         .map(|chunk| {
             let text = if base64 {
-                B64.encode(chunk)
+                crate::base64::encode(chunk)
             } else {
                 String::from_utf8_lossy(chunk).into_owned()
             };
@@ -163,8 +161,7 @@ impl From<ServerFrame> for RawFrame {
 pub fn interpret(frame: RawFrame, base64: bool) -> Result<ExecEvent> {
     let data = |text: String| -> Result<Vec<u8>> {
         if base64 {
-            B64.decode(text.trim_end())
-                .map_err(|e| Error::Protocol(format!("bad base64 output: {e}")))
+            crate::base64::decode(&text).ok_or_else(|| Error::Protocol("bad base64 output".into()))
         } else {
             Ok(text.into_bytes())
         }
@@ -370,7 +367,7 @@ mod tests {
         let mut back = Vec::new();
         for f in frames {
             let v: serde_json::Value = serde_json::from_str(&f).unwrap();
-            back.extend(B64.decode(v["data"].as_str().unwrap()).unwrap());
+            back.extend(crate::base64::decode(v["data"].as_str().unwrap()).unwrap());
         }
         assert_eq!(back, data);
         assert_eq!(stdin_end_frame(), r#"{"type":"stdInEnd"}"#);

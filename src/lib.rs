@@ -7,10 +7,12 @@
 //! - [`sandbox`]: what `Sandbox.create` sends, and what a status means;
 //! - [`exec`]: exec frames, output limits and how a session ends;
 //! - [`tar`]: archives for directory upload and download;
+//! - [`base64`]: the frames' base64, small;
 //! - [`error`]: the one error type, which becomes a JS `Error` with a `code`.
 //!
 //! The wire types come from [`flankbox_protocol`], shared with the local host.
 
+pub mod base64;
 pub mod config;
 pub mod error;
 pub mod exec;

@@ -1,11 +1,9 @@
 //! What `Sandbox.create` sends, decided from its options, and what a service's status means.
 
-use std::collections::BTreeMap;
-
 use flankbox_protocol::names::derive_id;
 use flankbox_protocol::service::{
-    Billing, CreateDeployment, CreateOptions, DeploymentSpec, Docker, DockerConfigType, EphemeralStorage, External,
-    GpuConfiguration, GpuSpec, PortProtocol, PortSpec, Storage,
+    Billing, CreateDeployment, CreateOptions, DeploymentSpec, Docker, DockerConfigType, EnvVars, EphemeralStorage,
+    External, GpuConfiguration, GpuSpec, PortProtocol, PortSpec, Storage,
 };
 use flankbox_protocol::volume::{AccessMode, CreateVolume, VolumeMount, VolumeSpec};
 use serde::Deserialize;
@@ -33,7 +31,7 @@ pub struct SandboxOptions {
     /// Main process, one string run by the image's shell.
     pub command: Option<String>,
     /// Environment variables.
-    pub env: Option<BTreeMap<String, String>>,
+    pub env: Option<EnvVars>,
     /// Ephemeral storage, MB.
     pub ephemeral_storage_mb: Option<u64>,
     /// `/dev/shm`, MB.

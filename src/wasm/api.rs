@@ -8,7 +8,6 @@ use std::rc::Rc;
 
 use js_sys::{Function, Promise, Uint8Array};
 use serde::Serialize;
-use serde_json::json;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
@@ -203,7 +202,11 @@ impl Inner {
     }
 
     async fn scale(&self, instances: u32, cancel: &Cancel) -> Result<()> {
-        self.post("/scale", &json!({ "instances": instances }), cancel).await
+        let body = crate::protocol::service::ScaleRequest {
+            instances: Some(instances),
+            ..Default::default()
+        };
+        self.post("/scale", &body, cancel).await
     }
 }
 

@@ -1,8 +1,6 @@
 //! TypeScript shapes of the options objects, and helpers to read them.
 
 use js_sys::{Function, Reflect};
-use std::collections::BTreeMap;
-
 use wasm_bindgen::prelude::*;
 use web_sys::AbortSignal;
 
@@ -124,7 +122,7 @@ pub(crate) fn sandbox_options(obj: &JsValue) -> Result<SandboxOptions> {
     let env = match get(obj, "env") {
         None => None,
         Some(v) => {
-            let mut env = BTreeMap::new();
+            let mut env = Vec::new();
             let o: &js_sys::Object = v
                 .dyn_ref()
                 .ok_or_else(|| Error::Invalid("env must be an object".into()))?;
@@ -134,9 +132,9 @@ pub(crate) fn sandbox_options(obj: &JsValue) -> Result<SandboxOptions> {
                     .get(1)
                     .as_string()
                     .ok_or_else(|| Error::Invalid("env values must be strings".into()))?;
-                env.insert(pair.get(0).as_string().unwrap_or_default(), value);
+                env.push((pair.get(0).as_string().unwrap_or_default(), value));
             }
-            Some(env)
+            Some(crate::protocol::service::EnvVars(env))
         }
     };
     let volume = get(obj, "volume").map(|v| {

@@ -1370,7 +1370,7 @@ pub fn sandbox_env(record: &ServiceRecord, instance: &str) -> Vec<String> {
         format!("NF_PROJECT_ID={}", record.project_id),
     ];
     if let Some(vars) = &record.spec.runtime_environment {
-        for (k, v) in vars {
+        for (k, v) in vars.iter() {
             env.retain(|e| !e.starts_with(&format!("{k}=")));
             env.push(format!("{k}={v}"));
         }

@@ -1,9 +1,9 @@
 //! Deployment services: the create body, the read model, status, scaling, ports and containers
 //! (contract §2.1–§2.5).
 
-use std::collections::BTreeMap;
-
-use serde::{Deserialize, Serialize};
+use serde::de::{MapAccess, Visitor};
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Body of `POST /services/deployment` (§2.1). Fields a sandbox host ignores (health checks,
 /// autoscaling, …) are accepted and dropped.
@@ -27,10 +27,57 @@ pub struct CreateDeployment {
     pub ports: Option<Vec<PortSpec>>,
     /// Environment variables of the main process and of every exec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub runtime_environment: Option<BTreeMap<String, String>>,
+    pub runtime_environment: Option<EnvVars>,
     /// Options that apply only at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub create_options: Option<CreateOptions>,
+}
+
+/// Environment variables: a JSON object of strings, kept in the order sent. When a name repeats,
+/// the last one wins, as it would in a shell.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EnvVars(pub Vec<(String, String)>);
+
+impl EnvVars {
+    /// The value of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// Every pair, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+impl Serialize for EnvVars {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (k, v) in &self.0 {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvVars {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Pairs;
+        impl<'de> Visitor<'de> for Pairs {
+            type Value = EnvVars;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of string values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EnvVars, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(pair) = map.next_entry::<String, String>()? {
+                    pairs.push(pair);
+                }
+                Ok(EnvVars(pairs))
+            }
+        }
+        deserializer.deserialize_map(Pairs)
+    }
 }
 
 /// `billing`: the deployment plan, and optionally GPUs.
@@ -542,7 +589,19 @@ mod tests {
             req.deployment.storage.unwrap().ephemeral_storage.unwrap().storage_size,
             2048
         );
-        assert_eq!(req.runtime_environment.unwrap()["MY_VAR"], "hello-world");
+        assert_eq!(req.runtime_environment.unwrap().get("MY_VAR"), Some("hello-world"));
+    }
+
+    #[test]
+    fn env_vars_keep_order_and_the_last_duplicate_wins() {
+        let env: EnvVars = serde_json::from_str(r#"{"B":"1","A":"2","B":"3"}"#).unwrap();
+        assert_eq!(env.get("B"), Some("3"));
+        assert_eq!(env.iter().map(|(k, _)| k).collect::<Vec<_>>(), ["B", "A", "B"]);
+        assert_eq!(
+            serde_json::to_string(&EnvVars(vec![("X".into(), "y".into())])).unwrap(),
+            r#"{"X":"y"}"#
+        );
+        assert!(serde_json::from_str::<EnvVars>(r#"{"A":1}"#).is_err());
     }
 
     #[test]

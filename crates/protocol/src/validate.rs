@@ -134,7 +134,7 @@ pub fn check_create_deployment(req: &CreateDeployment) -> Result<(), ValidationE
         check_ports(ports, "ports")?;
     }
     if let Some(env) = &req.runtime_environment {
-        for (key, value) in env {
+        for (key, value) in env.iter() {
             check_env_key(key)?;
             check(!value.contains('\0'), &format!("runtimeEnvironment.{key}"), || {
                 "must not contain NUL".into()

@@ -422,13 +422,8 @@ impl Sandbox {
         #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] data: JsValue,
         #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let data = bytes(&data)?;
-            let cancel = Cancel::new("writeFile", signal(&options), timeout_ms(&options))?;
-            file_op(&inner, exec::files::write(&path), data, &cancel)
-                .await
-                .map(|_| JsValue::UNDEFINED)
+        self.file_call("writeFile", exec::files::write(&path), bytes(&data), options, |_| {
+            Ok(JsValue::UNDEFINED)
         })
     }
 
@@ -439,10 +434,7 @@ impl Sandbox {
         path: String,
         #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let cancel = Cancel::new("readFile", signal(&options), timeout_ms(&options))?;
-            let out = file_op(&inner, exec::files::read(&path), Vec::new(), &cancel).await?;
+        self.file_call("readFile", exec::files::read(&path), Ok(Vec::new()), options, |out| {
             Ok(Uint8Array::from(&out[..]).into())
         })
     }
@@ -456,14 +448,9 @@ impl Sandbox {
         #[wasm_bindgen(unchecked_param_type = "Record<string, string | Uint8Array> | FileEntry[]")] files: JsValue,
         #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let entries = file_entries(&files)?;
-            let archive = tar::write(&entries)?;
-            let cancel = Cancel::new("uploadDir", signal(&options), timeout_ms(&options))?;
-            file_op(&inner, exec::files::untar(&dir), archive, &cancel)
-                .await
-                .map(|_| JsValue::UNDEFINED)
+        let archive = file_entries(&files).and_then(|entries| tar::write(&entries));
+        self.file_call("uploadDir", exec::files::untar(&dir), archive, options, |_| {
+            Ok(JsValue::UNDEFINED)
         })
     }
 
@@ -474,21 +461,24 @@ impl Sandbox {
         dir: String,
         #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue,
     ) -> Promise {
-        let inner = self.inner.clone();
-        promise(async move {
-            let cancel = Cancel::new("downloadDir", signal(&options), timeout_ms(&options))?;
-            let archive = file_op(&inner, exec::files::tar(&dir), Vec::new(), &cancel).await?;
-            let out = js_sys::Array::new();
-            for e in tar::read(&archive)? {
-                if let Some(data) = e.data {
-                    let obj = js_sys::Object::new();
-                    let _ = js_sys::Reflect::set(&obj, &"path".into(), &e.path.into());
-                    let _ = js_sys::Reflect::set(&obj, &"data".into(), &Uint8Array::from(&data[..]));
-                    out.push(&obj);
+        self.file_call(
+            "downloadDir",
+            exec::files::tar(&dir),
+            Ok(Vec::new()),
+            options,
+            |archive| {
+                let out = js_sys::Array::new();
+                for e in tar::read(&archive)? {
+                    if let Some(data) = e.data {
+                        out.push(&object(&[
+                            ("path", e.path.into()),
+                            ("data", Uint8Array::from(&data[..]).into()),
+                        ]));
+                    }
                 }
-            }
-            Ok(out.into())
-        })
+                Ok(out.into())
+            },
+        )
     }
 
     /// Exposes a port (replacing any with the same number) and resolves to its DNS name, when it
@@ -610,6 +600,25 @@ fn port_list(data: &JsValue) -> Vec<JsValue> {
     get(data, "ports")
         .map(|p| js_sys::Array::from(&p).iter().collect())
         .unwrap_or_default()
+}
+
+impl Sandbox {
+    /// A file operation: `argv` over a base64 session with `input` as stdin, its stdout turned
+    /// into the result by `finish`.
+    fn file_call(
+        &self,
+        what: &'static str,
+        argv: Vec<String>,
+        input: Result<Vec<u8>>,
+        options: JsValue,
+        finish: fn(Vec<u8>) -> Result<JsValue>,
+    ) -> Promise {
+        let inner = self.inner.clone();
+        promise(async move {
+            let cancel = Cancel::new(what, signal(&options), timeout_ms(&options))?;
+            finish(file_op(&inner, argv, input?, &cancel).await?)
+        })
+    }
 }
 
 /// Best-effort deletion of a sandbox `create` could not finish.

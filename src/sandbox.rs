@@ -44,6 +44,11 @@ pub struct SandboxOptions {
     pub ports: Option<Vec<PortOptions>>,
     /// Service name; a random `sandbox-xxxxxxxxxxxx` otherwise.
     pub name: Option<String>,
+    /// Extra tags.
+    pub tags: Option<Vec<String>>,
+    /// Lifetime: the local host (and the edge proxy) delete the sandbox after it. Sent as a
+    /// `flankbox-expires-<unix seconds>` tag, which Northflank itself keeps as a plain tag.
+    pub ttl_seconds: Option<u64>,
     /// How long to wait for readiness, ms.
     pub timeout_ms: Option<u64>,
 }
@@ -143,8 +148,12 @@ impl CreatePlan {
     }
 }
 
-/// Decides the requests of `Sandbox.create`. `suffix` makes the default name unique.
-pub fn plan_create(opts: &SandboxOptions, suffix: &str) -> Result<CreatePlan> {
+/// Tag prefix of a sandbox's expiry time.
+pub const EXPIRES_TAG: &str = "flankbox-expires-";
+
+/// Decides the requests of `Sandbox.create`. `suffix` makes the default name unique; `now` is
+/// the time in unix seconds (for `ttlSeconds`).
+pub fn plan_create(opts: &SandboxOptions, suffix: &str, now: u64) -> Result<CreatePlan> {
     let name = opts.name.clone().unwrap_or_else(|| format!("sandbox-{suffix}"));
     let service_id = derive_id(&name);
     let volume = match &opts.volume {
@@ -209,7 +218,12 @@ pub fn plan_create(opts: &SandboxOptions, suffix: &str) -> Result<CreatePlan> {
     let service = CreateDeployment {
         name,
         description: None,
-        tags: Some(vec!["flankbox".into()]),
+        tags: Some(
+            std::iter::once("flankbox".to_string())
+                .chain(opts.tags.iter().flatten().cloned())
+                .chain(opts.ttl_seconds.map(|ttl| format!("{EXPIRES_TAG}{}", now + ttl)))
+                .collect(),
+        ),
         billing: Billing {
             deployment_plan: plan,
             gpu: None,
@@ -284,7 +298,7 @@ mod tests {
 
     #[test]
     fn defaults_make_a_small_idle_ubuntu() {
-        let p = plan_create(&SandboxOptions::default(), "abc123").unwrap();
+        let p = plan_create(&SandboxOptions::default(), "abc123", 0).unwrap();
         assert_eq!(p.service_id, "sandbox-abc123");
         let body = serde_json::to_value(&p.service).unwrap();
         assert_eq!(body["billing"]["deploymentPlan"], "nf-compute-20");
@@ -299,6 +313,7 @@ mod tests {
         let p = plan_create(
             &opts(json!({ "name": "Box", "volume": { "sizeMb": 2048, "mountPaths": ["/workspace"] } })),
             "x",
+            0,
         )
         .unwrap();
         assert_eq!(p.volume_id().as_deref(), Some("data-box"));
@@ -311,7 +326,7 @@ mod tests {
 
     #[test]
     fn gpus_pick_the_guides_plan_and_shm() {
-        let p = plan_create(&opts(json!({ "gpu": { "type": "a100-80" } })), "x").unwrap();
+        let p = plan_create(&opts(json!({ "gpu": { "type": "a100-80" } })), "x", 0).unwrap();
         assert_eq!(p.service.billing.deployment_plan, "nf-gpu-a100-80-1g");
         assert_eq!(p.service.deployment.storage.unwrap().shm_size, Some(174_080));
         assert_eq!(
@@ -322,9 +337,18 @@ mod tests {
 
     #[test]
     fn an_unknown_port_protocol_fails_before_any_request() {
-        let err = plan_create(&opts(json!({ "ports": [{ "port": 80, "protocol": "FTP" }] })), "x").unwrap_err();
+        let err = plan_create(&opts(json!({ "ports": [{ "port": 80, "protocol": "FTP" }] })), "x", 0).unwrap_err();
         assert_eq!(err.code(), "INVALID_ARGUMENT");
         assert!(err.to_string().contains("FTP"));
+    }
+
+    #[test]
+    fn a_lifetime_becomes_an_expiry_tag() {
+        let p = plan_create(&opts(json!({ "ttlSeconds": 600, "tags": ["playground"] })), "x", 1000).unwrap();
+        assert_eq!(
+            p.service.tags.unwrap(),
+            ["flankbox", "playground", "flankbox-expires-1600"]
+        );
     }
 
     #[test]

@@ -262,7 +262,7 @@ impl Sandbox {
                 callback: callback(&options, "onProgress"),
                 started: js_sys::Date::now(),
             };
-            let plan = plan_create(&opts, &random_suffix())?;
+            let plan = plan_create(&opts, &random_suffix(), (js_sys::Date::now() / 1000.0) as u64)?;
             let inner = Rc::new(Inner {
                 config: config.clone(),
                 id: plan.service_id.clone(),
@@ -404,9 +404,10 @@ impl Sandbox {
                 (n("cols", 80), n("rows", 24))
             });
             let cancel = call_cancel("spawn", &options)?;
+            let base64 = string(&options, "encoding").as_deref() != Some("utf8");
             let spec = ExecSpec {
                 argv,
-                base64: true,
+                base64,
                 tty,
                 instance: None,
             };

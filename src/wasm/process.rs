@@ -116,6 +116,8 @@ impl Feed {
 
 struct Shared {
     socket: Socket,
+    /// Bytes (base64 frames) or text.
+    base64: bool,
     stdout: Feed,
     stderr: Feed,
     killed: Cell<bool>,
@@ -144,6 +146,7 @@ impl SandboxProcess {
         }
         let shared = Rc::new(Shared {
             socket,
+            base64: spec.base64,
             stdout: Feed::new()?,
             stderr: Feed::new()?,
             killed: Cell::new(false),
@@ -161,6 +164,28 @@ impl SandboxProcess {
 async fn forward(shared: Rc<Shared>, resolve: Function, reject: Function) {
     let outcome = loop {
         match shared.socket.next().await {
+            // Text output goes into the stream as the frame's own JS string.
+            SocketEvent::Message(frame) if !shared.base64 => match frame_parts(&frame) {
+                Ok((kind, data)) if kind == "stdOut" => {
+                    let _ = shared.stdout.controller.enqueue_with_chunk(&data);
+                }
+                Ok((kind, data)) if kind == "stdErr" => {
+                    let _ = shared.stderr.controller.enqueue_with_chunk(&data);
+                }
+                Ok((kind, data)) => match raw_frame(&kind, &data).and_then(|raw| interpret(raw, false)) {
+                    Ok(ExecEvent::Completed(c)) => {
+                        shared.socket.close();
+                        break Ok(exit_info(
+                            c.exit_code,
+                            exec::status_name(c.status),
+                            c.message.as_deref(),
+                        ));
+                    }
+                    Ok(_) => {}
+                    Err(e) => break Err(e),
+                },
+                Err(e) => break Err(e),
+            },
             SocketEvent::Message(frame) => match decode(&frame, true) {
                 Ok(ExecEvent::Stdout(b)) => {
                     let _ = shared.stdout.controller.enqueue_with_chunk(&Uint8Array::from(&b[..]));
@@ -196,14 +221,14 @@ async fn forward(shared: Rc<Shared>, resolve: Function, reject: Function) {
 
 #[wasm_bindgen]
 impl SandboxProcess {
-    /// Output (everything, with a terminal), as `Uint8Array` chunks.
-    #[wasm_bindgen(getter, unchecked_return_type = "ReadableStream<Uint8Array>")]
+    /// Output (everything, with a terminal): `Uint8Array` chunks, or strings with `encoding: "utf8"`.
+    #[wasm_bindgen(getter, unchecked_return_type = "ReadableStream<Uint8Array | string>")]
     pub fn stdout(&self) -> ReadableStream {
         self.shared.stdout.stream.clone()
     }
 
-    /// Error output, as `Uint8Array` chunks (empty with a terminal).
-    #[wasm_bindgen(getter, unchecked_return_type = "ReadableStream<Uint8Array>")]
+    /// Error output, like `stdout` (empty with a terminal).
+    #[wasm_bindgen(getter, unchecked_return_type = "ReadableStream<Uint8Array | string>")]
     pub fn stderr(&self) -> ReadableStream {
         self.shared.stderr.stream.clone()
     }
@@ -214,7 +239,7 @@ impl SandboxProcess {
         let shared = self.shared.clone();
         wasm_bindgen_futures::future_to_promise(async move {
             let data = bytes(&data)?;
-            for frame in payload_frames(&data, true) {
+            for frame in payload_frames(&data, shared.base64) {
                 while shared.socket.buffered() > 1 << 20 && !shared.done.get() {
                     sleep(5).await;
                 }

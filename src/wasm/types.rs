@@ -36,6 +36,10 @@ export interface SandboxOptions extends CallOptions {
   ports?: PortOptions[];
   /** Service name; a random sandbox-xxxxxxxxxxxx otherwise. */
   name?: string;
+  /** Extra tags. */
+  tags?: string[];
+  /** Lifetime in seconds: the local host (and the edge proxy) delete the sandbox after it. */
+  ttlSeconds?: number;
   onProgress?: (progress: Progress) => void;
 }
 
@@ -59,7 +63,12 @@ export interface ExecOptions extends CallOptions {
 
 export interface ExecResult { exitCode: number; status: "Success" | "Failure" | "Unknown"; stdout: string; stderr: string; truncated: boolean; durationMs: number }
 
-export interface SpawnOptions extends CallOptions { tty?: boolean; cols?: number; rows?: number; shell?: string }
+export interface SpawnOptions extends CallOptions {
+  tty?: boolean; cols?: number; rows?: number; shell?: string;
+  /** "bytes" (default): exact bytes both ways, streams of Uint8Array. "utf8": text frames, streams
+   * of strings (cheaper; for text programs). */
+  encoding?: "bytes" | "utf8";
+}
 
 export interface ExitInfo { exitCode: number; status: "Success" | "Failure" | "Unknown"; message?: string }
 
@@ -169,6 +178,8 @@ pub(crate) fn sandbox_options(obj: &JsValue) -> Result<SandboxOptions> {
         gpu,
         ports,
         name: string(obj, "name"),
+        tags: get(obj, "tags").map(|t| js_sys::Array::from(&t).iter().filter_map(|s| s.as_string()).collect()),
+        ttl_seconds: number(obj, "ttlSeconds"),
         timeout_ms: timeout_ms(obj),
     })
 }

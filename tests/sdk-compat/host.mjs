@@ -10,9 +10,10 @@ const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 export const HOST_BIN = process.env.FLANKBOX_HOST_BIN ?? join(root, "target", "debug", "flankbox-host");
 export const TOKEN = "sdk-compat-token";
 
-export async function startHost() {
+/** Starts a host with its own data directory; `args` are extra `serve` arguments. */
+export async function startHost({ args = [] } = {}) {
   const dataDir = mkdtempSync(join(tmpdir(), "flankbox-sdk-"));
-  const child = spawn(HOST_BIN, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", TOKEN], {
+  const child = spawn(HOST_BIN, ["serve", "--listen", "127.0.0.1:0", "--data-dir", dataDir, "--token", TOKEN, ...args], {
     stdio: ["ignore", "pipe", process.env.FLANKBOX_TEST_LOG ? "inherit" : "ignore"],
   });
   const base = await new Promise((resolve, reject) => {

@@ -19,6 +19,18 @@ pub struct Config {
     pub images: BTreeMap<String, PathBuf>,
     /// Sandboxes kept prepared ahead of time (0 turns the pool off).
     pub warm_pool: usize,
+    /// The playground's built files, served at `/`.
+    pub www: Option<PathBuf>,
+    /// Dev mode: the playground page may fetch the API token from `/playground/config.json`.
+    /// Only loopback pages get it, and only on a loopback listener.
+    pub dev: bool,
+    /// The API the playground's pages use (default: this host). Pointing it at
+    /// `https://api.northflank.com` runs the playground on Northflank itself.
+    pub playground_api: Option<String>,
+    /// The project playground sandboxes are made in.
+    pub playground_project: String,
+    /// The token playground pages get in dev mode (default: this host's own).
+    pub playground_token: Option<String>,
     /// Run without isolation (tests without root only).
     pub unisolated: bool,
     /// The program sandboxes start as their agent: this binary.
@@ -35,6 +47,11 @@ impl Config {
             pids_max: 512,
             images: BTreeMap::new(),
             warm_pool: 2,
+            www: None,
+            dev: false,
+            playground_api: None,
+            playground_project: "playground".into(),
+            playground_token: None,
             unisolated,
             agent_program,
         }

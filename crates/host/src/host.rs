@@ -36,6 +36,12 @@ use crate::store::{Store, Table};
 /// Most instances a service may have. A sandbox is one instance; more would need a volume
 /// shared between sandboxes with different uid ranges.
 pub const MAX_INSTANCES: u32 = 1;
+/// A service tagged `flankbox-expires-<unix seconds>` is deleted, volumes and all, once that time
+/// has passed: sandboxes given a lifetime (the playground's, the edge proxy's) cannot leak.
+pub const EXPIRES_TAG: &str = "flankbox-expires-";
+/// How often the reaper looks for expired services.
+const REAP_EVERY: Duration = Duration::from_secs(5);
+
 /// Pause before the warm pool refills after a create.
 const REFILL_DELAY: Duration = Duration::from_millis(100);
 /// Lines of main-process output kept per service.
@@ -278,7 +284,52 @@ impl Host {
             }
         }
         host.refill();
+        host.start_reaper();
         Ok(host)
+    }
+
+    /// Deletes expired services every few seconds, for as long as the host lives.
+    fn start_reaper(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(REAP_EVERY).await;
+                let Some(host) = weak.upgrade() else { break };
+                host.reap_expired().await;
+            }
+        });
+    }
+
+    /// Deletes every service whose expiry tag lies in the past.
+    pub async fn reap_expired(self: &Arc<Self>) {
+        let now = now_unix();
+        let expired: Vec<(Scope, String)> = lock(&self.services)
+            .iter()
+            .filter_map(|e| {
+                let r = lock(&e.record);
+                let expires = r
+                    .spec
+                    .tags
+                    .iter()
+                    .flatten()
+                    .find_map(|t| t.strip_prefix(EXPIRES_TAG)?.parse::<u64>().ok())?;
+                (expires <= now).then(|| {
+                    (
+                        Scope {
+                            team_id: r.team_id.clone(),
+                            project_id: r.project_id.clone(),
+                        },
+                        r.id.clone(),
+                    )
+                })
+            })
+            .collect();
+        for (scope, id) in expired {
+            tracing::info!(project = %scope.project_id, service = %id, "deleting an expired sandbox");
+            if let Err(e) = self.delete_service(&scope, &id, true).await {
+                tracing::warn!(service = %id, "could not delete an expired sandbox: {e}");
+            }
+        }
     }
 
     /// Records a project on its first use (projects are implicit).

@@ -49,6 +49,23 @@ struct ServeArgs {
     /// Sandboxes to keep prepared ahead of time, so a create boots in milliseconds (0: none).
     #[arg(long, default_value_t = 2)]
     warm_pool: usize,
+    /// Serve the playground from this directory (its build output) at `/`.
+    #[arg(long, value_name = "DIR")]
+    www: Option<PathBuf>,
+    /// Dev mode for the playground: pages on this machine get the API token from
+    /// /playground/config.json. Refused unless --listen is a loopback address.
+    #[arg(long)]
+    dev: bool,
+    /// The API playground pages talk to [default: this host]. E.g. https://api.northflank.com to
+    /// run the playground on Northflank (then also set --playground-project and a token).
+    #[arg(long, value_name = "URL")]
+    playground_api: Option<String>,
+    /// The project playground sandboxes are made in.
+    #[arg(long, default_value = "playground")]
+    playground_project: String,
+    /// The API token playground pages get in dev mode [default: this host's token].
+    #[arg(long, env = "FLANKBOX_PLAYGROUND_TOKEN", hide_env_values = true)]
+    playground_token: Option<String>,
     /// Run commands WITHOUT isolation, directly on this machine. For tests without root only.
     #[arg(long)]
     unisolated: bool,
@@ -107,6 +124,19 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             (format!("fbx_{t}"), true)
         }
     };
+    if args.dev && !args.listen.ip().is_loopback() {
+        return Err(format!(
+            "--dev hands the API token to playground pages, so it needs a loopback --listen, not {}",
+            args.listen
+        ));
+    }
+    let www = match args.www {
+        Some(dir) => Some(
+            dir.canonicalize()
+                .map_err(|e| format!("--www {}: {e}", dir.display()))?,
+        ),
+        None => None,
+    };
     let agent_program = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -118,6 +148,11 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         token: token.clone(),
         pids_max: args.pids_max,
         warm_pool: args.warm_pool,
+        www,
+        dev: args.dev,
+        playground_api: args.playground_api,
+        playground_project: args.playground_project,
+        playground_token: args.playground_token,
         images: args.images.into_iter().collect::<BTreeMap<_, _>>(),
         unisolated: args.unisolated,
         agent_program,
@@ -130,6 +165,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     tracing::info!(isolation = %host.isolation(), "sandboxes");
     println!("flankbox-host listening on http://{listen}");
+    if host.config.www.is_some() {
+        println!("playground: http://{listen}/");
+    }
     if generated {
         println!("API token (generated; set FLANKBOX_TOKEN to choose one): {token}");
     }

@@ -596,7 +596,7 @@ async fn browsers_get_cors_answers_without_a_token_on_preflight() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    assert_eq!(resp.headers()["access-control-allow-origin"], "*");
+    assert_eq!(resp.headers()["access-control-allow-origin"], "http://example.test");
     let allowed = resp.headers()["access-control-allow-headers"]
         .to_str()
         .unwrap()
@@ -615,7 +615,113 @@ async fn browsers_get_cors_answers_without_a_token_on_preflight() {
     assert_eq!(resp.status(), 401, "the token is still required");
     assert_eq!(
         resp.headers()["access-control-allow-origin"],
-        "*",
+        "http://example.test",
         "errors are readable by the page"
     );
+}
+
+#[tokio::test]
+async fn a_sandbox_past_its_expiry_tag_is_deleted_with_its_volume() {
+    require_root();
+    let host = TestHost::start();
+    host.call("POST", &format!("{P}/volumes"), Some(json!({ "name": "short-lived", "mounts": [{ "containerMountPath": "/data" }], "spec": { "accessMode": "ReadWriteOnce", "storageSize": 1024 } }))).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let expired = host.sandbox("proj", "mayfly", json!({ "tags": [format!("flankbox-expires-{}", now + 1)], "createOptions": { "volumesToAttach": ["short-lived"] } })).await;
+    let kept = host
+        .sandbox(
+            "proj",
+            "tortoise",
+            json!({ "tags": [format!("flankbox-expires-{}", now + 3600), "other"] }),
+        )
+        .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while host.call("GET", &format!("{P}/volumes/short-lived"), None).await.0 != 404 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the expired sandbox's volume is still there"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        host.call("GET", &format!("{P}/services/{expired}"), None).await.0,
+        404,
+        "the sandbox went first"
+    );
+    assert_eq!(host.call("GET", &format!("{P}/services/{kept}"), None).await.0, 200);
+}
+
+#[tokio::test]
+async fn the_playground_gets_credentials_only_in_dev_mode_and_only_same_origin() {
+    require_root();
+    let www = tempfile::tempdir().unwrap();
+    std::fs::write(
+        www.path().join("index.html"),
+        "<!doctype html><title>playground</title>",
+    )
+    .unwrap();
+    let www_arg = www.path().to_str().unwrap().to_string();
+    let dev = TestHost::start_with(&["--dev", "--www", &www_arg]);
+    let page = dev.http.get(&dev.base).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains("<title>playground</title>"));
+    let config = dev
+        .http
+        .get(format!("{}/playground/config.json", dev.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(config.status(), 200);
+    assert!(
+        config.headers().get("access-control-allow-origin").is_none(),
+        "no CORS: other sites cannot read it"
+    );
+    let body: Value = config.json().await.unwrap();
+    assert_eq!(body["token"], common::TOKEN);
+    assert_eq!(body["projectId"], "playground");
+    // Another origin, or a rebinding DNS name, gets a 403.
+    let foreign = dev
+        .http
+        .get(format!("{}/playground/config.json", dev.base))
+        .header("Origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(foreign.status(), 403);
+    let rebound = dev
+        .http
+        .get(format!("{}/playground/config.json", dev.base))
+        .header("Host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rebound.status(), 403);
+    // The page is not readable cross-origin either; the API is.
+    let page = dev
+        .http
+        .get(&dev.base)
+        .header("Origin", "http://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(page.headers().get("access-control-allow-origin").is_none());
+    // Without --dev there are no credentials at all.
+    let plain = TestHost::start_with(&["--www", &www_arg]);
+    let config = plain
+        .http
+        .get(format!("{}/playground/config.json", plain.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(config.status(), 403);
+    // And --dev is refused on a non-loopback address.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_flankbox-host"))
+        .args(["serve", "--dev", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(www.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("loopback"));
 }

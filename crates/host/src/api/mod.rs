@@ -2,6 +2,7 @@
 
 mod exec;
 mod meta;
+mod playground;
 mod services;
 mod volumes;
 
@@ -49,7 +50,7 @@ pub fn app(host: Arc<Host>) -> Router {
         .route("/v1/plans", get(meta::plans))
         .route("/v1/regions", get(meta::regions))
         .route_layer(middleware::from_fn_with_state(host.clone(), require_token));
-    Router::new()
+    let router = Router::new()
         .merge(rest)
         .route(
             "/v1/command-exec/projects/{project_id}/{entity}/{entity_id}",
@@ -59,8 +60,13 @@ pub fn app(host: Arc<Host>) -> Router {
             "/v1/command-exec/teams/{team_id}/projects/{project_id}/{entity}/{entity_id}",
             get(exec::upgrade),
         )
-        .route("/", get(meta::index))
-        .fallback(meta::not_found)
+        .route("/playground/config.json", get(playground::config));
+    let router = match &host.config.www {
+        // The playground's files; paths no route takes fall through to them.
+        Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir).fallback(get(meta::not_found))),
+        None => router.route("/", get(meta::index)).fallback(meta::not_found),
+    };
+    router
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(meta::panic_response))
         .layer(cors())
@@ -68,12 +74,15 @@ pub fn app(host: Arc<Host>) -> Router {
         .with_state(host)
 }
 
-/// Browsers may call the API from any origin: it is guarded by a bearer token, never by
-/// cookies, so a page can do no more than its token allows.
+/// Browsers may call the API (`/v1/…`) from any origin: it is guarded by a bearer token, never
+/// by cookies, so a page can do no more than its token allows. Nothing else is open to other
+/// origins: not the playground's pages, and not its dev-mode config.
 fn cors() -> tower_http::cors::CorsLayer {
     use axum::http::{header, Method};
     tower_http::cors::CorsLayer::new()
-        .allow_origin(tower_http::cors::Any)
+        .allow_origin(tower_http::cors::AllowOrigin::predicate(|_, request| {
+            request.uri.path().starts_with("/v1/")
+        }))
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
         .max_age(std::time::Duration::from_secs(600))

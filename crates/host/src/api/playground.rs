@@ -1,0 +1,102 @@
+//! The playground's dev mode: how a page served by this host gets credentials without the token
+//! ever being written into a page.
+//!
+//! With `--dev` (refused unless the host listens on loopback), a page may fetch
+//! `/playground/config.json` and receive the API token. The answer goes only to requests that
+//! are plainly from this machine's own pages: a loopback `Host` (which defeats DNS rebinding), and
+//! no `Origin` other than the host's own. No CORS headers are sent, so a page of another site
+//! cannot read it. Without `--dev` it is a 403.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use flankbox_protocol::{ApiError, ErrorBody};
+
+use crate::host::Host;
+
+/// How long a playground sandbox may live before the host's reaper deletes it.
+pub const PLAYGROUND_TTL_SECONDS: u64 = 30 * 60;
+
+fn refuse(message: &str) -> Response {
+    let body = ErrorBody {
+        error: ApiError {
+            status: Some(403),
+            message: message.into(),
+            id: None,
+            details: None,
+        },
+    };
+    (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
+}
+
+/// Whether a `Host` header names this machine.
+fn is_loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        }),
+    };
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+pub(super) async fn config(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
+    if !host.config.dev {
+        return refuse("the playground's credentials are only served in dev mode (flankbox-host serve --dev)");
+    }
+    let host_header = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if !is_loopback_host(host_header) {
+        return refuse("dev mode serves the playground's credentials to this machine's own pages only");
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        if origin != format!("http://{host_header}") {
+            return refuse("dev mode serves the playground's credentials to same-origin pages only");
+        }
+    }
+    let c = &host.config;
+    let body = serde_json::json!({
+        "mode": "dev",
+        // Empty: this host. Otherwise the API the page talks to, e.g. Northflank's.
+        "baseUrl": c.playground_api.as_deref().unwrap_or(""),
+        "projectId": c.playground_project,
+        "token": c.playground_token.as_deref().unwrap_or(&c.token),
+        "ttlSeconds": PLAYGROUND_TTL_SECONDS,
+    });
+    ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_names_count() {
+        for ok in [
+            "127.0.0.1:7420",
+            "localhost:7420",
+            "localhost",
+            "[::1]:7420",
+            "p80--svc--proj.localhost:7420",
+            "127.0.0.2",
+        ] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example:7420",
+            "10.0.0.1:7420",
+            "",
+            "localhost.evil.example",
+            "[2001:db8::1]:80",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+}

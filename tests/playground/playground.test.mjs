@@ -1,0 +1,185 @@
+// The playground in real headless Chromium against a real host serving it (dev mode).
+import { test, before, after, afterEach } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { startHost, TOKEN } from "../sdk-compat/host.mjs";
+import { ROOT, launchChromium } from "../client/env.mjs";
+
+let host;
+let browser;
+
+before(async () => {
+  host = await startHost({ args: ["--www", join(ROOT, "www/dist"), "--dev"] });
+  browser = await launchChromium();
+});
+
+afterEach(closeAll);
+
+after(async () => {
+  await browser?.close();
+  await host?.stop();
+});
+
+const pages = new Set();
+
+/** Closes every page a test opened, even when it failed, so no sandbox outlives its test. */
+async function closeAll() {
+  for (const page of pages) await page.close({ runBeforeUnload: true }).catch(() => {});
+  pages.clear();
+}
+
+/** Opens the playground page with `code` in `language`. */
+async function open(language, code) {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 700 } });
+  pages.add(page);
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.errors = errors;
+  await page.goto(`${host.base}/`);
+  await status(page, ["ready"], 30_000);
+  await setCode(page, language, code);
+  return page;
+}
+
+/** Puts code in the editor the way a user would: select all, then type (insertText, so the
+ * editor's bracket closing does not double what is typed). */
+async function setCode(page, language, code) {
+  await page.selectOption(".fbx-language", language);
+  await page.click(".cm-content");
+  await page.keyboard.press("Control+A");
+  await page.keyboard.press("Delete");
+  await page.keyboard.insertText(code);
+  assert.equal(await page.evaluate(() => window.playground.code), code);
+}
+
+function status(page, wanted, timeout = 20_000) {
+  return page.waitForFunction((w) => w.includes(document.querySelector("flankbox-playground")?.dataset.status), wanted, { timeout, polling: 20 });
+}
+
+const output = (page) => page.evaluate(() => window.playground.output);
+
+test("output streams live: the first line shows before the program ends", async () => {
+  const page = await open("python", 'import time\nfor i in range(7):\n    print("line", i, flush=True)\n    time.sleep(0.3)\n');
+  const started = Date.now();
+  await page.click(".fbx-run");
+  await page.waitForFunction(() => window.playground.output.includes("line 0"), null, { polling: 10 });
+  const firstLine = Date.now() - started;
+  await status(page, ["exited"]);
+  const total = Date.now() - started;
+  assert.ok(total - firstLine > 1200, `the first line came at ${firstLine} ms, the end at ${total} ms`);
+  assert.equal(await output(page), ["line 0", "line 1", "line 2", "line 3", "line 4", "line 5", "line 6", ""].join("\n"));
+  assert.match(await page.textContent(".fbx-status"), /exit code 0/);
+  assert.match(await page.textContent(".fbx-footer"), /exit code 0 · \d+ ms/);
+  // The shared link carries the code and the language.
+  assert.match(await page.evaluate(() => location.hash), /^#lang=python&code=/);
+  await page.screenshot({ path: join(ROOT, "docs/playground.png") });
+  assert.deepEqual(page.errors, []);
+});
+
+test("stdin reaches the program, and end-of-input is possible", async () => {
+  const page = await open("python", 'name = input("name? ")\nprint("hello", name)\nimport sys\nrest = sys.stdin.read()\nprint("rest:", len(rest.splitlines()), "lines")\n');
+  await page.click(".fbx-run");
+  await status(page, ["running"]);
+  await page.waitForFunction(() => window.playground.output.includes("name?"));
+  await page.fill(".fbx-stdin-input", "ada");
+  await page.press(".fbx-stdin-input", "Enter");
+  await page.waitForFunction(() => window.playground.output.includes("hello ada"));
+  for (const line of ["one", "two"]) {
+    await page.fill(".fbx-stdin-input", line);
+    await page.press(".fbx-stdin-input", "Enter");
+  }
+  await page.click(".fbx-eof");
+  await status(page, ["exited"]);
+  assert.match(await output(page), /rest: 2 lines/);
+});
+
+test("stderr is styled apart, and a C program compiles and runs", async () => {
+  const page = await open("python", 'import sys\nprint("to out")\nprint("to err", file=sys.stderr)\n');
+  await page.click(".fbx-run");
+  await status(page, ["exited"]);
+  assert.equal(await page.textContent(".fbx-output .fbx-stderr"), "to err\n");
+  assert.equal(await page.evaluate(() => getComputedStyle(document.querySelector(".fbx-stderr")).color), "rgb(207, 34, 46)");
+
+  await setCode(page, "c", '#include <stdio.h>\nint main(void) { int s = 0; for (int i = 1; i <= 10; i++) s += i; printf("sum=%d\\n", s); return 3; }\n');
+  await page.click(".fbx-run");
+  await status(page, ["exited"], 30_000);
+  assert.equal(await output(page), "sum=55\n");
+  assert.match(await page.textContent(".fbx-status"), /exit code 3/);
+});
+
+test("Stop ends an endless loop at once", async () => {
+  const page = await open("python", "while True:\n    pass\n");
+  await page.click(".fbx-run");
+  await status(page, ["running"]);
+  await page.waitForTimeout(500);
+  const t = Date.now();
+  await page.click(".fbx-stop");
+  await status(page, ["stopped"], 5_000);
+  assert.ok(Date.now() - t < 1000, `stopped after ${Date.now() - t} ms`);
+});
+
+test("an output flood keeps the page responsive: Stop takes effect within a second", async () => {
+  const page = await open("bash", "yes 'flooding the output pane'\n");
+  await page.click(".fbx-run");
+  await status(page, ["running"]);
+  await page.waitForFunction(() => document.querySelector(".fbx-truncated"), null, { timeout: 15_000 });
+  await page.waitForTimeout(1000);
+  const t = Date.now();
+  await page.click(".fbx-stop", { timeout: 1000 });
+  await status(page, ["stopped"], 5_000);
+  const took = Date.now() - t;
+  assert.ok(took < 1000, `Stop took ${took} ms`);
+  assert.match(await page.textContent(".fbx-truncated"), /output truncated: [\d,]+ more characters/);
+  assert.ok((await output(page)).length < 260_000, "the pane is capped");
+});
+
+test("the terminal runs an interactive shell that resizes with its pane", async () => {
+  const page = await open("python", "print(1)\n");
+  await page.click(".fbx-tab-terminal");
+  await page.waitForFunction(() => /[#$] $/m.test(window.playground.terminalText), null, { timeout: 15_000 });
+  await page.keyboard.type("echo hi\r");
+  await page.waitForFunction(() => window.playground.terminalText.split("\n").some((l) => l.trim() === "hi"), null, { timeout: 5_000 });
+  await page.keyboard.type("stty size\r");
+  await page.waitForFunction(() => /^\d+ \d+$/m.test(window.playground.terminalText), null, { timeout: 5_000 });
+  const before = (await page.evaluate(() => window.playground.terminalText)).match(/^(\d+) (\d+)$/m).slice(1).map(Number);
+  await page.setViewportSize({ width: 1400, height: 900 });
+  await page.waitForTimeout(500);
+  await page.keyboard.type("clear; stty size\r");
+  await page.waitForFunction((b) => {
+    const m = window.playground.terminalText.match(/^(\d+) (\d+)$/m);
+    return m && (Number(m[1]) !== b[0] || Number(m[2]) !== b[1]);
+  }, before, { timeout: 5_000 });
+});
+
+test("two widgets on a plain HTML page run independently", async () => {
+  const page = await browser.newPage();
+  pages.add(page);
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(`${host.base}/widget-demo.html`);
+  await page.click("#first .fbx-run");
+  await page.click("#second .fbx-run");
+  const done = (id) => page.waitForFunction((id) => document.getElementById(id).dataset.status === "exited", id, { timeout: 30_000 });
+  await Promise.all([done("first"), done("second")]);
+  assert.equal(await page.evaluate(() => document.getElementById("first").output), "hello from widget one on linux\n");
+  assert.equal(await page.evaluate(() => document.getElementById("second").output), "hello from widget two in bash\n");
+  assert.deepEqual(errors, []);
+});
+
+test("no sandbox is left behind once the pages are gone", async () => {
+  const list = async () => {
+    const res = await fetch(`${host.base}/v1/projects/playground/services`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+    return (await res.json()).data.services;
+  };
+  const page = await open("python", "print('bye')\n");
+  await page.click(".fbx-run");
+  await status(page, ["exited"]);
+  await closeAll();
+  const deadline = Date.now() + 10_000;
+  let left = await list();
+  while (left.length && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 200));
+    left = await list();
+  }
+  assert.deepEqual(left.map((s) => s.id), []);
+});

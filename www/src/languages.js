@@ -1,0 +1,79 @@
+// The languages the playground offers: each with a file, a command, an editor mode and a
+// small example. Everything runs on the sandbox image's own toolchain.
+import { python } from "@codemirror/lang-python";
+import { javascript } from "@codemirror/lang-javascript";
+import { cpp } from "@codemirror/lang-cpp";
+import { java } from "@codemirror/lang-java";
+import { StreamLanguage } from "@codemirror/language";
+import { shell } from "@codemirror/legacy-modes/mode/shell";
+
+export const LANGUAGES = {
+  python: {
+    label: "Python",
+    file: "/workspace/main.py",
+    // -u: unbuffered, so output shows as it is printed.
+    run: ["python3", "-u", "/workspace/main.py"],
+    mode: () => python(),
+    example: `import time
+
+name = input("What is your name? ")
+for i in range(3):
+    print(f"Hello, {name}! ({i + 1})")
+    time.sleep(0.3)
+`,
+  },
+  javascript: {
+    label: "JavaScript (Node)",
+    file: "/workspace/main.js",
+    run: ["node", "/workspace/main.js"],
+    mode: () => javascript(),
+    example: `const fib = (n) => (n < 2 ? n : fib(n - 1) + fib(n - 2));
+for (let i = 0; i < 10; i++) console.log(i, fib(i));
+console.error("done, on stderr");
+`,
+  },
+  bash: {
+    label: "Bash",
+    file: "/workspace/main.sh",
+    run: ["bash", "/workspace/main.sh"],
+    mode: () => StreamLanguage.define(shell),
+    example: `echo "Running on $(uname -sr) as $(whoami)"
+for f in /usr/bin/python3 /usr/bin/node /usr/bin/gcc; do
+  printf '%-20s %s\\n' "$f" "$($f --version 2>&1 | head -1)"
+done
+`,
+  },
+  c: {
+    label: "C (gcc)",
+    file: "/workspace/main.c",
+    // stdbuf: C buffers stdout fully on a pipe; line-live output is what a playground wants.
+    run: ["bash", "-c", "gcc -O2 -Wall -o /tmp/main /workspace/main.c && exec stdbuf -o0 /tmp/main"],
+    mode: () => cpp(),
+    example: `#include <stdio.h>
+
+int main(void) {
+    long long a = 0, b = 1;
+    for (int i = 0; i < 20; i++) {
+        printf("%lld ", a);
+        long long t = a + b; a = b; b = t;
+    }
+    printf("\\n");
+    return 0;
+}
+`,
+  },
+  java: {
+    label: "Java",
+    file: "/workspace/Main.java",
+    run: ["bash", "-c", "mkdir -p /tmp/java && cd /tmp/java && javac -d . /workspace/Main.java && exec java -cp . Main"],
+    mode: () => java(),
+    example: `public class Main {
+    public static void main(String[] args) {
+        System.out.println("Hello from Java " + System.getProperty("java.version"));
+    }
+}
+`,
+  },
+};
+
+export const DEFAULT_LANGUAGE = "python";

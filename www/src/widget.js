@@ -1,0 +1,2 @@
+// The embeddable widget: one script defines <flankbox-playground>.
+export { FlankboxPlayground } from "./playground.js";

@@ -45,7 +45,7 @@ const REAP_EVERY: Duration = Duration::from_secs(5);
 /// Pause before the warm pool refills after a create.
 const REFILL_DELAY: Duration = Duration::from_millis(100);
 /// Lines of main-process output kept per service.
-const LOG_LINES: usize = 5000;
+pub(crate) const LOG_LINES: usize = 5000;
 
 /// Project (and optional team) of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,12 +59,27 @@ pub struct Scope {
 /// One line of a main process's output.
 #[derive(Debug, Clone)]
 pub struct LogLine {
-    /// ISO-8601.
-    pub ts: String,
-    /// Instance that printed it.
-    pub container: String,
-    /// The text, without the newline.
-    pub line: String,
+    /// As the log endpoints send it.
+    pub wire: flankbox_protocol::logs::LogLine,
+    /// Unix milliseconds, for time-range queries.
+    pub at_ms: u64,
+}
+
+/// A TCP port of a service, forwarded from a host loopback port.
+#[derive(Debug)]
+struct TcpForward {
+    internal_port: u16,
+    host_port: u16,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// Why a request to an exposed port cannot be served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortRefusal {
+    /// HTTP status for the page.
+    pub status: u16,
+    /// What the page says.
+    pub message: String,
 }
 
 /// A service's instance.
@@ -90,6 +105,8 @@ pub struct ServiceEntry {
     crashes: AtomicU32,
     not_before: Mutex<Option<Instant>>,
     logs: Mutex<VecDeque<LogLine>>,
+    log_tx: tokio::sync::broadcast::Sender<LogLine>,
+    tcp: Mutex<std::collections::HashMap<String, TcpForward>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,6 +127,8 @@ impl ServiceEntry {
             crashes: AtomicU32::new(0),
             not_before: Mutex::new(None),
             logs: Mutex::new(VecDeque::new()),
+            log_tx: tokio::sync::broadcast::channel(1024).0,
+            tcp: Mutex::new(std::collections::HashMap::new()),
         })
     }
 
@@ -125,15 +144,23 @@ impl ServiceEntry {
     }
 
     fn push_log(&self, container: &str, line: String) {
+        let at_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let wire = flankbox_protocol::logs::LogLine {
+            container_id: container.into(),
+            log: line,
+            ts: now_iso(),
+        };
+        let entry = LogLine { wire, at_ms };
         let mut logs = lock(&self.logs);
         if logs.len() == LOG_LINES {
             logs.pop_front();
         }
-        logs.push_back(LogLine {
-            ts: now_iso(),
-            container: container.into(),
-            line,
-        });
+        logs.push_back(entry.clone());
+        drop(logs);
+        // Nobody tailing is fine.
+        let _ = self.log_tx.send(entry);
     }
 }
 
@@ -282,6 +309,9 @@ impl Host {
                 }
                 host.poke(&entry);
             }
+        }
+        for entry in lock(&host.services).clone() {
+            host.sync_tcp(&entry);
         }
         host.refill();
         host.start_reaper();
@@ -565,6 +595,7 @@ impl Host {
             entry
         };
         self.poke(&entry);
+        self.sync_tcp(&entry);
         self.warm_mb.store(ephemeral_mb, Ordering::Relaxed);
         self.refill();
         let service = entry.record().to_service();
@@ -592,7 +623,10 @@ impl Host {
 
     /// `GET /services/{id}`.
     pub fn get_service(&self, scope: &Scope, id: &str) -> Result<Service> {
-        Ok(self.find(scope, id)?.record().to_service())
+        let entry = self.find(scope, id)?;
+        let mut service = entry.record().to_service();
+        service.ports = self.ports_of(&entry);
+        Ok(service)
     }
 
     /// `GET /services`.
@@ -708,6 +742,9 @@ impl Host {
             services.remove(index)
         };
         entry.deleted.store(true, Ordering::SeqCst);
+        for (_, forward) in lock(&entry.tcp).drain() {
+            forward.task.abort();
+        }
         {
             let _guard = entry.reconcile.lock().await;
             self.stop_instance(&entry).await;
@@ -752,7 +789,6 @@ impl Host {
     }
 
     fn port_records(&self, service_id: &str, project_id: &str, specs: &[PortSpec], existing: &[Port]) -> Vec<Port> {
-        let listen_port = self.config.listen.port();
         specs
             .iter()
             .map(|p| {
@@ -772,10 +808,8 @@ impl Host {
                     internal_port: p.internal_port,
                     protocol: p.protocol,
                     public,
-                    // *.localhost resolves to loopback with no set-up, so the name works in a
-                    // browser on this machine.
                     dns: (public && !p.disable_nf_domain.unwrap_or(false))
-                        .then(|| format!("{}--{service_id}--{project_id}.localhost:{listen_port}", p.name)),
+                        .then(|| self.port_dns(&p.name, service_id, project_id)),
                     domains: p.domains.clone().unwrap_or_default(),
                     security: p.security.clone(),
                     disable_nf_domain: p.disable_nf_domain,
@@ -786,19 +820,23 @@ impl Host {
 
     /// `GET /services/{id}/ports`.
     pub fn ports(&self, scope: &Scope, id: &str) -> Result<Vec<Port>> {
-        Ok(self.find(scope, id)?.record().ports)
+        let entry = self.find(scope, id)?;
+        Ok(self.ports_of(&entry))
     }
 
     /// `POST /services/{id}/ports`: replaces the list.
-    pub fn update_ports(&self, scope: &Scope, id: &str, specs: Vec<PortSpec>) -> Result<()> {
+    pub fn update_ports(self: &Arc<Self>, scope: &Scope, id: &str, specs: Vec<PortSpec>) -> Result<()> {
         check_ports(&specs, "ports")?;
         let entry = self.find(scope, id)?;
-        let mut record = lock(&entry.record);
-        let mut next = record.clone();
-        next.ports = self.port_records(&next.id, &next.project_id, &specs, &record.ports);
-        next.updated_at = now_iso();
-        self.persist(&next)?;
-        *record = next;
+        {
+            let mut record = lock(&entry.record);
+            let mut next = record.clone();
+            next.ports = self.port_records(&next.id, &next.project_id, &specs, &record.ports);
+            next.updated_at = now_iso();
+            self.persist(&next)?;
+            *record = next;
+        }
+        self.sync_tcp(&entry);
         Ok(())
     }
 
@@ -820,6 +858,155 @@ impl Host {
     /// Main-process output kept for a service.
     pub fn logs(&self, scope: &Scope, id: &str) -> Result<Vec<LogLine>> {
         Ok(lock(&self.find(scope, id)?.logs).iter().cloned().collect())
+    }
+
+    /// The kept output and a receiver of what comes next, without a line lost in between.
+    pub fn tail_logs(
+        &self,
+        scope: &Scope,
+        id: &str,
+    ) -> Result<(Vec<LogLine>, tokio::sync::broadcast::Receiver<LogLine>)> {
+        let entry = self.find(scope, id)?;
+        let logs = lock(&entry.logs);
+        let rx = entry.log_tx.subscribe();
+        Ok((logs.iter().cloned().collect(), rx))
+    }
+
+    /// What an exposed port's request goes to: the running sandbox and the port inside it. The
+    /// refusal is the page the client sees.
+    pub fn port_target(
+        &self,
+        project: &str,
+        service: &str,
+        port_name: &str,
+    ) -> Result<(Arc<Sandbox>, Port), PortRefusal> {
+        let scope = Scope {
+            team_id: None,
+            project_id: project.into(),
+        };
+        let refuse = |status, message: String| PortRefusal { status, message };
+        let entry = self
+            .find(&scope, service)
+            .map_err(|_| refuse(404, format!("There is no service {service} in project {project}.")))?;
+        let record = entry.record();
+        let port = record
+            .ports
+            .iter()
+            .find(|p| p.name == port_name && p.public && p.protocol.can_be_public())
+            .cloned()
+            .ok_or_else(|| {
+                refuse(
+                    404,
+                    format!("Service {service} has no public HTTP port named {port_name}."),
+                )
+            })?;
+        let instance = lock(&entry.instance).clone();
+        match instance {
+            Some(i) if i.phase.can_exec() => match i.sandbox {
+                Some(sandbox) if sandbox.is_alive() => Ok((sandbox, port)),
+                _ => Err(refuse(503, format!("Service {service} is not running."))),
+            },
+            _ if record.paused => Err(refuse(
+                503,
+                format!(
+                    "Service {service} is paused; resume it to reach port {}.",
+                    port.internal_port
+                ),
+            )),
+            _ => Err(refuse(
+                503,
+                format!(
+                    "Service {service} is not running (scaled to {} instances, or still starting).",
+                    record.instances
+                ),
+            )),
+        }
+    }
+
+    /// Keeps one host loopback listener per TCP port of a service, and none for ports gone.
+    fn sync_tcp(self: &Arc<Self>, entry: &Arc<ServiceEntry>) {
+        let wanted: Vec<(String, u16)> = lock(&entry.record)
+            .ports
+            .iter()
+            .filter(|p| p.protocol == flankbox_protocol::service::PortProtocol::Tcp)
+            .map(|p| (p.id.clone(), p.internal_port as u16))
+            .collect();
+        let mut tcp = lock(&entry.tcp);
+        tcp.retain(|id, f| {
+            let keep = wanted.iter().any(|(w, port)| w == id && *port == f.internal_port);
+            if !keep {
+                f.task.abort();
+            }
+            keep
+        });
+        for (id, internal_port) in wanted {
+            if tcp.contains_key(&id) {
+                continue;
+            }
+            let listener = match std::net::TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).and_then(|l| {
+                l.set_nonblocking(true)?;
+                Ok(l)
+            }) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("cannot listen for a TCP port: {e}");
+                    continue;
+                }
+            };
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else {
+                continue;
+            };
+            let host_port = listener.local_addr().map_or(0, |a| a.port());
+            let weak = Arc::downgrade(entry);
+            let task = tokio::spawn(async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    let Some(entry) = weak.upgrade() else { break };
+                    let sandbox = lock(&entry.instance)
+                        .as_ref()
+                        .filter(|i| i.phase.can_exec())
+                        .and_then(|i| i.sandbox.clone());
+                    let Some(sandbox) = sandbox else { continue };
+                    tokio::spawn(async move {
+                        if let Ok(mut inside) = sandbox.dial(internal_port).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut inside).await;
+                        }
+                    });
+                }
+            });
+            tcp.insert(
+                id,
+                TcpForward {
+                    internal_port,
+                    host_port,
+                    task,
+                },
+            );
+        }
+    }
+
+    /// A public port's name: `*.localhost` resolves to loopback with no set-up, so it works in a
+    /// browser on this machine, and the proxy (`api::ports`) reads the port back from it.
+    fn port_dns(&self, port_name: &str, service_id: &str, project_id: &str) -> String {
+        format!(
+            "{port_name}--{service_id}--{project_id}.localhost:{}",
+            self.config.listen.port()
+        )
+    }
+
+    /// A service's ports as GET shows them: public ones with their name on this run's listen
+    /// port, TCP ones with the host loopback address that reaches them.
+    fn ports_of(&self, entry: &ServiceEntry) -> Vec<Port> {
+        let tcp = lock(&entry.tcp);
+        let record = entry.record();
+        let mut ports = record.ports;
+        for p in &mut ports {
+            if let Some(f) = tcp.get(&p.id) {
+                p.dns = Some(format!("127.0.0.1:{}", f.host_port));
+            } else if p.dns.is_some() {
+                p.dns = Some(self.port_dns(&p.name, &record.id, &record.project_id));
+            }
+        }
+        ports
     }
 
     /// The running sandbox of a service, for exec; the error is the sentence the client sees.

@@ -9,6 +9,7 @@
 //! - [`service`]: deployment services, their status, scaling and ports;
 //! - [`volume`]: volumes and attachments;
 //! - [`exec`]: the command-exec WebSocket frames;
+//! - [`logs`]: log tail frames and log lines;
 //! - [`plans`]: deployment plan ids and sizes;
 //! - [`names`]: name rules and the id derived from a name;
 //! - [`validate`]: request checks with errors that name the field;
@@ -16,6 +17,7 @@
 
 pub mod envelope;
 pub mod exec;
+pub mod logs;
 pub mod names;
 pub mod plans;
 pub mod service;

@@ -1,8 +1,10 @@
 //! The HTTP API: the Northflank REST subset, the exec WebSocket, and the front page.
 
 mod exec;
+mod logs;
 mod meta;
 mod playground;
+mod ports;
 mod services;
 mod volumes;
 
@@ -60,18 +62,28 @@ pub fn app(host: Arc<Host>) -> Router {
             "/v1/command-exec/teams/{team_id}/projects/{project_id}/{entity}/{entity_id}",
             get(exec::upgrade),
         )
+        // Logs check the token themselves: the tail WebSocket sends it in its first frame.
+        .route("/v1/projects/{project_id}/services/{service_id}/logs", get(logs::logs))
+        .route(
+            "/v1/teams/{team_id}/projects/{project_id}/services/{service_id}/logs",
+            get(logs::logs),
+        )
         .route("/playground/config.json", get(playground::config));
     let router = match &host.config.www {
         // The playground's files; paths no route takes fall through to them.
         Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir).fallback(get(meta::not_found))),
         None => router.route("/", get(meta::index)).fallback(meta::not_found),
     };
-    router
+    let router = router
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(meta::panic_response))
         .layer(cors())
         .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(host)
+        .with_state::<()>(host.clone());
+    // Outermost, so that every path of a port's name goes to its sandbox.
+    Router::new()
+        .fallback_service(router)
+        .layer(middleware::from_fn_with_state(host, ports::proxy))
 }
 
 /// Browsers may call the API (`/v1/…`) from any origin: it is guarded by a bearer token, never

@@ -212,6 +212,16 @@ impl Agent {
                     }
                 }
             }
+            HostMessage::Dial { id, port } => match dial_loopback(port) {
+                Ok(socket) => self.send(&AgentMessage::Dialed { id }, &[socket.as_raw_fd()])?,
+                Err(e) => self.send(
+                    &AgentMessage::DialFailed {
+                        id,
+                        errno: e.raw_os_error().unwrap_or(libc::EIO),
+                    },
+                    &[],
+                )?,
+            },
             HostMessage::Shutdown { grace_ms } => return Ok(Some(Duration::from_millis(grace_ms))),
         }
         Ok(None)
@@ -358,6 +368,13 @@ impl Agent {
         }
         Ok((pid, master))
     }
+}
+
+/// Connects to `127.0.0.1:port` in this network namespace. Loopback connects finish at once
+/// (accepted or refused), so the agent's loop barely waits.
+fn dial_loopback(port: u16) -> io::Result<OwnedFd> {
+    let stream = std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port))?;
+    Ok(OwnedFd::from(stream))
 }
 
 /// Paths to try for `program`: itself if it has a slash, else each `PATH` entry of the

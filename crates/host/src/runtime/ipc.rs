@@ -37,6 +37,14 @@ pub enum HostMessage {
         /// The signal number.
         signal: i32,
     },
+    /// Connect to `127.0.0.1:port` inside the sandbox and hand the socket over: the only way
+    /// in, for exposed ports. The sandbox has no other network.
+    Dial {
+        /// Chosen by the host.
+        id: u64,
+        /// Port inside the sandbox.
+        port: u16,
+    },
     /// Stop everything: SIGTERM to all, then exit after `grace_ms` at the latest.
     Shutdown {
         /// Time allowed for a clean exit.
@@ -69,6 +77,18 @@ pub enum AgentMessage {
         errno: i32,
         /// What failed, for the user.
         message: String,
+    },
+    /// A dial connected; the socket comes as one descriptor.
+    Dialed {
+        /// The request id.
+        id: u64,
+    },
+    /// A dial failed (ECONNREFUSED: nothing listens).
+    DialFailed {
+        /// The request id.
+        id: u64,
+        /// errno.
+        errno: i32,
     },
     /// A process ended.
     Exited {

@@ -187,10 +187,12 @@ fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 type SpawnReply = Result<(i32, Option<OwnedFd>), (i32, String)>;
+type DialReply = Result<OwnedFd, i32>;
 
 #[derive(Default)]
 struct Waiters {
     spawns: HashMap<u64, oneshot::Sender<SpawnReply>>,
+    dials: HashMap<u64, oneshot::Sender<DialReply>>,
     exits: HashMap<u64, oneshot::Sender<ExitStatus>>,
     /// False once the agent is gone: no new waiters may be added.
     open: bool,
@@ -372,6 +374,38 @@ impl Sandbox {
         })
     }
 
+    /// A TCP connection to `127.0.0.1:port` inside the sandbox (for exposed ports), made by the
+    /// agent in the sandbox's network namespace. `Err(ECONNREFUSED)` when nothing listens.
+    pub async fn dial(&self, port: u16) -> Result<tokio::net::TcpStream, RuntimeError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut w = self.waiters.lock().map_err(|_| RuntimeError::Gone)?;
+            if !w.open {
+                return Err(RuntimeError::Gone);
+            }
+            w.dials.insert(id, tx);
+        }
+        if let Err(e) = self.send(&HostMessage::Dial { id, port }, &[]) {
+            if let Ok(mut w) = self.waiters.lock() {
+                w.dials.remove(&id);
+            }
+            return Err(e);
+        }
+        match rx.await.map_err(|_| RuntimeError::Gone)? {
+            Ok(fd) => {
+                let std = std::net::TcpStream::from(fd);
+                std.set_nonblocking(true)?;
+                // A sandbox that took over its agent could hand back any descriptor; only a
+                // connected TCP socket is proxied.
+                std.peer_addr()
+                    .map_err(|_| RuntimeError::Protocol("the dialed socket is not connected".into()))?;
+                Ok(tokio::net::TcpStream::from_std(std)?)
+            }
+            Err(errno) => Err(RuntimeError::Io(io::Error::from_raw_os_error(errno))),
+        }
+    }
+
     /// Sends `signal` to process `id` and its group.
     pub fn signal(&self, id: u64, signal: i32) {
         let _ = self.send(&HostMessage::Signal { id, signal }, &[]);
@@ -486,6 +520,16 @@ async fn read_agent(control: Arc<AsyncFd<OwnedFd>>, waiters: Arc<Mutex<Waiters>>
                     let _ = tx.send(Err((errno, message)));
                 }
             }
+            AgentMessage::Dialed { id } => {
+                if let (Some(tx), Some(fd)) = (w.dials.remove(&id), fds.pop()) {
+                    let _ = tx.send(Ok(fd));
+                }
+            }
+            AgentMessage::DialFailed { id, errno } => {
+                if let Some(tx) = w.dials.remove(&id) {
+                    let _ = tx.send(Err(errno));
+                }
+            }
             AgentMessage::Exited { id, code, signal } => {
                 if let Some(tx) = w.exits.remove(&id) {
                     let status = match (code, signal) {
@@ -502,6 +546,7 @@ async fn read_agent(control: Arc<AsyncFd<OwnedFd>>, waiters: Arc<Mutex<Waiters>>
     if let Ok(mut w) = waiters.lock() {
         w.open = false;
         w.spawns.clear();
+        w.dials.clear();
         for (_, tx) in w.exits.drain() {
             let _ = tx.send(ExitStatus::Lost);
         }

@@ -130,6 +130,20 @@ pub fn port_spec(p: &PortOptions) -> Result<PortSpec> {
     })
 }
 
+/// The URL that reaches an exposed port from its DNS name. Public HTTP ports are served over
+/// the API's scheme: `https://` on Northflank (`*.code.run`), `http://` on a local host whose
+/// API is plain HTTP (`*.localhost`). TCP and UDP ports get `tcp://` and `udp://` addresses.
+pub fn port_url(base_url: &str, protocol: PortProtocol, dns: &str) -> String {
+    let host = dns.split_once("://").map_or(dns, |(_, rest)| rest);
+    let scheme = match protocol {
+        PortProtocol::Http | PortProtocol::Http2 if base_url.starts_with("http://") => "http",
+        PortProtocol::Http | PortProtocol::Http2 => "https",
+        PortProtocol::Tcp => "tcp",
+        PortProtocol::Udp => "udp",
+    };
+    format!("{scheme}://{host}")
+}
+
 /// What `Sandbox.create` sends.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CreatePlan {
@@ -294,6 +308,24 @@ mod tests {
 
     fn opts(v: serde_json::Value) -> SandboxOptions {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn port_urls_follow_the_api_scheme() {
+        let nf = "https://api.northflank.com";
+        let dns = "p01--app--proj--user-abc1.salvo.code.run";
+        assert_eq!(port_url(nf, PortProtocol::Http, dns), format!("https://{dns}"));
+        let local = "http://127.0.0.1:7420";
+        let name = "p8080--app--proj.localhost:7420";
+        assert_eq!(port_url(local, PortProtocol::Http2, name), format!("http://{name}"));
+        assert_eq!(
+            port_url(local, PortProtocol::Tcp, "127.0.0.1:4100"),
+            "tcp://127.0.0.1:4100"
+        );
+        assert_eq!(
+            port_url(nf, PortProtocol::Http, &format!("https://{dns}")),
+            format!("https://{dns}")
+        );
     }
 
     #[test]

@@ -154,8 +154,11 @@ async fn the_full_lifecycle_with_a_volume() {
     );
 
     // Ports.
-    let dns = resolve(sb.expose_port(8080, JsValue::UNDEFINED)).await.unwrap();
-    assert!(text(&dns).starts_with(&format!("p8080--{}--", sb.id())), "{dns:?}");
+    let url = resolve(sb.expose_port(8080, JsValue::UNDEFINED)).await.unwrap();
+    assert!(
+        text(&url).starts_with(&format!("http://p8080--{}--", sb.id())),
+        "{url:?}"
+    );
     let ports = resolve(sb.ports(JsValue::UNDEFINED)).await.unwrap();
     assert_eq!(Array::from(&ports).length(), 1);
 

@@ -28,7 +28,7 @@ use crate::protocol::service::{PortList, PortSpec};
 use crate::protocol::text::Utf8Carry;
 use crate::rest::ApiRequest;
 use crate::retry::PollBackoff;
-use crate::sandbox::{self, plan_create, port_spec, readiness, settled, Readiness};
+use crate::sandbox::{self, plan_create, port_spec, port_url, readiness, settled, Readiness};
 use crate::tar;
 
 /// Runs `fut` as a Promise, turning errors into JS errors.
@@ -175,12 +175,7 @@ impl Inner {
                     }
                 }
             }
-            cancel
-                .run(async {
-                    sleep(wait).await;
-                    Ok(())
-                })
-                .await?;
+            cancel.sleep(wait).await?;
         }
         unreachable!("PollBackoff never ends")
     }
@@ -191,12 +186,7 @@ impl Inner {
             if settled(self.state(cancel).await?.0.as_deref()) {
                 return Ok(());
             }
-            cancel
-                .run(async {
-                    sleep(wait).await;
-                    Ok(())
-                })
-                .await?;
+            cancel.sleep(wait).await?;
         }
         unreachable!("PollBackoff never ends")
     }
@@ -482,8 +472,10 @@ impl Sandbox {
         )
     }
 
-    /// Exposes a port (replacing any with the same number) and resolves to its DNS name, when it
-    /// gets one (public HTTP ports do).
+    /// Exposes a port (replacing any with the same number) and resolves to the URL that
+    /// reaches it: `https://{dns}` on Northflank, `http://{dns}` on a local host, `tcp://…` for
+    /// TCP. A public port's name can appear a moment after the update, so it is polled for until
+    /// the call's timeout. A port that gets no name (private HTTP) resolves to `undefined`.
     #[wasm_bindgen(js_name = exposePort, unchecked_return_type = "Promise<string | undefined>")]
     pub fn expose_port(
         &self,
@@ -493,6 +485,7 @@ impl Sandbox {
         let inner = self.inner.clone();
         promise(async move {
             let wanted = port_spec(&port_options(&options, port))?;
+            let (protocol, public) = (wanted.protocol, wanted.public == Some(true));
             let cancel = call_cancel("exposePort", &options)?;
             let mut ports: Vec<PortSpec> = Vec::new();
             for p in port_list(&inner.get("/ports", &cancel).await?) {
@@ -509,12 +502,19 @@ impl Sandbox {
             }
             ports.push(wanted);
             inner.post("/ports", &PortList { ports }, &cancel).await?;
-            let after = port_list(&inner.get("/ports", &cancel).await?);
-            Ok(after
-                .into_iter()
-                .find(|p| number(p, "internalPort") == Some(u64::from(port)))
-                .and_then(|p| get(&p, "dns"))
-                .unwrap_or(JsValue::UNDEFINED))
+            for wait in PollBackoff::default() {
+                let after = port_list(&inner.get("/ports", &cancel).await?);
+                let dns = after
+                    .iter()
+                    .find(|p| number(p, "internalPort") == Some(u64::from(port)))
+                    .and_then(|p| string(p, "dns"));
+                match dns {
+                    Some(dns) => return Ok(JsValue::from_str(&port_url(&inner.config.base_url, protocol, &dns))),
+                    None if !public => return Ok(JsValue::UNDEFINED),
+                    None => cancel.sleep(wait).await?,
+                }
+            }
+            unreachable!("PollBackoff never ends")
         })
     }
 

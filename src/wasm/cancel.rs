@@ -146,6 +146,15 @@ impl Cancel {
         self.error().unwrap_or_else(|| Error::Aborted(self.what.clone()))
     }
 
+    /// Waits `ms` milliseconds, unless the call is cancelled first.
+    pub(crate) async fn sleep(&self, ms: u64) -> Result<(), Error> {
+        self.run(async {
+            sleep(ms).await;
+            Ok(())
+        })
+        .await
+    }
+
     /// Runs `fut` unless the call is cancelled first.
     pub(crate) async fn run<T>(&self, fut: impl Future<Output = Result<T, Error>>) -> Result<T, Error> {
         if let Some(e) = self.error() {

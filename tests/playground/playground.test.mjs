@@ -118,6 +118,39 @@ test("Stop ends an endless loop at once", async () => {
   assert.ok(Date.now() - t < 1000, `stopped after ${Date.now() - t} ms`);
 });
 
+test("a program that starts a web server gets an Open preview link that shows its page", async () => {
+  const server = [
+    "import http.server",
+    "class Page(http.server.BaseHTTPRequestHandler):",
+    "    def do_GET(self):",
+    "        body = b'<h1>made in the playground</h1>'",
+    "        self.send_response(200)",
+    "        self.send_header('Content-Type', 'text/html')",
+    "        self.send_header('Content-Length', str(len(body)))",
+    "        self.end_headers()",
+    "        self.wfile.write(body)",
+    "print('serving on 8000', flush=True)",
+    "http.server.HTTPServer(('0.0.0.0', 8000), Page).serve_forever()",
+    "",
+  ].join("\n");
+  const page = await open("python", server);
+  await page.click(".fbx-run");
+  const link = await page.waitForSelector(".fbx-preview", { timeout: 15_000 });
+  assert.equal(await link.textContent(), "Open preview :8000");
+  const href = await link.getAttribute("href");
+  assert.match(href, /^http:\/\/p8000--playground-[0-9a-f-]+--[^.]+\.localhost:\d+$/);
+  // Following the link opens the sandbox's page in a new tab.
+  const [preview] = await Promise.all([page.context().waitForEvent("page"), link.click()]);
+  pages.add(preview);
+  await preview.waitForLoadState();
+  assert.equal(await preview.textContent("h1"), "made in the playground");
+  // Stopping the program takes the link away.
+  await page.click(".fbx-stop");
+  await status(page, ["stopped", "exited"]);
+  assert.equal(await page.$(".fbx-preview"), null);
+  assert.deepEqual(page.errors, []);
+});
+
 test("an output flood keeps the page responsive: Stop takes effect within a second", async () => {
   const page = await open("bash", "yes 'flooding the output pane'\n");
   await page.click(".fbx-run");

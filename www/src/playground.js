@@ -13,9 +13,12 @@ import xtermCss from "@xterm/xterm/css/xterm.css";
 import css from "./style.css";
 import { LANGUAGES, DEFAULT_LANGUAGE } from "./languages.js";
 import { connect } from "./connect.js";
+import { listeningPorts } from "./preview.js";
 
 /** Characters of output kept on screen; past it a marker counts what was dropped. */
 const OUTPUT_CAP = 200_000;
+/** How often a running program's listening ports are looked for. */
+const PORT_POLL_MS = 1000;
 /** A sandbox nobody ran anything in for this long is destroyed (and made again on demand). */
 const IDLE_MS = 10 * 60_000;
 
@@ -48,6 +51,7 @@ export class FlankboxPlayground extends HTMLElement {
   #connection; // Promise<{ nf, ... }>
   #info; // the resolved connection, for a destroy that cannot wait
   #sandboxId;
+  #exposed = new Map(); // port → URL, for the current sandbox
   #proc;
   #queue = [];
   #flushScheduled = false;
@@ -121,6 +125,7 @@ export class FlankboxPlayground extends HTMLElement {
     const run = el("button", { className: "fbx-run", textContent: "▶ Run", title: "Run (Ctrl+Enter)" });
     const stop = el("button", { className: "fbx-stop", textContent: "■ Stop", disabled: true });
     const status = el("span", { className: "fbx-status", role: "status" });
+    const previews = el("span", { className: "fbx-previews" });
     const output = el("pre", { className: "fbx-output", role: "log" });
     const stdinField = el("input", { className: "fbx-stdin-input", placeholder: "stdin: type and press Enter", disabled: true });
     const eof = el("button", { type: "button", className: "fbx-eof", textContent: "EOF", title: "End of input (Ctrl+D)", disabled: true });
@@ -134,12 +139,12 @@ export class FlankboxPlayground extends HTMLElement {
     const root = el(
       "div",
       { className: `fbx ${compact ? "fbx-compact" : "fbx-page"}` },
-      el("div", { className: "fbx-toolbar" }, language, run, stop, status),
+      el("div", { className: "fbx-toolbar" }, language, run, stop, status, previews),
       el("div", { className: "fbx-main" }, editor, el("div", { className: "fbx-side" }, el("div", { className: "fbx-tabs" }, outTab, termTab), outputPane, terminal)),
       footer,
     );
     this.append(root);
-    Object.assign(this.ui, { root, language, run, stop, status, output, stdin, stdinField, eof, outTab, termTab, terminal, outputPane, footer });
+    Object.assign(this.ui, { root, language, run, stop, status, previews, output, stdin, stdinField, eof, outTab, termTab, terminal, outputPane, footer });
 
     this.#editor = new EditorView({
       doc: code,
@@ -231,6 +236,7 @@ export class FlankboxPlayground extends HTMLElement {
       this.#inputEnabled(true);
       this.ui.stop.disabled = false;
       const pumps = [this.#pump(proc.stdout, "stdout"), this.#pump(proc.stderr, "stderr")];
+      this.#watchPorts(sandbox, () => this.#proc === proc);
       const exit = await proc.wait();
       await Promise.all(pumps);
       this.#flush();
@@ -249,11 +255,45 @@ export class FlankboxPlayground extends HTMLElement {
       this.#setStatus("error", e.message);
     } finally {
       if (this.#proc === proc) this.#proc = undefined;
+      this.#showPreviews([]);
       this.#inputEnabled(false);
       this.ui.stop.disabled = true;
       this.ui.run.disabled = false;
       this.#touch();
     }
+  }
+
+  /** While the program runs, finds the ports it listens on, exposes them, and shows an "Open
+   * preview" link to each. Links go when their port closes or the program ends. */
+  async #watchPorts(sandbox, running) {
+    while (running()) {
+      try {
+        const { stdout } = await sandbox.exec(["cat", "/proc/net/tcp", "/proc/net/tcp6"], { timeoutMs: 10_000 });
+        const open = [];
+        for (const port of listeningPorts(stdout)) {
+          if (!running()) return;
+          // Exposing is remembered per sandbox; a port already exposed costs nothing again.
+          let url = this.#exposed.get(port);
+          if (!url) {
+            url = await sandbox.exposePort(port, { protocol: "HTTP", public: true });
+            if (url) this.#exposed.set(port, url);
+          }
+          if (url) open.push({ port, url });
+        }
+        if (running()) this.#showPreviews(open);
+      } catch {
+        // A failed look is retried on the next tick; the program's own output is what matters.
+      }
+      await new Promise((r) => setTimeout(r, PORT_POLL_MS));
+    }
+  }
+
+  #showPreviews(open) {
+    const links = open.map(({ port, url }) =>
+      el("a", { className: "fbx-preview", href: url, target: "_blank", rel: "noopener", textContent: `Open preview :${port}`, title: url }),
+    );
+    this.ui.previews.replaceChildren(...links);
+    this.dataset.previews = open.map((p) => p.url).join(" ");
   }
 
   /** Stops the running program at once. */
@@ -403,6 +443,7 @@ export class FlankboxPlayground extends HTMLElement {
     this.#terminal = undefined;
     this.#sandbox = undefined;
     this.#sandboxId = undefined;
+    this.#exposed.clear();
     if (!id || !info) return;
     // No await before the request: on pagehide there is no later.
     const { base, projectId, token } = info;

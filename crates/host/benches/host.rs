@@ -1,9 +1,11 @@
 //! Host benchmarks, each printed beside a baseline measured in the same run:
 //! - cold start (create → COMPLETED → first exec output byte) vs a bare namespaced spawn;
-//! - exec round trip (`true` in a warm sandbox) vs the same bare spawn.
+//! - exec round trip (`true` in a warm sandbox) vs the same bare spawn;
+//! - an exposed port: HTTP request latency and download throughput through the port proxy, vs
+//!   a direct loopback connection to the same server program running on the host.
 //!
 //! Run with `cargo bench -p flankbox-host --bench host` (as root). `BENCH_RUNS` scales the
-//! sample counts.
+//! sample counts; `BENCH_ONLY=ports` runs only the port proxy part.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -168,6 +170,11 @@ async fn main() {
         40 * scale,
         300 * scale
     );
+    // BENCH_ONLY=ports runs just the port proxy part.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("ports") {
+        let host = TestHost::start();
+        return port_proxy(&host, 300 * scale).await;
+    }
     let cold_pool = TestHost::start();
     let (cold, base) = cold_starts(&cold_pool, 40 * scale).await;
     row(
@@ -190,4 +197,114 @@ async fn main() {
         rtt.push(exec_once(&host, &warm, json!(["true"])).await.1);
     }
     row("exec round trip: `true` in a warm sandbox", &stats(rtt), &stats(base));
+    port_proxy(&host, 300 * scale).await;
+}
+
+/// The port server the tests use, on the host's own loopback: the baseline.
+struct DirectServer(std::process::Child);
+
+impl Drop for DirectServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const PORT_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/port-server.py");
+
+async fn get(client: &reqwest::Client, url: &str) -> (Duration, usize) {
+    let started = Instant::now();
+    let body = client.get(url).send().await.unwrap().bytes().await.unwrap();
+    (started.elapsed(), body.len())
+}
+
+/// Request latency (one kept-alive connection, and a new connection per request) and a
+/// 64 MiB download, through the proxy and directly.
+async fn port_proxy(host: &TestHost, requests: usize) {
+    use base64::Engine;
+    let script = base64::engine::general_purpose::STANDARD.encode(std::fs::read(PORT_SERVER).unwrap());
+    let command = format!("echo {script} | base64 -d > /tmp/s.py && exec python3 /tmp/s.py 8080");
+    let id = host
+        .sandbox(
+            "bench",
+            "web",
+            json!({ "deployment": { "docker": { "customCommand": command } } }),
+        )
+        .await;
+    host.call(
+        "POST",
+        &format!("/v1/projects/bench/services/{id}/ports"),
+        Some(json!({ "ports": [{ "name": "web", "internalPort": 8080, "public": true, "protocol": "HTTP" }] })),
+    )
+    .await;
+    let (_, ports) = host
+        .call("GET", &format!("/v1/projects/bench/services/{id}/ports"), None)
+        .await;
+    let dns = ports["data"]["ports"][0]["dns"].as_str().unwrap().to_string();
+    let (name, port) = dns.rsplit_once(':').unwrap();
+    let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], port.parse::<u16>().unwrap()));
+    let proxied = format!("http://{dns}");
+
+    let direct_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let _server = DirectServer(
+        std::process::Command::new("python3")
+            .args([PORT_SERVER, &direct_port.to_string(), "127.0.0.1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let direct = format!("http://127.0.0.1:{direct_port}");
+
+    let kept = reqwest::Client::builder().resolve(name, loopback).build().unwrap();
+    let fresh = || {
+        reqwest::Client::builder()
+            .resolve(name, loopback)
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let fresh_client = fresh();
+    // Both servers up, and warmed.
+    for url in [&proxied, &direct] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while kept
+            .get(url.as_str())
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(Instant::now() < deadline, "{url} never came up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    for (label, client) in [("kept-alive connection", &kept), ("new connection each", &fresh_client)] {
+        let (mut through, mut base) = (Vec::new(), Vec::new());
+        for _ in 0..requests {
+            base.push(get(client, &format!("{direct}/")).await.0);
+            through.push(get(client, &format!("{proxied}/")).await.0);
+        }
+        row(&format!("port proxy GET /, {label}"), &stats(through), &stats(base));
+    }
+    let size = 64 << 20;
+    let (mut through, mut base) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let (t, n) = get(&kept, &format!("{direct}/bytes?n={size}")).await;
+        assert_eq!(n, size);
+        base.push(t);
+        let (t, n) = get(&kept, &format!("{proxied}/bytes?n={size}")).await;
+        assert_eq!(n, size);
+        through.push(t);
+    }
+    let mb_s = |d: &Duration| size as f64 / (1 << 20) as f64 / d.as_secs_f64();
+    let (t, b) = (mb_s(through.iter().min().unwrap()), mb_s(base.iter().min().unwrap()));
+    println!(
+        "{:<42} {t:>7.0} MB/s   baseline {b:>7.0} MB/s   ratio {:>5.2}",
+        "port proxy download, 64 MiB (best of 3)",
+        t / b
+    );
 }

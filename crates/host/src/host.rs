@@ -828,6 +828,13 @@ impl Host {
     pub fn update_ports(self: &Arc<Self>, scope: &Scope, id: &str, specs: Vec<PortSpec>) -> Result<()> {
         check_ports(&specs, "ports")?;
         let entry = self.find(scope, id)?;
+        if specs
+            .iter()
+            .any(|p| p.protocol == flankbox_protocol::service::PortProtocol::Udp)
+        {
+            // Accepted, as Northflank does, but nothing carries UDP here: say so.
+            tracing::warn!("service {id}: UDP ports are recorded but not forwarded by this host (no dns is given)");
+        }
         {
             let mut record = lock(&entry.record);
             let mut next = record.clone();

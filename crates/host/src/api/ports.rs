@@ -90,9 +90,11 @@ fn page(refusal: &PortRefusal) -> Response {
         reason = status.canonical_reason().unwrap_or(""),
     );
     let mut response = (status, Html(body)).into_response();
-    response
-        .headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // Any page may read why a port cannot be reached (it names only what the address already
+    // does), so that a page can wait for a server inside a sandbox to come up.
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     response
 }
 

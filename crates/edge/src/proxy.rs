@@ -1,0 +1,1115 @@
+//! Routing, authorisation and rewriting of browser requests.
+//!
+//! The browser-facing API is Northflank's own paths (so the client's `Sandbox` works unchanged),
+//! with a capability where the token would be:
+//!
+//! | Request | Needs |
+//! | --- | --- |
+//! | `POST /v1/projects/{any}/services/deployment` | nothing but the policy; answers the service plus `capability` and `expiresAt` |
+//! | `GET /v1/projects/{any}/services/{id}` (and `/containers`) | `status` |
+//! | `POST …/scale` (`instances` 0 or 1), `…/pause`, `…/resume`, `…/restart` | `pause` / `resume` |
+//! | `DELETE …/services/{id}` | `destroy` (volumes and all) |
+//! | `GET`/`POST …/ports` | `ports` (public ports only if the policy allows) |
+//! | `GET …/logs` (range query) | `logs` |
+//! | WebSocket `/v1/command-exec/projects/{any}/services/{id}` | `exec`, as the `init`'s `apiToken` |
+//!
+//! Whatever project a browser names, requests go to the proxy's own project and team. A sandbox
+//! made here is named `fbx-{owner}-{expiry}-{nonce}`: the owner is a keyed digest of the client
+//! (its IP address), the expiry is Unix seconds in base 36. The proxy keeps no state: the
+//! per-client count and the clean-up of expired sandboxes read the names back.
+
+use flankbox_protocol::exec::{ClientFrame, IdOrName, InitAuth, InitRequest};
+use flankbox_protocol::service::{CreateDeployment, PortSpec};
+use flankbox_protocol::validate::requested_gpu;
+
+use crate::capability::{check_secret, derive, Capability, Op};
+use crate::error::EdgeError;
+use crate::policy::Policy;
+
+/// Tag that marks a sandbox made by the proxy.
+pub const EDGE_TAG: &str = "flankbox-edge";
+/// Tag prefix of a sandbox's expiry (Unix seconds), which the local host's reaper also honours.
+pub const EXPIRES_TAG: &str = "flankbox-expires-";
+/// Services listed per page while counting a client's sandboxes.
+const LIST_PAGE: u32 = 100;
+/// Pages read at most (10 000 services) while counting.
+const LIST_PAGES: u32 = 100;
+
+/// The proxy: its secret, the real token and project, and the policy.
+#[derive(Debug, Clone)]
+pub struct Edge {
+    secret: Vec<u8>,
+    token: String,
+    project_id: String,
+    team_id: Option<String>,
+    policy: Policy,
+}
+
+/// A browser request, as the caller read it.
+#[derive(Debug, Clone, Default)]
+pub struct EdgeRequest<'a> {
+    /// HTTP method.
+    pub method: &'a str,
+    /// Path below the proxy's mount, from `/v1/`.
+    pub path: &'a str,
+    /// The query string, without `?`.
+    pub query: &'a str,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The `Origin` header.
+    pub origin: Option<&'a str>,
+    /// The proxy's own origin as the browser sees it (`scheme://host`), for same-origin pages.
+    pub own_origin: Option<&'a str>,
+    /// Who is asking: the client's IP address.
+    pub client: &'a str,
+    /// The body (JSON, or empty).
+    pub body: &'a str,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+/// The proxy's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// Headers (CORS, content type).
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: String,
+}
+
+/// The upstream API and randomness: what the caller provides.
+// The wasm side's futures are not `Send`; the native side's concrete type keeps its own.
+#[allow(async_fn_in_trait)]
+pub trait Io {
+    /// Calls the upstream API at `path` (with its query) with the real token. Resolves to the
+    /// status and body, or a transport error.
+    async fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), String>;
+    /// Six random characters from `[a-z0-9]`.
+    fn nonce(&self) -> String;
+}
+
+/// A request's route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Create a sandbox.
+    Create,
+    /// An operation on one sandbox: the upstream path below `services/{id}` and the operation.
+    Sandbox {
+        /// The sandbox.
+        id: String,
+        /// What it needs.
+        op: Op,
+        /// The upstream path suffix, e.g. `/scale` (empty for the service itself).
+        rest: String,
+    },
+    /// The exec WebSocket of a sandbox.
+    Exec {
+        /// The sandbox.
+        id: String,
+    },
+}
+
+/// An exec session allowed so far: the sandbox and the upstream WebSocket path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecGrant {
+    /// The sandbox.
+    pub sandbox_id: String,
+    /// The upstream command-exec path.
+    pub upstream_path: String,
+}
+
+fn bearer(header: Option<&str>) -> Option<&str> {
+    let v = header?.trim();
+    v.strip_prefix("Bearer ")
+        .or_else(|| v.strip_prefix("bearer "))
+        .map(str::trim)
+}
+
+const B36: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+
+fn base36(mut n: u64) -> String {
+    let mut out = Vec::new();
+    loop {
+        out.push(B36[(n % 36) as usize]);
+        n /= 36;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reverse();
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// A sandbox name's owner and expiry, if the proxy made it.
+pub fn parse_sandbox_name(name: &str) -> Option<(&str, u64)> {
+    let mut parts = name.split('-');
+    let (Some("fbx"), Some(owner), Some(expiry), Some(nonce), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    if owner.len() != 10 || nonce.is_empty() {
+        return None;
+    }
+    Some((owner, u64::from_str_radix(expiry, 36).ok()?))
+}
+
+impl Edge {
+    /// A proxy for `project_id` (in `team_id`) that signs with `secret` and calls upstream with
+    /// `token`.
+    pub fn new(
+        secret: &[u8],
+        token: &str,
+        project_id: &str,
+        team_id: Option<&str>,
+        policy: Policy,
+    ) -> Result<Self, EdgeError> {
+        check_secret(secret)?;
+        policy.check()?;
+        if token.is_empty() || project_id.is_empty() {
+            return Err(EdgeError::Config("token and projectId are required".into()));
+        }
+        Ok(Self {
+            secret: secret.to_vec(),
+            token: token.into(),
+            project_id: project_id.into(),
+            team_id: team_id.map(str::to_string),
+            policy,
+        })
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    fn project_path(&self) -> String {
+        match &self.team_id {
+            Some(team) => format!("/v1/teams/{team}/projects/{}", self.project_id),
+            None => format!("/v1/projects/{}", self.project_id),
+        }
+    }
+
+    /// The owner tag of a client: a keyed digest, so names neither reveal nor let anyone forge
+    /// whose a sandbox is.
+    fn owner(&self, client: &str) -> String {
+        derive(&self.secret, "owner", client)[..5]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    /// Reads a path (below the mount) into a route.
+    pub fn route(method: &str, path: &str) -> Result<Route, EdgeError> {
+        let not_found = || EdgeError::NotFound(format!("route {method} {path}"));
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let (exec, rest) = match segments.as_slice() {
+            ["v1", "command-exec", rest @ ..] => (true, rest),
+            ["v1", rest @ ..] => (false, rest),
+            _ => return Err(not_found()),
+        };
+        let rest = match rest {
+            ["teams", _, "projects", _, rest @ ..] | ["projects", _, rest @ ..] => rest,
+            _ => return Err(not_found()),
+        };
+        let valid_id = |id: &str| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        };
+        if exec {
+            return match rest {
+                ["services", id] if method == "GET" && valid_id(id) => Ok(Route::Exec { id: id.to_string() }),
+                _ => Err(not_found()),
+            };
+        }
+        let sandbox = |id: &str, op: Op, rest: &str| Route::Sandbox {
+            id: id.to_string(),
+            op,
+            rest: rest.to_string(),
+        };
+        match (method, rest) {
+            ("POST", ["services", "deployment"]) => Ok(Route::Create),
+            (_, ["services", id, ..]) if !valid_id(id) => Err(not_found()),
+            ("GET", ["services", id]) => Ok(sandbox(id, Op::Status, "")),
+            ("GET", ["services", id, "containers"]) => Ok(sandbox(id, Op::Status, "/containers")),
+            ("DELETE", ["services", id]) => Ok(sandbox(id, Op::Destroy, "")),
+            // Scale's operation depends on its body; see `scale_op`.
+            ("POST", ["services", id, "scale"]) => Ok(sandbox(id, Op::Resume, "/scale")),
+            ("POST", ["services", id, "pause"]) => Ok(sandbox(id, Op::Pause, "/pause")),
+            ("POST", ["services", id, action @ ("resume" | "restart")]) => {
+                Ok(sandbox(id, Op::Resume, &format!("/{action}")))
+            }
+            ("GET" | "POST", ["services", id, "ports"]) => Ok(sandbox(id, Op::Ports, "/ports")),
+            ("GET", ["services", id, "logs"]) => Ok(sandbox(id, Op::Logs, "/logs")),
+            _ => Err(not_found()),
+        }
+    }
+
+    /// CORS headers for a response to `origin` (none when it is absent or not allowed).
+    pub fn cors_headers(
+        &self,
+        origin: Option<&str>,
+        own_origin: Option<&str>,
+        preflight: bool,
+    ) -> Vec<(String, String)> {
+        let Some(origin) = origin.filter(|o| self.policy.origin_allowed(o, own_origin)) else {
+            return Vec::new();
+        };
+        let mut headers = vec![
+            ("Access-Control-Allow-Origin".to_string(), origin.to_string()),
+            ("Vary".to_string(), "Origin".to_string()),
+        ];
+        if preflight {
+            headers.push((
+                "Access-Control-Allow-Methods".into(),
+                "GET, POST, DELETE, OPTIONS".into(),
+            ));
+            headers.push((
+                "Access-Control-Allow-Headers".into(),
+                "authorization, content-type".into(),
+            ));
+            headers.push(("Access-Control-Max-Age".into(), "600".into()));
+        }
+        headers
+    }
+
+    /// Refuses a request from an origin the policy does not allow.
+    pub fn check_origin(&self, origin: Option<&str>, own_origin: Option<&str>) -> Result<(), EdgeError> {
+        match origin {
+            // Not a browser page (or a same-origin GET, which browsers send without Origin).
+            None => Ok(()),
+            Some(o) if self.policy.origin_allowed(o, own_origin) => Ok(()),
+            Some(o) => Err(EdgeError::Origin(o.to_string())),
+        }
+    }
+
+    fn error_response(&self, e: &EdgeError, req: &EdgeRequest<'_>) -> EdgeResponse {
+        let mut headers = self.cors_headers(req.origin, req.own_origin, false);
+        headers.push(("Content-Type".into(), "application/json".into()));
+        EdgeResponse {
+            status: e.status(),
+            headers,
+            body: e.body(),
+        }
+    }
+
+    /// Handles one REST request (exec goes through [`Edge::open_exec`]).
+    pub async fn handle(&self, req: &EdgeRequest<'_>, io: &impl Io) -> EdgeResponse {
+        match self.handle_inner(req, io).await {
+            Ok(r) => r,
+            Err(e) => self.error_response(&e, req),
+        }
+    }
+
+    async fn handle_inner(&self, req: &EdgeRequest<'_>, io: &impl Io) -> Result<EdgeResponse, EdgeError> {
+        self.check_origin(req.origin, req.own_origin)?;
+        if req.method == "OPTIONS" {
+            return Ok(EdgeResponse {
+                status: 204,
+                headers: self.cors_headers(req.origin, req.own_origin, true),
+                body: String::new(),
+            });
+        }
+        let (status, body) = match Self::route(req.method, req.path)? {
+            Route::Create => self.create(req, io).await?,
+            Route::Exec { .. } => {
+                return Err(EdgeError::BadRequest(
+                    "command-exec is a WebSocket; open it with an Upgrade request".into(),
+                ))
+            }
+            Route::Sandbox { id, op, rest } => {
+                let op = if rest == "/scale" { self.scale_op(req.body)? } else { op };
+                let token = bearer(req.authorization).ok_or(EdgeError::Unauthenticated)?;
+                self.authorize(token, &id, op, req.now, req.origin, io).await?;
+                if op == Op::Ports && req.method == "POST" {
+                    self.check_ports_body(req.body)?;
+                }
+                let base = format!("{}/services/{id}{rest}", self.project_path());
+                let path = match op {
+                    // The proxy's sandboxes never have volumes of their own, but a destroy
+                    // leaves nothing behind either way.
+                    Op::Destroy => format!("{base}?delete_child_objects=true"),
+                    Op::Logs => format!("{base}?{}", logs_query(req.query)),
+                    _ => base,
+                };
+                let body = (req.method == "POST").then(|| req.body.to_string());
+                io.call(req.method, &path, body).await.map_err(upstream_error)?
+            }
+        };
+        let mut headers = self.cors_headers(req.origin, req.own_origin, false);
+        headers.push(("Content-Type".into(), "application/json".into()));
+        Ok(EdgeResponse { status, headers, body })
+    }
+
+    /// Checks a capability for `op` on `id`. An authentic but expired capability also destroys
+    /// its sandbox, whose time is up too.
+    async fn authorize(
+        &self,
+        token: &str,
+        id: &str,
+        op: Op,
+        now: u64,
+        origin: Option<&str>,
+        io: &impl Io,
+    ) -> Result<Capability, EdgeError> {
+        let cap = Capability::open(&self.secret, token)?;
+        match cap.check(id, op, now, origin) {
+            Err(EdgeError::ExpiredCapability(at)) => {
+                self.destroy(&cap.sandbox_id, io).await;
+                Err(EdgeError::ExpiredCapability(at))
+            }
+            other => other.map(|()| cap),
+        }
+    }
+
+    async fn destroy(&self, id: &str, io: &impl Io) {
+        let path = format!("{}/services/{id}?delete_child_objects=true", self.project_path());
+        // Best effort: it may be gone already, and the sweep tries again.
+        let _ = io.call("DELETE", &path, None).await;
+    }
+
+    fn scale_op(&self, body: &str) -> Result<Op, EdgeError> {
+        let scale: flankbox_protocol::service::ScaleRequest =
+            serde_json::from_str(body).map_err(|e| EdgeError::BadRequest(format!("scale body: {e}")))?;
+        match scale.instances {
+            Some(0) => Ok(Op::Pause),
+            Some(1) | None => Ok(Op::Resume),
+            Some(n) => Err(EdgeError::Policy(format!("a sandbox runs 0 or 1 instances, not {n}"))),
+        }
+    }
+
+    fn check_port_list(&self, ports: &[PortSpec]) -> Result<(), EdgeError> {
+        if !self.policy.allow_public_ports {
+            if let Some(p) = ports.iter().find(|p| p.public == Some(true)) {
+                return Err(EdgeError::Policy(format!(
+                    "public ports are not allowed (port {})",
+                    p.internal_port
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_ports_body(&self, body: &str) -> Result<(), EdgeError> {
+        let list: flankbox_protocol::service::PortList<PortSpec> =
+            serde_json::from_str(body).map_err(|e| EdgeError::BadRequest(format!("ports body: {e}")))?;
+        self.check_port_list(&list.ports)
+    }
+
+    /// Checks a create body against the policy and rewrites it: the proxy's name (owner and
+    /// expiry), its tags, nothing the policy does not allow.
+    fn rewrite_create(&self, req: &EdgeRequest<'_>, nonce: &str) -> Result<(CreateDeployment, u64), EdgeError> {
+        let mut create: CreateDeployment =
+            serde_json::from_str(req.body).map_err(|e| EdgeError::BadRequest(format!("create body: {e}")))?;
+        let p = &self.policy;
+        if !p.allow_gpu {
+            if let Some((gpu, _)) = requested_gpu(&create) {
+                return Err(EdgeError::Policy(format!("GPUs are not allowed (asked for {gpu})")));
+            }
+        }
+        let plan = &create.billing.deployment_plan;
+        if !p.plans.contains(plan) {
+            return Err(EdgeError::Policy(format!(
+                "plan {plan} is not allowed (allowed: {})",
+                p.plans.join(", ")
+            )));
+        }
+        let image = create
+            .deployment
+            .external
+            .as_ref()
+            .map(|e| e.image_path.clone())
+            .unwrap_or_default();
+        if create.deployment.internal.is_some() || !p.images.contains(&image) {
+            return Err(EdgeError::Policy(format!(
+                "image {} is not allowed (allowed: {})",
+                if image.is_empty() { "(a build)" } else { &image },
+                p.images.join(", ")
+            )));
+        }
+        if create.deployment.instances > 1 {
+            return Err(EdgeError::Policy("a sandbox runs 0 or 1 instances".into()));
+        }
+        self.check_port_list(create.ports.as_deref().unwrap_or_default())?;
+        // The lifetime: what the client asked for (as the client's expiry tag), at most the
+        // policy's.
+        let latest = req.now + p.max_ttl_seconds;
+        let tags = create.tags.take().unwrap_or_default();
+        let asked = tags
+            .iter()
+            .find_map(|t| t.strip_prefix(EXPIRES_TAG)?.parse::<u64>().ok());
+        let expires = asked.map_or(latest, |a| a.min(latest));
+        if expires <= req.now {
+            return Err(EdgeError::BadRequest("the requested lifetime has already ended".into()));
+        }
+        let mut tags: Vec<String> = tags.into_iter().filter(|t| !t.starts_with("flankbox-")).collect();
+        tags.push(EDGE_TAG.into());
+        tags.push(format!("{EXPIRES_TAG}{expires}"));
+        create.tags = Some(tags);
+        create.name = format!("fbx-{}-{}-{nonce}", self.owner(req.client), base36(expires));
+        Ok((create, expires))
+    }
+
+    /// Reads every sandbox the proxy made; deletes the expired ones. Resolves to the live ones'
+    /// names.
+    async fn live_sandboxes(&self, now: u64, io: &impl Io) -> Result<Vec<String>, EdgeError> {
+        let mut live = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..LIST_PAGES {
+            let mut path = format!("{}/services?per_page={LIST_PAGE}", self.project_path());
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let (status, body) = io.call("GET", &path, None).await.map_err(upstream_error)?;
+            if status != 200 {
+                return Err(EdgeError::Upstream(format!(
+                    "listing services answered {status}: {body}"
+                )));
+            }
+            let page: serde_json::Value = serde_json::from_str(&body).map_err(|e| upstream_error(e.to_string()))?;
+            for service in page["data"]["services"].as_array().into_iter().flatten() {
+                let (Some(id), Some(name)) = (service["id"].as_str(), service["name"].as_str()) else {
+                    continue;
+                };
+                match parse_sandbox_name(name) {
+                    Some((_, expires)) if expires <= now => self.destroy(id, io).await,
+                    Some(_) => live.push(name.to_string()),
+                    None => {}
+                }
+            }
+            cursor = page["pagination"]["cursor"].as_str().map(str::to_string);
+            if cursor.is_none() || page["pagination"]["hasNextPage"] == false {
+                break;
+            }
+        }
+        Ok(live)
+    }
+
+    async fn create(&self, req: &EdgeRequest<'_>, io: &impl Io) -> Result<(u16, String), EdgeError> {
+        let (create, expires) = self.rewrite_create(req, &io.nonce())?;
+        let owner = self.owner(req.client);
+        let mine = self
+            .live_sandboxes(req.now, io)
+            .await?
+            .iter()
+            .filter(|name| parse_sandbox_name(name).is_some_and(|(o, _)| o == owner))
+            .count();
+        if mine >= self.policy.max_sandboxes_per_client as usize {
+            return Err(EdgeError::TooManySandboxes(self.policy.max_sandboxes_per_client));
+        }
+        let body = serde_json::to_string(&create).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
+        let path = format!("{}/services/deployment", self.project_path());
+        let (status, answer) = io.call("POST", &path, Some(body)).await.map_err(upstream_error)?;
+        if status != 200 {
+            return Ok((status, answer));
+        }
+        let mut answer: serde_json::Value = serde_json::from_str(&answer).map_err(|e| upstream_error(e.to_string()))?;
+        let id = answer["data"]["id"].as_str().unwrap_or(&create.name).to_string();
+        let origin = if self.policy.bind_origin {
+            req.origin.map(str::to_string)
+        } else {
+            None
+        };
+        let cap = Capability {
+            sandbox_id: id,
+            ops: self.policy.granted(),
+            expires_at: expires,
+            origin,
+        };
+        answer["data"]["capability"] = cap.mint(&self.secret).into();
+        answer["data"]["expiresAt"] = expires.into();
+        Ok((200, answer.to_string()))
+    }
+
+    /// Deletes every expired sandbox the proxy made (a Worker's `scheduled` handler). Resolves
+    /// to how many live ones are left.
+    pub async fn sweep(&self, now: u64, io: &impl Io) -> Result<usize, EdgeError> {
+        Ok(self.live_sandboxes(now, io).await?.len())
+    }
+
+    /// Checks an exec WebSocket's upgrade request: its route and origin. The capability comes
+    /// in the `init` message ([`Edge::exec_init`]).
+    pub fn open_exec(
+        &self,
+        path: &str,
+        origin: Option<&str>,
+        own_origin: Option<&str>,
+    ) -> Result<ExecGrant, EdgeError> {
+        self.check_origin(origin, own_origin)?;
+        match Self::route("GET", path)? {
+            Route::Exec { id } => Ok(ExecGrant {
+                upstream_path: match &self.team_id {
+                    Some(team) => format!(
+                        "/v1/command-exec/teams/{team}/projects/{}/services/{id}",
+                        self.project_id
+                    ),
+                    None => format!("/v1/command-exec/projects/{}/services/{id}", self.project_id),
+                },
+                sandbox_id: id,
+            }),
+            _ => Err(EdgeError::NotFound(format!("exec route {path}"))),
+        }
+    }
+
+    /// Checks the browser's `init` (its capability and context) and rewrites it with the real
+    /// token. Anything but a well-formed `init` is refused; unknown fields are dropped.
+    pub fn exec_init(
+        &self,
+        grant: &ExecGrant,
+        message: &str,
+        origin: Option<&str>,
+        now: u64,
+    ) -> Result<String, EdgeError> {
+        self.check_frame(message.len())?;
+        let frame: ClientFrame = serde_json::from_str(message)
+            .map_err(|e| EdgeError::BadRequest(format!("the first exec message must be init: {e}")))?;
+        let ClientFrame::Init(init) = frame else {
+            return Err(EdgeError::BadRequest("the first exec message must be init".into()));
+        };
+        let cap = Capability::open(&self.secret, &init.auth.api_token)?;
+        cap.check(&grant.sandbox_id, Op::Exec, now, origin)?;
+        let context = init.context;
+        if let Some(c) = &context {
+            let e = &self.policy.exec;
+            if c.tty == Some(true) && !e.allow_tty {
+                return Err(EdgeError::Policy("a PTY (tty) is not allowed".into()));
+            }
+            if !e.users.is_empty() {
+                let user = match &c.user {
+                    None => "root".to_string(),
+                    Some(IdOrName::Id(id)) => id.to_string(),
+                    Some(IdOrName::Name(name)) => name.clone(),
+                };
+                if !e.users.contains(&user) {
+                    return Err(EdgeError::Policy(format!(
+                        "commands may not run as {user} (allowed: {})",
+                        e.users.join(", ")
+                    )));
+                }
+            }
+        }
+        let rewritten = ClientFrame::Init(Box::new(InitRequest {
+            auth: InitAuth::api_token(&self.token),
+            context,
+        }));
+        serde_json::to_string(&rewritten).map_err(|e| EdgeError::BadRequest(e.to_string()))
+    }
+
+    /// Refuses an exec message over the policy's size.
+    pub fn check_frame(&self, size: usize) -> Result<(), EdgeError> {
+        let limit = self.policy.exec.max_frame_bytes;
+        if size > limit {
+            return Err(EdgeError::FrameTooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    /// Destroys the sandbox of an authentic but expired capability (on exec, whose refusal
+    /// happens outside [`Edge::handle`]).
+    pub async fn reap_expired(&self, capability: &str, now: u64, io: &impl Io) {
+        if let Ok(cap) = Capability::open(&self.secret, capability) {
+            if cap.expires_at <= now {
+                self.destroy(&cap.sandbox_id, io).await;
+            }
+        }
+    }
+}
+
+/// The query of a logs request: a range query, with only the parameters one takes.
+fn logs_query(query: &str) -> String {
+    const KEPT: [&str; 9] = [
+        "startTime",
+        "endTime",
+        "lineLimit",
+        "direction",
+        "duration",
+        "textIncludes",
+        "textNotIncludes",
+        "regexIncludes",
+        "regexNotIncludes",
+    ];
+    let kept = query
+        .split('&')
+        .filter(|pair| KEPT.contains(&pair.split('=').next().unwrap_or("")))
+        .fold(String::from("queryType=range"), |q, pair| q + "&" + pair);
+    kept
+}
+
+fn upstream_error(e: String) -> EdgeError {
+    EdgeError::Upstream(e)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against an in-memory upstream (a fake: these are unit tests of the decisions; the
+    //! integration tests run the proxy in front of the real host, natively and in workerd).
+
+    use std::cell::RefCell;
+    use std::future::Future;
+
+    use serde_json::{json, Value};
+
+    use super::*;
+
+    const SECRET: &[u8] = b"unit-test-secret-unit-test-secret";
+    const NOW: u64 = 1_800_000_000;
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        loop {
+            if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                return v;
+            }
+        }
+    }
+
+    /// Services by (id, name); every call recorded.
+    #[derive(Default)]
+    struct Upstream {
+        services: RefCell<Vec<(String, String)>>,
+        calls: RefCell<Vec<(String, String, Option<String>)>>,
+    }
+
+    impl Io for Upstream {
+        async fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), String> {
+            self.calls.borrow_mut().push((method.into(), path.into(), body.clone()));
+            let mut services = self.services.borrow_mut();
+            let answer = match (method, path.split('?').next().unwrap()) {
+                ("GET", "/v1/projects/real/services") => {
+                    let list: Vec<Value> = services
+                        .iter()
+                        .map(|(id, name)| json!({ "id": id, "name": name }))
+                        .collect();
+                    json!({ "data": { "services": list }, "pagination": { "hasNextPage": false, "count": list.len() } })
+                }
+                ("POST", "/v1/projects/real/services/deployment") => {
+                    let body: Value = serde_json::from_str(&body.unwrap()).unwrap();
+                    let name = body["name"].as_str().unwrap().to_string();
+                    services.push((name.clone(), name.clone()));
+                    json!({ "data": { "id": name, "name": name } })
+                }
+                ("DELETE", p) => {
+                    let id = p.rsplit('/').next().unwrap();
+                    services.retain(|(i, _)| i != id);
+                    json!({ "data": {} })
+                }
+                _ => json!({ "data": { "forwarded": path } }),
+            };
+            Ok((200, answer.to_string()))
+        }
+
+        fn nonce(&self) -> String {
+            format!("n{:05}", self.calls.borrow().len())
+        }
+    }
+
+    fn proxy(policy: Value) -> Edge {
+        Edge::new(
+            SECRET,
+            "real-token",
+            "real",
+            None,
+            Policy::from_json(&policy.to_string()).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn create_body() -> Value {
+        json!({
+            "name": "whatever",
+            "billing": { "deploymentPlan": "nf-compute-200" },
+            "deployment": { "instances": 0, "external": { "imagePath": "ubuntu:22.04" },
+                            "docker": { "configType": "customCommand", "customCommand": "sleep infinity" } },
+            "tags": ["mine", "flankbox-expires-1900000000"]
+        })
+    }
+
+    fn request<'a>(method: &'a str, path: &'a str, body: &'a str, auth: Option<&'a str>) -> EdgeRequest<'a> {
+        EdgeRequest {
+            method,
+            path,
+            query: "",
+            authorization: auth,
+            origin: Some("https://app.example"),
+            own_origin: Some("https://edge.example"),
+            client: "203.0.113.7",
+            body,
+            now: NOW,
+        }
+    }
+
+    fn json_of(r: &EdgeResponse) -> Value {
+        serde_json::from_str(&r.body).unwrap()
+    }
+
+    fn create(edge: &Edge, up: &Upstream, body: &Value) -> EdgeResponse {
+        let body = body.to_string();
+        block_on(edge.handle(
+            &request("POST", "/v1/projects/any/services/deployment", &body, None),
+            up,
+        ))
+    }
+
+    fn open_policy() -> Value {
+        json!({ "allowedOrigins": ["https://app.example"] })
+    }
+
+    #[test]
+    fn create_names_the_owner_caps_the_lifetime_and_grants_a_capability() {
+        let (edge, up) = (proxy(open_policy()), Upstream::default());
+        let r = create(&edge, &up, &create_body());
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r
+            .headers
+            .contains(&("Access-Control-Allow-Origin".into(), "https://app.example".into())));
+        let data = &json_of(&r)["data"];
+        let id = data["id"].as_str().unwrap();
+        let (owner, expires) = parse_sandbox_name(id).unwrap();
+        assert_eq!(owner, edge.owner("203.0.113.7"));
+        assert_eq!(expires, NOW + 30 * 60, "asked for more than the policy's 30 minutes");
+        assert_eq!(data["expiresAt"], expires);
+        let cap = Capability::open(SECRET, data["capability"].as_str().unwrap()).unwrap();
+        assert_eq!(
+            (cap.sandbox_id.as_str(), cap.expires_at, cap.origin.as_deref()),
+            (id, expires, Some("https://app.example"))
+        );
+        // Upstream got the proxy's project, name and tags, not the client's.
+        let (_, path, body) = up.calls.borrow().iter().find(|c| c.0 == "POST").unwrap().clone();
+        assert_eq!(path, "/v1/projects/real/services/deployment");
+        let sent: Value = serde_json::from_str(body.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            sent["tags"],
+            json!(["mine", "flankbox-edge", format!("flankbox-expires-{expires}")])
+        );
+        // A shorter lifetime is kept.
+        let mut short = create_body();
+        short["tags"] = json!([format!("flankbox-expires-{}", NOW + 60)]);
+        let data = json_of(&create(&edge, &up, &short))["data"].clone();
+        assert_eq!(data["expiresAt"], NOW + 60);
+    }
+
+    #[test]
+    fn the_policy_refuses_images_plans_gpus_and_public_ports() {
+        let (edge, up) = (proxy(open_policy()), Upstream::default());
+        let cases: [(&str, Value, &str); 5] = [
+            ("/deployment/external/imagePath", json!("alpine:3"), "image alpine:3"),
+            (
+                "/billing/deploymentPlan",
+                json!("nf-compute-400"),
+                "plan nf-compute-400",
+            ),
+            ("/billing/deploymentPlan", json!("nf-gpu-a100-80-1g"), "GPU"),
+            (
+                "/billing/gpu",
+                json!({ "enabled": true, "configuration": { "gpuType": "h100-80", "gpuCount": 1 } }),
+                "h100-80",
+            ),
+            (
+                "/ports",
+                json!([{ "name": "web", "internalPort": 80, "public": true, "protocol": "HTTP" }]),
+                "public ports",
+            ),
+        ];
+        for (pointer, value, words) in cases {
+            let mut body = create_body();
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            let target = if parent.is_empty() {
+                &mut body
+            } else {
+                body.pointer_mut(parent).unwrap()
+            };
+            target[key] = value;
+            let r = create(&edge, &up, &body);
+            assert_eq!(r.status, 403, "{pointer}: {}", r.body);
+            assert_eq!(json_of(&r)["error"]["details"]["code"], "POLICY");
+            assert!(r.body.contains(words), "{pointer}: {}", r.body);
+        }
+        assert!(up.calls.borrow().iter().all(|c| c.0 != "POST"), "nothing was created");
+        let allowing = proxy(json!({
+            "allowedOrigins": ["https://app.example"],
+            "allowPublicPorts": true,
+            "allowGpu": true,
+            "plans": ["nf-gpu-a100-80-1g"]
+        }));
+        let mut gpu = create_body();
+        gpu["billing"]["deploymentPlan"] = json!("nf-gpu-a100-80-1g");
+        let r = create(&allowing, &up, &gpu);
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+
+    #[test]
+    fn each_client_may_hold_only_so_many_live_sandboxes_and_expired_ones_go() {
+        let (edge, up) = (proxy(open_policy()), Upstream::default());
+        let owner = edge.owner("203.0.113.7");
+        // One expired sandbox of this client, one of another client, one not ours.
+        let expired = format!("fbx-{owner}-{}-old001", base36(NOW - 1));
+        up.services.borrow_mut().extend([
+            (expired.clone(), expired.clone()),
+            (
+                "fbx-0000000000-zzzzzz-other1".into(),
+                "fbx-0000000000-zzzzzz-other1".into(),
+            ),
+            ("unrelated".into(), "unrelated".into()),
+        ]);
+        assert_eq!(create(&edge, &up, &create_body()).status, 200);
+        assert_eq!(create(&edge, &up, &create_body()).status, 200);
+        let third = create(&edge, &up, &create_body());
+        assert_eq!(third.status, 429, "{}", third.body);
+        assert!(third.body.contains("2 live sandboxes"));
+        let names: Vec<String> = up.services.borrow().iter().map(|s| s.1.clone()).collect();
+        assert!(!names.contains(&expired), "the expired sandbox was destroyed");
+        assert!(names.contains(&"unrelated".to_string()));
+        // The sweep leaves the live ones.
+        assert_eq!(block_on(edge.sweep(NOW, &up)).unwrap(), 3);
+        assert_eq!(
+            block_on(edge.sweep(NOW + 31 * 60, &up)).unwrap(),
+            1,
+            "only the other client's, far in the future, is left"
+        );
+    }
+
+    #[test]
+    fn capabilities_guard_every_sandbox_operation() {
+        let (edge, up) = (proxy(open_policy()), Upstream::default());
+        let data = json_of(&create(&edge, &up, &create_body()))["data"].clone();
+        let (id, cap) = (data["id"].as_str().unwrap(), data["capability"].as_str().unwrap());
+        let bearer = format!("Bearer {cap}");
+        let call = |method: &str, path: &str, body: &str, auth: Option<&str>| {
+            block_on(edge.handle(&request(method, path, body, auth), &up))
+        };
+        let get = format!("/v1/projects/any/services/{id}");
+        let ok = call("GET", &get, "", Some(&bearer));
+        assert_eq!(ok.status, 200, "{}", ok.body);
+        assert_eq!(
+            json_of(&ok)["data"]["forwarded"],
+            format!("/v1/projects/real/services/{id}")
+        );
+
+        let refused = |r: EdgeResponse, status: u16, code: &str| {
+            assert_eq!(r.status, status, "{}", r.body);
+            assert_eq!(json_of(&r)["error"]["details"]["code"], code, "{}", r.body);
+        };
+        refused(call("GET", &get, "", None), 401, "CAPABILITY_REQUIRED");
+        refused(
+            call("GET", &get, "", Some("Bearer fbx1.forged.sxd.9999999999..AAAA")),
+            401,
+            "CAPABILITY_INVALID",
+        );
+        let real_token = call("GET", &get, "", Some("Bearer real-token"));
+        refused(real_token, 401, "CAPABILITY_INVALID");
+        refused(
+            call("GET", "/v1/projects/any/services/other-sandbox", "", Some(&bearer)),
+            403,
+            "CAPABILITY_SCOPE",
+        );
+        // Scale to 0 is a pause; more than one instance is never allowed.
+        let scale = format!("{get}/scale");
+        assert_eq!(call("POST", &scale, r#"{"instances":0}"#, Some(&bearer)).status, 200);
+        refused(call("POST", &scale, r#"{"instances":3}"#, Some(&bearer)), 403, "POLICY");
+        // Ports: public ones refused by this policy.
+        let ports = format!("{get}/ports");
+        let public = r#"{"ports":[{"name":"web","internalPort":8080,"public":true,"protocol":"HTTP"}]}"#;
+        refused(call("POST", &ports, public, Some(&bearer)), 403, "POLICY");
+        // A capability without destroy cannot delete.
+        let narrow = Capability {
+            ops: [Op::Status].into_iter().collect(),
+            ..Capability::open(SECRET, cap).unwrap()
+        };
+        refused(
+            call("DELETE", &get, "", Some(&format!("Bearer {}", narrow.mint(SECRET)))),
+            403,
+            "CAPABILITY_SCOPE",
+        );
+        // Destroy deletes everything upstream.
+        assert_eq!(call("DELETE", &get, "", Some(&bearer)).status, 200);
+        assert!(up
+            .calls
+            .borrow()
+            .iter()
+            .any(|c| c.0 == "DELETE" && c.1 == format!("/v1/projects/real/services/{id}?delete_child_objects=true")));
+        // Logs keep only the range query's parameters.
+        let logs = block_on(edge.handle(
+            &EdgeRequest {
+                query: "lineLimit=5&evil=1&queryType=tail",
+                ..request("GET", &format!("{get}/logs"), "", Some(&bearer))
+            },
+            &up,
+        ));
+        assert_eq!(
+            json_of(&logs)["data"]["forwarded"],
+            format!("/v1/projects/real/services/{id}/logs?queryType=range&lineLimit=5")
+        );
+    }
+
+    #[test]
+    fn an_expired_capability_destroys_its_sandbox() {
+        let (edge, up) = (proxy(open_policy()), Upstream::default());
+        let data = json_of(&create(&edge, &up, &create_body()))["data"].clone();
+        let (id, cap) = (data["id"].as_str().unwrap(), data["capability"].as_str().unwrap());
+        let path = format!("/v1/projects/p/services/{id}");
+        let late = EdgeRequest {
+            now: NOW + 3600,
+            ..request("GET", &path, "", None)
+        };
+        let bearer = format!("Bearer {cap}");
+        let r = block_on(edge.handle(
+            &EdgeRequest {
+                authorization: Some(&bearer),
+                ..late
+            },
+            &up,
+        ));
+        assert_eq!(r.status, 401);
+        assert!(r.body.contains("expired"));
+        assert!(up.services.borrow().is_empty(), "destroyed on access");
+    }
+
+    #[test]
+    fn foreign_origins_get_no_cors_and_a_403() {
+        let (edge, up) = (proxy(open_policy()), Upstream::default());
+        let evil = EdgeRequest {
+            origin: Some("https://evil.example"),
+            ..request("OPTIONS", "/v1/projects/p/services/deployment", "", None)
+        };
+        let r = block_on(edge.handle(&evil, &up));
+        assert_eq!(
+            (r.status, json_of(&r)["error"]["details"]["code"].clone()),
+            (403, json!("ORIGIN"))
+        );
+        assert!(r.headers.iter().all(|(k, _)| !k.starts_with("Access-Control")));
+        let preflight = block_on(edge.handle(&request("OPTIONS", "/v1/projects/p/services/deployment", "", None), &up));
+        assert_eq!(preflight.status, 204);
+        assert!(preflight
+            .headers
+            .iter()
+            .any(|(k, v)| k == "Access-Control-Allow-Headers" && v.contains("authorization")));
+        // The proxy's own origin is always fine.
+        let own = EdgeRequest {
+            origin: Some("https://edge.example"),
+            ..request("OPTIONS", "/v1/projects/p/services/deployment", "", None)
+        };
+        assert_eq!(block_on(edge.handle(&own, &up)).status, 204);
+        assert!(up.calls.borrow().is_empty());
+    }
+
+    #[test]
+    fn exec_init_is_checked_and_gets_the_real_token() {
+        let edge = proxy(
+            json!({ "allowedOrigins": ["*"], "exec": { "users": ["sandbox"], "allowTty": false, "maxFrameBytes": 2048 } }),
+        );
+        let up = Upstream::default();
+        let data = json_of(&create(&edge, &up, &create_body()))["data"].clone();
+        let (id, cap) = (data["id"].as_str().unwrap(), data["capability"].as_str().unwrap());
+        let grant = edge
+            .open_exec(
+                &format!("/v1/command-exec/projects/any/services/{id}"),
+                Some("https://app.example"),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            grant.upstream_path,
+            format!("/v1/command-exec/projects/real/services/{id}")
+        );
+        let init = |token: &str, context: Value| {
+            json!({ "type": "init", "data": { "auth": { "type": "apiToken", "apiToken": token }, "context": context, "extra": "dropped" } }).to_string()
+        };
+        let origin = Some("https://app.example");
+        let good = edge
+            .exec_init(
+                &grant,
+                &init(cap, json!({ "command": ["id"], "user": "sandbox" })),
+                origin,
+                NOW,
+            )
+            .unwrap();
+        let sent: Value = serde_json::from_str(&good).unwrap();
+        assert_eq!(sent["data"]["auth"]["apiToken"], "real-token");
+        assert_eq!(sent["data"]["context"]["command"], json!(["id"]));
+        assert!(!good.contains("extra") && !good.contains(cap));
+        let err = |r: Result<String, EdgeError>| r.unwrap_err().code();
+        assert_eq!(
+            err(edge.exec_init(&grant, &init("real-token", json!({ "user": "sandbox" })), origin, NOW)),
+            "CAPABILITY_INVALID"
+        );
+        assert_eq!(
+            err(edge.exec_init(&grant, &init(cap, json!({ "command": ["id"] })), origin, NOW)),
+            "POLICY",
+            "root by default"
+        );
+        assert_eq!(
+            err(edge.exec_init(&grant, &init(cap, json!({ "user": 0 })), origin, NOW)),
+            "POLICY"
+        );
+        assert_eq!(
+            err(edge.exec_init(
+                &grant,
+                &init(cap, json!({ "user": "sandbox", "tty": true })),
+                origin,
+                NOW
+            )),
+            "POLICY"
+        );
+        assert_eq!(
+            err(edge.exec_init(&grant, r#"{"type":"payload","data":"x"}"#, origin, NOW)),
+            "BAD_REQUEST"
+        );
+        assert_eq!(
+            err(edge.exec_init(
+                &grant,
+                &init(cap, json!({ "user": "sandbox" })),
+                Some("https://evil.example"),
+                NOW
+            )),
+            "CAPABILITY_SCOPE"
+        );
+        assert_eq!(
+            err(edge.exec_init(&grant, &init(cap, json!({ "user": "sandbox" })), origin, NOW + 3600)),
+            "CAPABILITY_EXPIRED"
+        );
+        let other = edge
+            .open_exec("/v1/command-exec/projects/any/services/someone-else", None, None)
+            .unwrap();
+        assert_eq!(
+            err(edge.exec_init(&other, &init(cap, json!({ "user": "sandbox" })), origin, NOW)),
+            "CAPABILITY_SCOPE"
+        );
+        assert_eq!(edge.check_frame(4096).unwrap_err().code(), "FRAME_TOO_LARGE");
+        assert!(edge.check_frame(2048).is_ok());
+    }
+
+    #[test]
+    fn routes() {
+        let r = |m, p| Edge::route(m, p);
+        assert_eq!(
+            r("POST", "/v1/teams/t/projects/p/services/deployment"),
+            Ok(Route::Create)
+        );
+        assert_eq!(
+            r("POST", "/v1/projects/p/services/abc/restart")
+                .map(|r| matches!(r, Route::Sandbox { op: Op::Resume, .. })),
+            Ok(true)
+        );
+        for (m, p) in [
+            ("GET", "/v1/plans"),
+            ("POST", "/v1/projects/p/volumes"),
+            ("GET", "/v1/projects/p/services/Bad_Id"),
+            ("PUT", "/v1/projects/p/services/a"),
+            ("GET", "/etc/passwd"),
+        ] {
+            assert_eq!(r(m, p).unwrap_err().status(), 404, "{m} {p}");
+        }
+        assert_eq!(base36(35), "z");
+        assert_eq!(
+            parse_sandbox_name(&format!("fbx-0123456789-{}-abc123", base36(NOW))),
+            Some(("0123456789", NOW))
+        );
+        assert_eq!(parse_sandbox_name("fbx-short-1-a"), None);
+    }
+}

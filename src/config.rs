@@ -54,6 +54,11 @@ impl ClientConfig {
         })
     }
 
+    /// The same API with another token (an edge proxy's capability for one sandbox).
+    pub fn with_token(&self, token: String) -> Self {
+        Self { token, ..self.clone() }
+    }
+
     /// `/v1/[teams/{t}/]projects/{p}{rest}`, with the ids encoded.
     pub fn project_path(&self, rest: &str) -> String {
         let team = self

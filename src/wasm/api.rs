@@ -62,12 +62,10 @@ impl Northflank {
         #[wasm_bindgen(unchecked_param_type = "NorthflankOptions")] options: JsValue,
     ) -> Result<Northflank, JsValue> {
         let s = |k: &str| get(&options, k).and_then(|v| v.as_string());
-        let config = ClientConfig::new(
-            s("token").unwrap_or_default(),
-            s("projectId").unwrap_or_default(),
-            s("teamId"),
-            s("baseUrl"),
-        )?;
+        let token = s("token").unwrap_or_default();
+        // Through an edge proxy there is no token and the proxy picks the project.
+        let project = s("projectId").or_else(|| token.is_empty().then(|| "edge".into()));
+        let config = ClientConfig::new(token, project.unwrap_or_default(), s("teamId"), s("baseUrl"))?;
         Ok(Self {
             config: Rc::new(config),
         })
@@ -274,10 +272,23 @@ impl Sandbox {
                 &cancel,
             )
             .await;
-            if let Err(e) = created {
-                cleanup(&inner, false).await;
-                return Err(e);
-            }
+            let created = match created {
+                Ok(created) => data(&created),
+                Err(e) => {
+                    cleanup(&inner, false).await;
+                    return Err(e);
+                }
+            };
+            // Through an edge proxy, the answer names the sandbox (the proxy chooses the name)
+            // and carries the capability that stands in for a token from here on.
+            let inner = match string(&created, "capability") {
+                Some(capability) => Rc::new(Inner {
+                    config: Rc::new(config.with_token(capability)),
+                    id: string(&created, "id").unwrap_or_else(|| plan.service_id.clone()),
+                    volume_id: plan.volume_id(),
+                }),
+                None => inner,
+            };
             let started = async {
                 progress.report("starting", None);
                 inner.scale(1, &cancel).await?;
@@ -298,10 +309,14 @@ impl Sandbox {
     pub fn connect(
         nf: &Northflank,
         id: String,
-        #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
     ) -> Promise {
+        let config = match get(&options, "capability").and_then(|c| c.as_string()) {
+            Some(capability) => Rc::new(nf.config.with_token(capability)),
+            None => nf.config.clone(),
+        };
         let inner = Rc::new(Inner {
-            config: nf.config.clone(),
+            config,
             id,
             volume_id: None,
         });
@@ -322,6 +337,17 @@ impl Sandbox {
                 volume_id: None,
             }),
         }
+    }
+
+    /// The capability this sandbox is driven with, when it came from an edge proxy: hand it
+    /// to `Sandbox.connect(nf, id, { capability })` elsewhere. `undefined` with a token.
+    #[wasm_bindgen(getter)]
+    pub fn capability(&self) -> Option<String> {
+        self.inner
+            .config
+            .token
+            .starts_with("fbx1.")
+            .then(|| self.inner.config.token.clone())
     }
 
     /// The service id.

@@ -11,7 +11,8 @@ use crate::sandbox::{GpuOptions, PortOptions, SandboxOptions, VolumeOptions};
 const TS: &'static str = r#"
 /** Connection settings. `token` is a Northflank API token; `baseUrl` defaults to https://api.northflank.com
  * (the local host is http://127.0.0.1:7420). */
-export interface NorthflankOptions { token: string; projectId: string; teamId?: string; baseUrl?: string }
+/** `token` and `projectId` for the API itself; for an edge proxy, only `baseUrl` (the proxy's URL). */
+export interface NorthflankOptions { token?: string; projectId?: string; teamId?: string; baseUrl?: string }
 
 /** Every network call takes an AbortSignal and a timeout. */
 export interface CallOptions { signal?: AbortSignal; timeoutMs?: number }
@@ -76,6 +77,8 @@ export interface SandboxStatus { id: string; status: "PENDING" | "IN_PROGRESS" |
 
 export interface FileEntry { path: string; data: Uint8Array }
 
+/** `capability`: drive the sandbox through an edge proxy with a capability it issued. */
+export interface ConnectOptions extends CallOptions { capability?: string }
 export interface DestroyOptions extends CallOptions { deleteVolume?: boolean }
 "#;
 

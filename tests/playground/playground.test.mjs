@@ -9,7 +9,8 @@ let host;
 let browser;
 
 before(async () => {
-  host = await startHost({ args: ["--www", join(ROOT, "www/dist"), "--dev"] });
+  // The default: capability mode through the host's edge proxy, no token in any page.
+  host = await startHost({ args: ["--www", join(ROOT, "www/dist")] });
   browser = await launchChromium();
 });
 
@@ -35,6 +36,11 @@ async function open(language, code) {
   const errors = [];
   page.on("pageerror", (e) => errors.push(e.message));
   page.errors = errors;
+  // Everything the page sends, requests and WebSocket frames, is watched for the host's token.
+  page.tokenSent = [];
+  const watch = (what, text) => text?.includes(TOKEN) && page.tokenSent.push(what);
+  page.on("request", (r) => watch(r.url(), r.url() + JSON.stringify(r.headers()) + (r.postData() ?? "")));
+  page.on("websocket", (ws) => ws.on("framesent", (f) => watch(ws.url(), String(f.payload))));
   await page.goto(`${host.base}/`);
   await status(page, ["ready"], 30_000);
   await setCode(page, language, code);
@@ -74,6 +80,9 @@ test("output streams live: the first line shows before the program ends", async 
   assert.match(await page.evaluate(() => location.hash), /^#lang=python&code=/);
   await page.screenshot({ path: join(ROOT, "docs/playground.png") });
   assert.deepEqual(page.errors, []);
+  // Capability mode: the page never held the API token, and its sandbox is the proxy's.
+  assert.deepEqual(page.tokenSent, []);
+  assert.match(await page.evaluate(() => window.playground.dataset.sandbox ?? ""), /^fbx-/);
 });
 
 test("stdin reaches the program, and end-of-input is possible", async () => {
@@ -138,7 +147,7 @@ test("a program that starts a web server gets an Open preview link that shows it
   const link = await page.waitForSelector(".fbx-preview", { timeout: 15_000 });
   assert.equal(await link.textContent(), "Open preview :8000");
   const href = await link.getAttribute("href");
-  assert.match(href, /^http:\/\/p8000--playground-[0-9a-f-]+--[^.]+\.localhost:\d+$/);
+  assert.match(href, /^http:\/\/p8000--fbx-[0-9a-z-]+--[^.]+\.localhost:\d+$/);
   // Following the link opens the sandbox's page in a new tab.
   const [preview] = await Promise.all([page.context().waitForEvent("page"), link.click()]);
   pages.add(preview);

@@ -1,14 +1,21 @@
-// How a playground gets a Northflank connection. In the host's dev mode (loopback only) the
-// same-origin page fetches /playground/config.json; the token never appears in a page.
+// How a playground gets its connection. By default the host's /playground/config.json names its
+// edge proxy: the page creates sandboxes through it and drives each with the capability it gets
+// back, so no token is ever in a page. In the host's dev mode (loopback only) the config carries
+// a token instead, for pointing the playground at another API.
 import { Northflank } from "flankbox";
 
-/** Resolves to `{ nf, base, projectId, token, ttlSeconds }`, from the host at `host` (default:
- * this page's origin). The API may be elsewhere (Northflank itself): the config says where. */
+/** Resolves to `{ nf, mode, base, projectId, token?, ttlSeconds }`, from the host at `host`
+ * (default: this page's origin). */
 export async function connect(host = location.origin) {
   const res = await fetch(`${host}/playground/config.json`, { cache: "no-store" });
   const config = await res.json();
   if (!res.ok) throw new Error(config?.error?.message ?? `the playground's config answered ${res.status}`);
+  const ttlSeconds = config.ttlSeconds ?? 1800;
+  if (config.mode === "edge") {
+    const base = new URL(config.edgePath, host).href.replace(/\/$/, "");
+    return { nf: new Northflank({ baseUrl: base }), mode: "edge", base, projectId: "edge", ttlSeconds };
+  }
   const base = config.baseUrl || host;
   const nf = new Northflank({ token: config.token, projectId: config.projectId, baseUrl: base });
-  return { nf, ttlSeconds: config.ttlSeconds ?? 1800, token: config.token, base, projectId: config.projectId };
+  return { nf, mode: "token", ttlSeconds, token: config.token, base, projectId: config.projectId };
 }

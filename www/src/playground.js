@@ -51,6 +51,7 @@ export class FlankboxPlayground extends HTMLElement {
   #connection; // Promise<{ nf, ... }>
   #info; // the resolved connection, for a destroy that cannot wait
   #sandboxId;
+  #capability; // the edge proxy's capability for the sandbox, in capability mode
   #exposed = new Map(); // port → URL, for the current sandbox
   #proc;
   #queue = [];
@@ -190,18 +191,23 @@ export class FlankboxPlayground extends HTMLElement {
   #ensureSandbox() {
     this.#touch();
     this.#sandbox ??= (async () => {
-      const { nf, ttlSeconds } = await this.#connect();
+      const { nf, ttlSeconds, mode } = await this.#connect();
       this.#setStatus("creating");
-      // Named here, so a page that goes away mid-create can still delete it by name.
-      this.#sandboxId = `playground-${crypto.randomUUID().slice(0, 12)}`;
+      // With a token, named here, so that a page that goes away mid-create can still delete it
+      // by name. Through the edge proxy the proxy names it (and its lifetime ends it anyway).
+      const name = mode === "token" ? `playground-${crypto.randomUUID().slice(0, 12)}` : undefined;
+      this.#sandboxId = name;
       const sandbox = await Sandbox.create(nf, {
-        name: this.#sandboxId,
+        name,
         image: "ubuntu:22.04",
         plan: "nf-compute-100-1",
         ttlSeconds,
         tags: ["playground"],
         onProgress: (p) => p.step !== "ready" && this.#setStatus(p.step === "creating" ? "creating" : "starting", p.status ?? ""),
       });
+      this.#sandboxId = sandbox.id;
+      this.#capability = sandbox.capability;
+      this.dataset.sandbox = sandbox.id;
       this.#setStatus("ready");
       return sandbox;
     })();
@@ -438,19 +444,21 @@ export class FlankboxPlayground extends HTMLElement {
   async destroy({ keepalive = false } = {}) {
     const id = this.#sandboxId;
     const info = this.#info;
+    const credential = this.#capability ?? info?.token;
     this.#proc?.kill();
     this.#terminal?.proc?.kill();
     this.#terminal = undefined;
     this.#sandbox = undefined;
     this.#sandboxId = undefined;
+    this.#capability = undefined;
     this.#exposed.clear();
-    if (!id || !info) return;
+    if (!id || !info || !credential) return;
     // No await before the request: on pagehide there is no later.
-    const { base, projectId, token } = info;
+    const { base, projectId } = info;
     await fetch(`${base}/v1/projects/${encodeURIComponent(projectId)}/services/${encodeURIComponent(id)}?delete_child_objects=true`, {
       method: "DELETE",
       keepalive,
-      headers: { Authorization: `Bearer ${token}` },
+      headers: { Authorization: `Bearer ${credential}` },
     }).catch(() => {});
   }
 }

@@ -609,14 +609,25 @@ impl Edge {
         Ok(())
     }
 
-    /// Destroys the sandbox of an authentic but expired capability (on exec, whose refusal
-    /// happens outside [`Edge::handle`]).
-    pub async fn reap_expired(&self, capability: &str, now: u64, io: &impl Io) {
-        if let Ok(cap) = Capability::open(&self.secret, capability) {
-            if cap.expires_at <= now {
-                self.destroy(&cap.sandbox_id, io).await;
+    /// [`Edge::exec_init`], and when the capability is authentic but expired, its sandbox is
+    /// destroyed too.
+    pub async fn exec_init_or_reap(
+        &self,
+        grant: &ExecGrant,
+        message: &str,
+        origin: Option<&str>,
+        now: u64,
+        io: &impl Io,
+    ) -> Result<String, EdgeError> {
+        let result = self.exec_init(grant, message, origin, now);
+        if let Err(EdgeError::ExpiredCapability(_)) = &result {
+            if let Ok(ClientFrame::Init(init)) = serde_json::from_str::<ClientFrame>(message) {
+                if let Ok(cap) = Capability::open(&self.secret, &init.auth.api_token) {
+                    self.destroy(&cap.sandbox_id, io).await;
+                }
             }
         }
+        result
     }
 }
 

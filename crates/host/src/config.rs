@@ -33,6 +33,10 @@ pub struct Config {
     pub playground_token: Option<String>,
     /// Run without isolation (tests without root only).
     pub unisolated: bool,
+    /// The edge proxy's HMAC key (at least 32 bytes); capabilities die with it.
+    pub edge_secret: Vec<u8>,
+    /// The edge proxy's policy.
+    pub edge_policy: flankbox_edge::Policy,
     /// The program sandboxes start as their agent: this binary.
     pub agent_program: PathBuf,
 }
@@ -54,6 +58,20 @@ impl Config {
             playground_token: None,
             unisolated,
             agent_program,
+            edge_secret: b"flankbox-tests-edge-secret-0123456789".to_vec(),
+            edge_policy: default_edge_policy(),
         }
+    }
+}
+
+/// The native edge proxy's policy unless `--edge-policy` gives one: the library's locked-down
+/// defaults, but more sandboxes per client, since every page on this machine is one client
+/// (127.0.0.1), and public ports, which give the playground's previews (their names resolve
+/// only on this machine).
+pub fn default_edge_policy() -> flankbox_edge::Policy {
+    flankbox_edge::Policy {
+        max_sandboxes_per_client: 8,
+        allow_public_ports: true,
+        ..flankbox_edge::Policy::default()
     }
 }

@@ -226,6 +226,8 @@ pub fn paginate<T>(items: Vec<T>, q: &PageQuery) -> Result<(Vec<T>, flankbox_pro
 pub struct Host {
     /// Configuration.
     pub config: Config,
+    /// The edge proxy mounted at `/edge`, with this host as its upstream.
+    pub edge: flankbox_edge::Edge,
     backend: Arc<dyn Backend>,
     images: ImageCatalog,
     store: Store,
@@ -283,8 +285,17 @@ impl Host {
             .map_err(|e| Error::Internal(format!("preparing images: {e}")))?;
         let volumes: Vec<VolumeRecord> = store.all(Table::Volumes)?;
         let services: Vec<ServiceRecord> = store.all(Table::Services)?;
+        let edge = flankbox_edge::Edge::new(
+            &config.edge_secret,
+            &config.token,
+            &config.playground_project,
+            None,
+            config.edge_policy.clone(),
+        )
+        .map_err(|e| Error::Internal(e.to_string()))?;
         let host = Arc::new(Self {
             config,
+            edge,
             backend,
             images,
             store,

@@ -69,6 +69,14 @@ struct ServeArgs {
     /// Run commands WITHOUT isolation, directly on this machine. For tests without root only.
     #[arg(long)]
     unisolated: bool,
+    /// The edge proxy's key for signing capabilities, at least 32 bytes [default: a new random
+    /// one each start, so capabilities do not outlive the process].
+    #[arg(long, env = "FLANKBOX_EDGE_SECRET", hide_env_values = true)]
+    edge_secret: Option<String>,
+    /// The edge proxy's policy, a JSON file (see examples/edge-proxy/README.md) [default: the
+    /// locked-down defaults, with 8 sandboxes per client].
+    #[arg(long, value_name = "FILE")]
+    edge_policy: Option<PathBuf>,
 }
 
 fn parse_image(s: &str) -> Result<(String, PathBuf), String> {
@@ -137,6 +145,22 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         ),
         None => None,
     };
+    let edge_secret = match args.edge_secret {
+        Some(secret) => secret.into_bytes(),
+        None => {
+            use rand::Rng;
+            (0..64)
+                .map(|_| b"0123456789abcdef"[rand::rng().random_range(0..16)])
+                .collect()
+        }
+    };
+    let edge_policy = match &args.edge_policy {
+        Some(file) => {
+            let json = std::fs::read_to_string(file).map_err(|e| format!("--edge-policy {}: {e}", file.display()))?;
+            flankbox_edge::Policy::from_json(&json).map_err(|e| format!("--edge-policy {}: {e}", file.display()))?
+        }
+        None => flankbox_host::config::default_edge_policy(),
+    };
     let agent_program = std::env::current_exe().map_err(|e| format!("cannot find this program: {e}"))?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
@@ -156,6 +180,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         images: args.images.into_iter().collect::<BTreeMap<_, _>>(),
         unisolated: args.unisolated,
         agent_program,
+        edge_secret,
+        edge_policy,
     };
     let host = open_host(config).await.map_err(|e| e.to_string())?;
     if args.unisolated {
@@ -176,7 +202,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app)
+    // The edge proxy counts sandboxes per client address.
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| e.to_string())?;

@@ -658,7 +658,7 @@ async fn a_sandbox_past_its_expiry_tag_is_deleted_with_its_volume() {
 }
 
 #[tokio::test]
-async fn the_playground_gets_credentials_only_in_dev_mode_and_only_same_origin() {
+async fn the_playground_gets_a_token_only_in_dev_mode_and_only_same_origin() {
     require_root();
     let www = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -711,15 +711,23 @@ async fn the_playground_gets_credentials_only_in_dev_mode_and_only_same_origin()
         .await
         .unwrap();
     assert!(page.headers().get("access-control-allow-origin").is_none());
-    // Without --dev there are no credentials at all.
+    // Without --dev there are no credentials at all: pages use the edge proxy.
     let plain = TestHost::start_with(&["--www", &www_arg]);
     let config = plain
         .http
         .get(format!("{}/playground/config.json", plain.base))
+        .header("Origin", "http://elsewhere.example")
         .send()
         .await
         .unwrap();
-    assert_eq!(config.status(), 403);
+    assert_eq!(config.status(), 200);
+    let text = config.text().await.unwrap();
+    assert!(!text.contains(common::TOKEN), "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (body["mode"].as_str(), body["edgePath"].as_str()),
+        (Some("edge"), Some("/edge"))
+    );
     // And --dev is refused on a non-loopback address.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_flankbox-host"))
         .args(["serve", "--dev", "--listen", "0.0.0.0:0", "--data-dir"])

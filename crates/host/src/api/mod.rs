@@ -1,5 +1,6 @@
 //! The HTTP API: the Northflank REST subset, the exec WebSocket, and the front page.
 
+mod edge;
 mod exec;
 mod logs;
 mod meta;
@@ -68,7 +69,9 @@ pub fn app(host: Arc<Host>) -> Router {
             "/v1/teams/{team_id}/projects/{project_id}/services/{service_id}/logs",
             get(logs::logs),
         )
-        .route("/playground/config.json", get(playground::config));
+        .route("/playground/config.json", get(playground::config))
+        // The edge proxy: capabilities instead of the token, for pages.
+        .route(&format!("{}/{{*rest}}", edge::MOUNT), axum::routing::any(edge::handle));
     let router = match &host.config.www {
         // The playground's files; paths no route takes fall through to them.
         Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir).fallback(get(meta::not_found))),

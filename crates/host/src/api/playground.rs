@@ -1,11 +1,15 @@
-//! The playground's dev mode: how a page served by this host gets credentials without the token
-//! ever being written into a page.
+//! How a playground page gets its connection, without a token ever being written into a page.
 //!
-//! With `--dev` (refused unless the host listens on loopback), a page may fetch
-//! `/playground/config.json` and receive the API token. The answer goes only to requests that
-//! are plainly from this machine's own pages: a loopback `Host` (which defeats DNS rebinding), and
-//! no `Origin` other than the host's own. No CORS headers are sent, so a page of another site
-//! cannot read it. Without `--dev` it is a 403.
+//! By default the page runs in **capability mode**: `/playground/config.json` names the edge
+//! proxy mounted at `/edge`, the page creates its sandbox through it and drives it with the
+//! capability it gets back. The config holds no secret, so any origin may read it (whether that
+//! origin may then use the proxy is the edge policy's call).
+//!
+//! With `--dev` (refused unless the host listens on loopback) the page instead receives an API
+//! token, for pointing the playground at another API (`--playground-api`, e.g. Northflank's).
+//! That answer goes only to requests that are plainly from this machine's own pages: a loopback
+//! `Host` (which defeats DNS rebinding), and no `Origin` other than the host's own. No CORS
+//! headers are sent, so a page of another site cannot read it.
 
 use std::sync::Arc;
 
@@ -50,7 +54,20 @@ fn is_loopback_host(host: &str) -> bool {
 
 pub(super) async fn config(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {
     if !host.config.dev {
-        return refuse("the playground's credentials are only served in dev mode (flankbox-host serve --dev)");
+        let body = serde_json::json!({
+            "mode": "edge",
+            // Relative to the host that served this config.
+            "edgePath": super::edge::MOUNT,
+            "ttlSeconds": PLAYGROUND_TTL_SECONDS,
+        });
+        return (
+            [
+                (header::CACHE_CONTROL, "no-store"),
+                (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+            ],
+            axum::Json(body),
+        )
+            .into_response();
     }
     let host_header = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !is_loopback_host(host_header) {

@@ -1,0 +1,269 @@
+//! The edge proxy, mounted natively at `/edge`: the same logic as the `flankbox/edge` Worker
+//! (`flankbox-edge`), with this host as its upstream. Pages (the playground first) drive their
+//! sandboxes with capabilities, and never see the host's token.
+//!
+//! Upstream calls go over a real socket to this host's own listener, as they would from a
+//! Worker to Northflank, so the API's own checks apply to everything the proxy forwards.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ws::{CloseFrame, Message as AxumMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use flankbox_edge::proxy::{EdgeRequest, ExecGrant, Io};
+use flankbox_edge::EdgeError;
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame as TungClose;
+use tokio_tungstenite::tungstenite::Message as TungMessage;
+
+use crate::host::Host;
+
+/// Where the proxy is mounted.
+pub const MOUNT: &str = "/edge";
+/// The largest body a browser may send to the proxy.
+const MAX_BODY: usize = 1 << 20;
+
+/// Calls to this host's own API with its token.
+struct SelfIo {
+    listen: SocketAddr,
+    token: String,
+}
+
+impl Io for SelfIo {
+    async fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), String> {
+        let stream = tokio::net::TcpStream::connect(self.listen)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| e.to_string())?;
+        tokio::spawn(connection);
+        let mut request = axum::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, self.listen.to_string())
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let request = request
+            .body(Body::from(body.unwrap_or_default()))
+            .map_err(|e| e.to_string())?;
+        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(Body::new(response.into_body()), 64 << 20)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
+    }
+
+    fn nonce(&self) -> String {
+        use rand::Rng;
+        (0..6)
+            .map(|_| char::from(b"abcdefghijklmnopqrstuvwxyz0123456789"[rand::rng().random_range(0..36)]))
+            .collect()
+    }
+}
+
+fn io(host: &Host) -> SelfIo {
+    SelfIo {
+        listen: host.config.listen,
+        token: host.config.token.clone(),
+    }
+}
+
+fn now() -> u64 {
+    crate::model::now_unix()
+}
+
+fn refusal(e: &EdgeError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN);
+    (status, [(header::CONTENT_TYPE, "application/json")], e.body()).into_response()
+}
+
+/// Any request below `/edge`.
+pub(super) async fn handle(State(host): State<Arc<Host>>, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path().strip_prefix(MOUNT).unwrap_or("/").to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
+    let header = |name: header::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let origin = header(header::ORIGIN);
+    // The proxy's own origin as the page sees it: same-origin pages are always allowed.
+    let own_origin = header(header::HOST).map(|h| format!("http://{h}"));
+    let client = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+    let edge = &host.edge;
+
+    let is_upgrade = header(header::UPGRADE).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if is_upgrade {
+        let grant = match edge.open_exec(&path, origin.as_deref(), own_origin.as_deref()) {
+            Ok(g) => g,
+            Err(e) => return refusal(&e),
+        };
+        let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(ws) => ws,
+            Err(rejection) => return rejection.into_response(),
+        };
+        let max = edge.policy().exec.max_frame_bytes;
+        return ws
+            // Larger messages are refused by the proxy with a clear error, not by the socket.
+            .max_message_size(max.saturating_mul(2).max(1 << 16))
+            .on_upgrade(move |socket| relay(host, grant, origin, socket));
+    }
+
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => return refusal(&EdgeError::BadRequest(format!("the body is over {MAX_BODY} bytes"))),
+    };
+    let body = String::from_utf8_lossy(&bytes);
+    let authorization = header(header::AUTHORIZATION);
+    let request = EdgeRequest {
+        method: parts.method.as_str(),
+        path: &path,
+        query: &query,
+        authorization: authorization.as_deref(),
+        origin: origin.as_deref(),
+        own_origin: own_origin.as_deref(),
+        client: &client,
+        body: &body,
+        now: now(),
+    };
+    let answer = edge.handle(&request, &io(&host)).await;
+    let mut response = Response::new(if answer.status == 204 {
+        Body::empty()
+    } else {
+        Body::from(answer.body)
+    });
+    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::BAD_GATEWAY);
+    for (name, value) in answer.headers {
+        if let (Ok(name), Ok(value)) = (header::HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}
+
+fn error_frame(e: &EdgeError) -> AxumMessage {
+    let frame = serde_json::json!({ "type": "error", "data": { "message": e.to_string() } });
+    AxumMessage::Text(frame.to_string().into())
+}
+
+async fn refuse_socket(mut socket: WebSocket, e: &EdgeError, code: u16) {
+    let _ = socket.send(error_frame(e)).await;
+    let _ = socket
+        .send(AxumMessage::Close(Some(CloseFrame {
+            code,
+            reason: e.code().into(),
+        })))
+        .await;
+}
+
+/// Relays an exec session: the browser's `init` checked and rewritten, then every message both
+/// ways, each only as fast as the other side takes it (backpressure), until either side closes
+/// or the session is idle too long.
+async fn relay(host: Arc<Host>, grant: ExecGrant, origin: Option<String>, mut socket: WebSocket) {
+    let edge = &host.edge;
+    let idle = Duration::from_secs(edge.policy().exec.idle_timeout_seconds.max(1));
+    let first = match tokio::time::timeout(idle, socket.recv()).await {
+        Ok(Some(Ok(AxumMessage::Text(t)))) => t.to_string(),
+        Ok(Some(Ok(AxumMessage::Binary(b)))) => String::from_utf8_lossy(&b).into_owned(),
+        _ => return,
+    };
+    if let Err(e) = edge.check_frame(first.len()) {
+        return refuse_socket(socket, &e, 1009).await;
+    }
+    let init = match edge
+        .exec_init_or_reap(&grant, &first, origin.as_deref(), now(), &io(&host))
+        .await
+    {
+        Ok(init) => init,
+        Err(e) => return refuse_socket(socket, &e, 1008).await,
+    };
+    let url = format!("ws://{}{}", host.config.listen, grant.upstream_path);
+    let upstream = match tokio_tungstenite::connect_async(url.as_str()).await {
+        Ok((ws, _)) => ws,
+        Err(e) => return refuse_socket(socket, &EdgeError::Upstream(e.to_string()), 1011).await,
+    };
+    let (mut up_tx, mut up_rx) = upstream.split();
+    if up_tx.send(TungMessage::Text(init.into())).await.is_err() {
+        return;
+    }
+    let (mut down_tx, mut down_rx) = socket.split();
+    loop {
+        tokio::select! {
+            from_browser = tokio::time::timeout(idle, down_rx.next()) => {
+                let message = match from_browser {
+                    Err(_) => {
+                        let _ = up_tx.send(TungMessage::Close(None)).await;
+                        let _ = down_tx.send(AxumMessage::Close(Some(CloseFrame { code: 4000, reason: "idle timeout".into() }))).await;
+                        return;
+                    }
+                    Ok(Some(Ok(m))) => m,
+                    Ok(_) => {
+                        let _ = up_tx.send(TungMessage::Close(None)).await;
+                        return;
+                    }
+                };
+                let size = match &message {
+                    AxumMessage::Text(t) => t.len(),
+                    AxumMessage::Binary(b) => b.len(),
+                    _ => 0,
+                };
+                if let Err(e) = edge.check_frame(size) {
+                    let _ = down_tx.send(error_frame(&e)).await;
+                    let _ = down_tx.send(AxumMessage::Close(Some(CloseFrame { code: 1009, reason: e.code().into() }))).await;
+                    let _ = up_tx.send(TungMessage::Close(None)).await;
+                    return;
+                }
+                let forwarded = match message {
+                    AxumMessage::Text(t) => TungMessage::Text(t.as_str().into()),
+                    AxumMessage::Binary(b) => TungMessage::Binary(b),
+                    AxumMessage::Close(_) => {
+                        let _ = up_tx.send(TungMessage::Close(None)).await;
+                        return;
+                    }
+                    _ => continue,
+                };
+                if up_tx.send(forwarded).await.is_err() {
+                    return;
+                }
+            }
+            from_host = up_rx.next() => {
+                let forwarded = match from_host {
+                    Some(Ok(TungMessage::Text(t))) => AxumMessage::Text(t.as_str().into()),
+                    Some(Ok(TungMessage::Binary(b))) => AxumMessage::Binary(b),
+                    Some(Ok(TungMessage::Close(frame))) => {
+                        let (code, reason) = frame.map_or((1000, String::new()), |f: TungClose| (u16::from(f.code), f.reason.to_string()));
+                        let code = if CloseCode::from(code) == CloseCode::Status { 1000 } else { code };
+                        let _ = down_tx.send(AxumMessage::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+                        return;
+                    }
+                    Some(Ok(_)) => continue,
+                    _ => {
+                        let _ = down_tx.send(AxumMessage::Close(Some(CloseFrame { code: 1011, reason: "upstream lost".into() }))).await;
+                        return;
+                    }
+                };
+                if down_tx.send(forwarded).await.is_err() {
+                    let _ = up_tx.send(TungMessage::Close(None)).await;
+                    return;
+                }
+            }
+        }
+    }
+}

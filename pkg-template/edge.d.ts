@@ -2,7 +2,7 @@
 export interface EdgePolicy {
   /** Images a sandbox may run (default `["ubuntu:22.04"]`). */
   images?: string[];
-  /** Deployment plans (default `["nf-compute-100-1", "nf-compute-200"]`). */
+  /** Deployment plans (default `["nf-compute-20", "nf-compute-100-1", "nf-compute-200"]`). */
   plans?: string[];
   /** Longest lifetime of a sandbox and its capability, seconds (default 1800). */
   maxTtlSeconds?: number;

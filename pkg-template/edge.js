@@ -63,6 +63,9 @@ export function createEdgeProxy(options) {
     } catch (e) {
       return refusal(e);
     }
+    // The upstream socket is opened at once, in parallel with the browser's init: it carries
+    // nothing until the init has been checked, and is closed if it is refused.
+    const upstreamOpening = fetch(upstream + grant.upstreamPath, { headers: { Upgrade: "websocket" } }).catch((e) => ({ status: 502, error: e }));
     const [client, server] = Object.values(new WebSocketPair());
     server.accept();
     let upstreamSocket;
@@ -99,9 +102,10 @@ export function createEdgeProxy(options) {
         init = await core.execInit(grant, text, origin ?? undefined, nowSeconds(), io);
       } catch (e) {
         refuseSocket(server, e, 1008);
+        upstreamOpening.then((res) => res.webSocket && (res.webSocket.accept(), res.webSocket.close(1000)));
         return closeBoth(1008, "refused");
       }
-      const res = await fetch(upstream + grant.upstreamPath, { headers: { Upgrade: "websocket" } });
+      const res = await upstreamOpening;
       if (!res.webSocket) {
         refuseSocket(server, { message: `the upstream exec answered ${res.status}`, code: "UPSTREAM" }, 1011);
         return closeBoth(1011, "upstream");

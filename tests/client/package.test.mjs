@@ -34,7 +34,7 @@ test("the package is small, and ships only what it needs", () => {
   const manifest = JSON.parse(readFileSync(join(installed, "package.json"), "utf8"));
   assert.equal(manifest.exports["."].types, "./index.d.ts");
   assert.deepEqual(Object.keys(manifest.exports["."]), ["types", "workerd", "worker", "node", "browser", "default"]);
-  for (const f of ["browser.js", "node.js", "workerd.js", "compat.js", "flankbox_bg.wasm", "index.d.ts", "flankbox.d.ts"]) {
+  for (const f of ["browser.js", "node.js", "workerd.js", "compat.js", "flankbox_bg.wasm", "index.d.ts", "flankbox.d.ts", "edge.js", "edge.d.ts", "edge/flankbox_edge_bg.wasm"]) {
     readFileSync(join(installed, f));
   }
   const types = readFileSync(join(installed, "flankbox.d.ts"), "utf8");
@@ -61,7 +61,7 @@ test("the README's examples run as written", () => {
   const readme = readFileSync(join(scratch, "node_modules", "flankbox", "README.md"), "utf8");
   const examples = [...readme.matchAll(/<!-- example: (\S+) -->\n```js\n([\s\S]*?)```/g)];
   assert.ok(examples.length >= 4, `found ${examples.length} examples`);
-  const expected = { quickstart: /^0 hello from sandbox-/m, process: /^apple\npear\n/m, lifecycle: /^kept$/m, errors: /^BAD_REQUEST 400 Invalid request: billing\.deploymentPlan/m };
+  const expected = { quickstart: /^0 hello from sandbox-/m, process: /^apple\npear\n/m, lifecycle: /^kept$/m, errors: /^BAD_REQUEST 400 Invalid request: billing\.deploymentPlan/m, edge: /^fbx1 through the edge$/m };
   for (const [, name, code] of examples) {
     const file = join(scratch, `readme-${name}.mjs`);
     writeFileSync(file, code.replaceAll('projectId: "my-project"', `projectId: "${project("readme")}"`));

@@ -51,7 +51,11 @@ impl Default for Policy {
     fn default() -> Self {
         Self {
             images: vec!["ubuntu:22.04".into()],
-            plans: vec!["nf-compute-100-1".into(), "nf-compute-200".into()],
+            plans: vec![
+                "nf-compute-20".into(),
+                "nf-compute-100-1".into(),
+                "nf-compute-200".into(),
+            ],
             max_ttl_seconds: 30 * 60,
             max_sandboxes_per_client: 2,
             allow_public_ports: false,

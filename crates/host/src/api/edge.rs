@@ -158,6 +158,15 @@ pub(super) async fn handle(State(host): State<Arc<Host>>, request: Request) -> R
     response
 }
 
+/// Aborts a task when dropped: a refused session leaves no upstream dial behind.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn error_frame(e: &EdgeError) -> AxumMessage {
     let frame = serde_json::json!({ "type": "error", "data": { "message": e.to_string() } });
     AxumMessage::Text(frame.to_string().into())
@@ -179,6 +188,11 @@ async fn refuse_socket(mut socket: WebSocket, e: &EdgeError, code: u16) {
 async fn relay(host: Arc<Host>, grant: ExecGrant, origin: Option<String>, mut socket: WebSocket) {
     let edge = &host.edge;
     let idle = Duration::from_secs(edge.policy().exec.idle_timeout_seconds.max(1));
+    // Upstream is dialled at once, in parallel with the browser's init: it carries nothing
+    // until the init has been checked, and is dropped (closed) if it is refused.
+    let url = format!("ws://{}{}", host.config.listen, grant.upstream_path);
+    let opening = tokio::spawn(async move { tokio_tungstenite::connect_async(url.as_str()).await });
+    let _abort_on_return = AbortOnDrop(opening.abort_handle());
     let first = match tokio::time::timeout(idle, socket.recv()).await {
         Ok(Some(Ok(AxumMessage::Text(t)))) => t.to_string(),
         Ok(Some(Ok(AxumMessage::Binary(b)))) => String::from_utf8_lossy(&b).into_owned(),
@@ -194,9 +208,9 @@ async fn relay(host: Arc<Host>, grant: ExecGrant, origin: Option<String>, mut so
         Ok(init) => init,
         Err(e) => return refuse_socket(socket, &e, 1008).await,
     };
-    let url = format!("ws://{}{}", host.config.listen, grant.upstream_path);
-    let upstream = match tokio_tungstenite::connect_async(url.as_str()).await {
-        Ok((ws, _)) => ws,
+    let upstream = match opening.await {
+        Ok(Ok((ws, _))) => ws,
+        Ok(Err(e)) => return refuse_socket(socket, &EdgeError::Upstream(e.to_string()), 1011).await,
         Err(e) => return refuse_socket(socket, &EdgeError::Upstream(e.to_string()), 1011).await,
     };
     let (mut up_tx, mut up_rx) = upstream.split();

@@ -69,9 +69,7 @@ pub fn app(host: Arc<Host>) -> Router {
             "/v1/teams/{team_id}/projects/{project_id}/services/{service_id}/logs",
             get(logs::logs),
         )
-        .route("/playground/config.json", get(playground::config))
-        // The edge proxy: capabilities instead of the token, for pages.
-        .route(&format!("{}/{{*rest}}", edge::MOUNT), axum::routing::any(edge::handle));
+        .route("/playground/config.json", get(playground::config));
     let router = match &host.config.www {
         // The playground's files; paths no route takes fall through to them.
         Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir).fallback(get(meta::not_found))),
@@ -79,8 +77,11 @@ pub fn app(host: Arc<Host>) -> Router {
     };
     let router = router
         .method_not_allowed_fallback(meta::method_not_allowed)
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(meta::panic_response))
         .layer(cors())
+        // The edge proxy answers CORS itself, by its policy (so it is added after that layer):
+        // capabilities instead of the token, for pages.
+        .route(&format!("{}/{{*rest}}", edge::MOUNT), axum::routing::any(edge::handle))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(meta::panic_response))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state::<()>(host.clone());
     // Outermost, so that every path of a port's name goes to its sandbox.

@@ -2,7 +2,7 @@
 // crossing between flankbox and the official SDK.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ROOT, URL_, TOKEN, project, serveStatic, launchChromium } from "./env.mjs";
+import { ROOT, URL_, TOKEN, project, withBlankPage } from "./env.mjs";
 
 const pkg = await import(`${ROOT}/pkg/node.js`);
 
@@ -15,29 +15,19 @@ test("the guide's code runs in Node with only its import changed", async () => {
 
 test("the guide's code runs in Chromium with only its import changed", async () => {
   // One origin serves the package and the guide; the API is another origin (CORS).
-  const site = await serveStatic(ROOT);
-  const browser = await launchChromium();
-  try {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(`${site.url}/tests/client/blank.html`);
-    const result = await page.evaluate(
+  const result = await withBlankPage((page) =>
+    page.evaluate(
       async ({ host, token, projectId }) => {
         const sdk = await import("/pkg/browser.js");
         const { runGuide } = await import("/tests/guide/guide.mjs");
         return runGuide(sdk, { token, host, projectId });
       },
       { host: URL_, token: TOKEN, projectId: project("guide-chromium") },
-    );
-    assert.equal(result.ephemeral.stdout, "Hello from the sandbox!\nhello-world\n");
-    assert.equal(result.ephemeral.stderr, "to stderr\n");
-    assert.equal(result.volume.kept, "survives\n");
-    assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-    site.close();
-  }
+    ),
+  );
+  assert.equal(result.ephemeral.stdout, "Hello from the sandbox!\nhello-world\n");
+  assert.equal(result.ephemeral.stderr, "to stderr\n");
+  assert.equal(result.volume.kept, "survives\n");
 });
 
 test("a file written by flankbox reads back with the official SDK, and the other way round", async () => {

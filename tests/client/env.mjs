@@ -43,3 +43,40 @@ export async function launchChromium() {
 export function project(prefix) {
   return `${prefix}-${Math.random().toString(36).slice(2, 10)}`;
 }
+
+/** Opens a blank page of a static server of the repository in headless Chromium, runs
+ * `fn(page, site)`, and closes it all; throws if the page raised an error. */
+export async function withBlankPage(fn) {
+  const site = await serveStatic(ROOT);
+  const browser = await launchChromium();
+  try {
+    const page = await browser.newPage();
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(`${site.url}/tests/client/blank.html`);
+    const result = await fn(page, site);
+    if (errors.length) throw new Error(`the page raised: ${errors.join("; ")}`);
+    return result;
+  } finally {
+    await browser.close();
+    site.close();
+  }
+}
+
+/** Real workerd (Miniflare) running a Worker bundled by esbuild into `dir` (entry `worker.js`),
+ * with `bindings`; `options` go to Miniflare (e.g. `host` and `port` to serve it on a socket). */
+export async function workerdFromBundle(dir, bindings, options = {}) {
+  const { Miniflare } = await import("miniflare");
+  return new Miniflare({
+    modules: true,
+    scriptPath: join(dir, "worker.js"),
+    modulesRoot: dir,
+    modulesRules: [
+      { type: "ESModule", include: ["**/*.js"] },
+      { type: "CompiledWasm", include: ["**/*.wasm"] },
+    ],
+    compatibilityDate: "2026-04-01",
+    bindings,
+    ...options,
+  });
+}

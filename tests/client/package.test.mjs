@@ -8,7 +8,7 @@ import { mkdtempSync, writeFileSync, readFileSync, copyFileSync, mkdirSync, rmSy
 import { gzipSync } from "node:zlib";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, URL_, TOKEN, project, serveStatic, launchChromium } from "./env.mjs";
+import { ROOT, URL_, TOKEN, project, serveStatic, launchChromium, workerdFromBundle } from "./env.mjs";
 
 /** Past this, the package has grown by accident: wasm + JS glue, gzipped. */
 const SIZE_GUARD = 120 * 1024;
@@ -134,18 +134,7 @@ test("workerd runs the package inside a Worker, the guide's code included", asyn
     ["worker.mjs", "--bundle", "--format=esm", "--platform=neutral", "--conditions=workerd,worker,browser", "--main-fields=module,main", "--loader:.wasm=copy", `--outdir=${out}`],
     { cwd: scratch, stdio: "inherit" },
   );
-  const { Miniflare } = await import("miniflare");
-  const mf = new Miniflare({
-    modules: true,
-    scriptPath: join(out, "worker.js"),
-    modulesRoot: out,
-    modulesRules: [
-      { type: "ESModule", include: ["**/*.js"] },
-      { type: "CompiledWasm", include: ["**/*.wasm"] },
-    ],
-    compatibilityDate: "2025-01-01",
-    bindings: { NF_TOKEN: TOKEN, NF_URL: URL_, PROJECT: project("pkg-workerd") },
-  });
+  const mf = await workerdFromBundle(out, { NF_TOKEN: TOKEN, NF_URL: URL_, PROJECT: project("pkg-workerd") });
   try {
     const res = await mf.dispatchFetch("http://worker/");
     const body = await res.json();

@@ -2,7 +2,7 @@
 // browser does) and in headless Chromium (which resolves it by itself), for HTTP and WebSockets.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { ROOT, URL_, TOKEN, project, serveStatic, launchChromium } from "./env.mjs";
+import { ROOT, URL_, TOKEN, project, withBlankPage } from "./env.mjs";
 import { requestWhenUp, openWebSocket, roundTrip } from "../support/localhost.mjs";
 import { serveCommand } from "../support/port-server.mjs";
 
@@ -28,15 +28,9 @@ test("Node: exposePort gives the URL of the server inside the sandbox", async ()
 });
 
 test("Chromium: the page fetches the exposed URL and talks WebSocket to it", async () => {
-  const site = await serveStatic(ROOT);
-  const browser = await launchChromium();
-  try {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    await page.goto(`${site.url}/tests/client/blank.html`);
-    const projectId = project("ports-chromium");
-    const result = await page.evaluate(
+  const projectId = project("ports-chromium");
+  const result = await withBlankPage((page) =>
+    page.evaluate(
       async ({ baseUrl, token, projectId, command }) => {
         const { Northflank, Sandbox } = await import("/pkg/browser.js");
         const nf = new Northflank({ token, projectId, baseUrl });
@@ -65,12 +59,8 @@ test("Chromium: the page fetches the exposed URL and talks WebSocket to it", asy
         }
       },
       { baseUrl: URL_, token: TOKEN, projectId, command: serveCommand([8080]) },
-    );
-    assert.equal(result.url, `http://p8080--${result.id}--${projectId}.localhost:${apiPort}`);
-    assert.deepEqual([result.status, result.body, result.echoed], [200, "hello from the sandbox\n", "echo from chromium"]);
-    assert.deepEqual(errors, []);
-  } finally {
-    await browser.close();
-    site.close();
-  }
+    ),
+  );
+  assert.equal(result.url, `http://p8080--${result.id}--${projectId}.localhost:${apiPort}`);
+  assert.deepEqual([result.status, result.body, result.echoed], [200, "hello from the sandbox\n", "echo from chromium"]);
 });

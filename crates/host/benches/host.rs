@@ -210,7 +210,8 @@ impl Drop for DirectServer {
     }
 }
 
-const PORT_SERVER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/port-server.py");
+/// The same server program, run on the host for the baseline.
+const PORT_SERVER_FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/fixtures/port-server.py");
 
 async fn get(client: &reqwest::Client, url: &str) -> (Duration, usize) {
     let started = Instant::now();
@@ -221,15 +222,8 @@ async fn get(client: &reqwest::Client, url: &str) -> (Duration, usize) {
 /// Request latency (one kept-alive connection, and a new connection per request) and a
 /// 64 MiB download, through the proxy and directly.
 async fn port_proxy(host: &TestHost, requests: usize) {
-    use base64::Engine;
-    let script = base64::engine::general_purpose::STANDARD.encode(std::fs::read(PORT_SERVER).unwrap());
-    let command = format!("echo {script} | base64 -d > /tmp/s.py && exec python3 /tmp/s.py 8080");
     let id = host
-        .sandbox(
-            "bench",
-            "web",
-            json!({ "deployment": { "docker": { "customCommand": command } } }),
-        )
+        .sandbox_running("bench", "web", &common::port_server_command(&[8080]))
         .await;
     host.call(
         "POST",
@@ -252,7 +246,7 @@ async fn port_proxy(host: &TestHost, requests: usize) {
         .port();
     let _server = DirectServer(
         std::process::Command::new("python3")
-            .args([PORT_SERVER, &direct_port.to_string(), "127.0.0.1"])
+            .args([PORT_SERVER_FILE, &direct_port.to_string(), "127.0.0.1"])
             .stdout(std::process::Stdio::null())
             .spawn()
             .unwrap(),

@@ -6,32 +6,15 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use base64::Engine;
 use common::{require_root, TestHost, TOKEN};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-/// The server the sandboxes run: HTTP and a WebSocket echo on one port.
-const PORT_SERVER: &str = include_str!("../../../tests/fixtures/port-server.py");
-
-/// A `customCommand` that writes the server into the sandbox and runs it on each of `ports`.
-fn serve_command(ports: &[u16]) -> String {
-    let script = base64::engine::general_purpose::STANDARD.encode(PORT_SERVER);
-    let servers: Vec<String> = ports
-        .iter()
-        .map(|p| format!("python3 /tmp/port-server.py {p}"))
-        .collect();
-    format!(
-        "echo {script} | base64 -d > /tmp/port-server.py && {{ {}; }}",
-        servers.join(" & ")
-    )
-}
-
 async fn sandbox_serving(host: &TestHost, name: &str, ports: &[u16]) -> String {
-    let extra = json!({ "deployment": { "docker": { "customCommand": serve_command(ports) } } });
-    host.sandbox("p", name, extra).await
+    host.sandbox_running("p", name, &common::port_server_command(ports))
+        .await
 }
 
 async fn set_ports(host: &TestHost, id: &str, ports: Value) {
@@ -300,13 +283,7 @@ async fn logs_tail_live_and_answer_range_queries() {
     require_root();
     let host = TestHost::start();
     let command = "echo starting; sleep 0.3; echo oops >&2; sleep 0.3; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done";
-    let id = host
-        .sandbox(
-            "p",
-            "chatty",
-            json!({ "deployment": { "docker": { "customCommand": command } } }),
-        )
-        .await;
+    let id = host.sandbox_running("p", "chatty", command).await;
     tokio::time::sleep(Duration::from_millis(1000)).await;
 
     // The tail: init with the token, then the latest lines, then live ones.
@@ -443,13 +420,7 @@ async fn an_http2_port_is_spoken_to_in_http2() {
     let host = TestHost::start();
     // Node's built-in cleartext HTTP/2 server (h2c, prior knowledge), as an HTTP/2 port expects.
     let server = "exec node -e \"require('http2').createServer((q, s) => s.end('h2 ' + q.httpVersion + ' ' + q.url)).listen(8443)\"";
-    let id = host
-        .sandbox(
-            "p",
-            "http2-app",
-            json!({ "deployment": { "docker": { "customCommand": server } } }),
-        )
-        .await;
+    let id = host.sandbox_running("p", "http2-app", server).await;
     set_ports(
         &host,
         &id,

@@ -187,6 +187,12 @@ impl TestHost {
         id
     }
 
+    /// A sandbox whose main process is `command` (run by `/bin/sh -c`), once it runs.
+    pub async fn sandbox_running(&self, project: &str, name: &str, command: &str) -> String {
+        let extra = json!({ "deployment": { "docker": { "customCommand": command } } });
+        self.sandbox(project, name, extra).await
+    }
+
     /// Runs `script` with `bash -c` in a sandbox.
     pub async fn sh(&self, project: &str, service: &str, script: &str) -> ExecResult {
         self.exec(
@@ -317,4 +323,22 @@ impl ExecSession {
         let _ = self.ws.close(None).await;
         r
     }
+}
+
+/// The server the port tests and bench run in sandboxes: HTTP and a WebSocket echo on one port.
+pub const PORT_SERVER: &str = include_str!("../../../../tests/fixtures/port-server.py");
+
+/// A `customCommand` that writes [`PORT_SERVER`] into the sandbox (a new sandbox holds no
+/// files of ours) and runs it on each of `ports`.
+pub fn port_server_command(ports: &[u16]) -> String {
+    use base64::Engine;
+    let script = base64::engine::general_purpose::STANDARD.encode(PORT_SERVER);
+    let servers: Vec<String> = ports
+        .iter()
+        .map(|p| format!("python3 /tmp/port-server.py {p}"))
+        .collect();
+    format!(
+        "echo {script} | base64 -d > /tmp/port-server.py && {{ {}; }}",
+        servers.join(" & ")
+    )
 }

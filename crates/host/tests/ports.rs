@@ -278,6 +278,22 @@ where
     lines
 }
 
+/// The numbers of `tick N` log lines.
+fn tick_numbers(lines: &[Value]) -> Vec<u64> {
+    lines
+        .iter()
+        .map(|l| {
+            l["log"]
+                .as_str()
+                .unwrap()
+                .strip_prefix("tick ")
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
 #[tokio::test]
 async fn logs_tail_live_and_answer_range_queries() {
     require_root();
@@ -303,18 +319,7 @@ async fn logs_tail_live_and_answer_range_queries() {
     );
     let lines = read_lines(&mut ws, 8).await;
     assert!(lines.len() >= 8, "{lines:?}");
-    let ticks: Vec<u64> = lines
-        .iter()
-        .map(|l| {
-            l["log"]
-                .as_str()
-                .unwrap()
-                .strip_prefix("tick ")
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let ticks = tick_numbers(&lines);
     assert!(
         ticks.windows(2).all(|w| w[1] == w[0] + 1),
         "in order, none lost: {ticks:?}"
@@ -362,20 +367,7 @@ async fn logs_tail_live_and_answer_range_queries() {
         )
         .await;
     assert_eq!(code, 200, "{body}");
-    let ticks: Vec<u64> = body["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| {
-            l["log"]
-                .as_str()
-                .unwrap()
-                .strip_prefix("tick ")
-                .unwrap()
-                .parse()
-                .unwrap()
-        })
-        .collect();
+    let ticks = tick_numbers(body["data"].as_array().unwrap());
     assert_eq!(ticks.len(), 2);
     assert_eq!(ticks[0], ticks[1] + 1, "newest first: {ticks:?}");
     let (code, body) = host

@@ -499,6 +499,8 @@ impl Edge {
             .iter()
             .filter(|name| parse_sandbox_name(name).is_some_and(|(o, _)| o == owner))
             .count();
+        // Two creates racing may both pass this count: with no state of its own to lock, the
+        // proxy's limit can be overshot by concurrent creates, never by sequential ones.
         if mine >= self.policy.max_sandboxes_per_client as usize {
             return Err(EdgeError::TooManySandboxes(self.policy.max_sandboxes_per_client));
         }

@@ -60,6 +60,27 @@ async fn get_when_up(client: &reqwest::Client, url: &str) -> reqwest::Response {
     }
 }
 
+/// One `GET /` over a raw TCP connection to `addr`, retried while the sandbox's server is still
+/// starting: until then the host's forward accepts, fails to dial in, and resets the connection.
+async fn tcp_get_when_up(addr: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempt = async {
+            let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+            tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await?;
+            let mut answer = String::new();
+            tcp.read_to_string(&mut answer).await?;
+            std::io::Result::Ok(answer)
+        };
+        match attempt.await {
+            Ok(answer) if !answer.is_empty() => return answer,
+            other if Instant::now() > deadline => panic!("{addr} never answered: {other:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_public_http_port_serves_the_sandbox_page_and_websockets_by_its_name() {
     require_root();
@@ -160,12 +181,7 @@ async fn refusals_are_clear_pages_and_delete_frees_everything() {
     // A TCP port gets a host loopback port that reaches its server.
     let raw = dns("raw");
     assert!(raw.starts_with("127.0.0.1:"), "{raw}");
-    let mut tcp = tokio::net::TcpStream::connect(&raw).await.unwrap();
-    tcp.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut answer = String::new();
-    tcp.read_to_string(&mut answer).await.unwrap();
+    let answer = tcp_get_when_up(&raw).await;
     assert!(
         answer.starts_with("HTTP/1.1 200") && answer.ends_with("hello from the sandbox\n"),
         "{answer}"

@@ -6,9 +6,11 @@
 //! `127.0.0.1:{internalPort}` inside the sandbox's own network namespace: the sandbox keeps no
 //! network interface but loopback, so this inbound path is the only one, and it cannot be used
 //! to reach out. HTTP/1.1 (with WebSocket and other upgrades) and HTTP/2 (prior knowledge, for
-//! `HTTP/2` ports) are proxied.
+//! `HTTP/2` ports) are proxied. Idle HTTP/1.1 connections are kept for the next request to the
+//! same port of the same sandbox.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -16,9 +18,11 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use flankbox_protocol::service::PortProtocol;
+use hyper::client::conn::http1;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::host::{Host, PortRefusal};
+use crate::runtime::sandbox::Sandbox;
 
 /// The suffix of every port name.
 const SUFFIX: &str = ".localhost";
@@ -141,6 +145,74 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
+/// Idle HTTP/1.1 connections into sandboxes, kept for the next request to the same port, so
+/// that a kept-alive browser does not pay for a dial through the agent on every request.
+struct Pool(Mutex<Vec<Idle>>);
+
+struct Idle {
+    sandbox: Weak<Sandbox>,
+    port: u16,
+    sender: http1::SendRequest<Body>,
+    since: Instant,
+}
+
+/// Idle connections kept at most, over all sandboxes.
+const POOL_MAX: usize = 64;
+/// How long an idle connection is kept.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+
+static POOL: Pool = Pool(Mutex::new(Vec::new()));
+
+impl Pool {
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A ready connection to `port` of this very sandbox (not one that had its pid before).
+    fn take(&self, sandbox: &Arc<Sandbox>, port: u16) -> Option<http1::SendRequest<Body>> {
+        let mut idle = self.idle();
+        idle.retain(|e| e.sandbox.strong_count() > 0 && !e.sender.is_closed() && e.since.elapsed() < POOL_IDLE);
+        let at = idle.iter().position(|e| {
+            e.port == port && std::ptr::eq(e.sandbox.as_ptr(), Arc::as_ptr(sandbox)) && e.sender.is_ready()
+        })?;
+        Some(idle.swap_remove(at).sender)
+    }
+
+    /// Keeps `sender` once its response has been read to the end, if the server keeps it open.
+    fn give_back(&'static self, sandbox: &Arc<Sandbox>, port: u16, mut sender: http1::SendRequest<Body>) {
+        let sandbox = Arc::downgrade(sandbox);
+        tokio::spawn(async move {
+            if sender.ready().await.is_ok() {
+                let mut idle = self.idle();
+                if idle.len() < POOL_MAX {
+                    idle.push(Idle {
+                        sandbox,
+                        port,
+                        sender,
+                        since: Instant::now(),
+                    });
+                }
+            }
+        });
+    }
+}
+
+/// A new connection to `port` inside the sandbox, dialled by its agent.
+async fn dial(sandbox: &Sandbox, port: u16, service: &str) -> Result<TokioIo<tokio::net::TcpStream>, PortRefusal> {
+    let stream = sandbox.dial(port).await.map_err(|e| {
+        let refused = matches!(&e, crate::runtime::RuntimeError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
+        if refused {
+            bad_gateway(format!(
+                "Nothing is listening on port {port} in service {service}. Start a server on 0.0.0.0:{port} or 127.0.0.1:{port} inside the sandbox, then reload."
+            ))
+        } else {
+            bad_gateway(format!("Port {port} of service {service} could not be reached: {e}"))
+        }
+    })?;
+    let _ = stream.set_nodelay(true);
+    Ok(TokioIo::new(stream))
+}
+
 async fn forward(
     host: &Host,
     address: &PortAddress<'_>,
@@ -149,19 +221,7 @@ async fn forward(
 ) -> Result<Response, PortRefusal> {
     let (sandbox, port) = host.port_target(address.project, address.service, address.port)?;
     let internal = port.internal_port as u16;
-    let stream = sandbox.dial(internal).await.map_err(|e| {
-        let refused = matches!(&e, crate::runtime::RuntimeError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
-        if refused {
-            bad_gateway(format!(
-                "Nothing is listening on port {internal} in service {}. Start a server on 0.0.0.0:{internal} or 127.0.0.1:{internal} inside the sandbox, then reload.",
-                address.service
-            ))
-        } else {
-            bad_gateway(format!("Port {internal} of service {} could not be reached: {e}", address.service))
-        }
-    })?;
-    let _ = stream.set_nodelay(true);
-    let io = TokioIo::new(stream);
+    let service = address.service;
 
     let upgrade = request.headers().contains_key(header::UPGRADE);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
@@ -179,16 +239,12 @@ async fn forward(
     }
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str()).to_owned();
 
-    let failed = |e: hyper::Error| {
-        bad_gateway(format!(
-            "Port {internal} of service {} answered badly: {e}",
-            address.service
-        ))
-    };
+    let failed = |e: hyper::Error| bad_gateway(format!("Port {internal} of service {service} answered badly: {e}"));
     let mut response = if port.protocol == PortProtocol::Http2 {
         parts.version = axum::http::Version::HTTP_2;
         parts.uri = Uri::try_from(format!("http://{host_header}{path}")).map_err(|e| bad_gateway(e.to_string()))?;
         parts.headers.remove(header::HOST);
+        let io = dial(&sandbox, internal, service).await?;
         let (mut sender, connection) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
             .await
             .map_err(failed)?;
@@ -200,12 +256,31 @@ async fn forward(
     } else {
         parts.version = axum::http::Version::HTTP_11;
         parts.uri = Uri::try_from(path).map_err(|e| bad_gateway(e.to_string()))?;
-        let (mut sender, connection) = hyper::client::conn::http1::handshake(io).await.map_err(failed)?;
+        let mut request = Request::from_parts(parts, body);
+        // An idle pooled connection first (never for an upgrade: that connection is not
+        // coming back); if the server closed it meanwhile, the request comes back unsent.
+        if !upgrade {
+            if let Some(mut sender) = POOL.take(&sandbox, internal) {
+                match sender.try_send_request(request).await {
+                    Ok(response) => {
+                        POOL.give_back(&sandbox, internal, sender);
+                        return Ok(finish(response));
+                    }
+                    Err(mut e) => match e.take_message() {
+                        Some(unsent) => request = unsent,
+                        None => return Err(failed(e.into_error())),
+                    },
+                }
+            }
+        }
+        let io = dial(&sandbox, internal, service).await?;
+        let (mut sender, connection) = http1::handshake(io).await.map_err(failed)?;
         tokio::spawn(connection.with_upgrades());
-        sender
-            .send_request(Request::from_parts(parts, body))
-            .await
-            .map_err(failed)?
+        let response = sender.send_request(request).await.map_err(failed)?;
+        if !upgrade {
+            POOL.give_back(&sandbox, internal, sender);
+        }
+        response
     };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
@@ -221,9 +296,14 @@ async fn forward(
         });
         return Ok(Response::from_parts(parts, Body::empty()));
     }
+    Ok(finish(response))
+}
+
+/// The sandbox's response as the client gets it.
+fn finish(response: axum::http::Response<hyper::body::Incoming>) -> Response {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers, false);
-    Ok(Response::from_parts(parts, Body::new(body)))
+    Response::from_parts(parts, Body::new(body))
 }
 
 #[cfg(test)]

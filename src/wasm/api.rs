@@ -791,10 +791,8 @@ impl Stream {
 
     /// Text output as a JS string: handed to the callback as is.
     fn push_text(&mut self, data: &JsValue) -> Result<()> {
-        let text = data
-            .as_string()
-            .ok_or_else(|| Error::Protocol("an output frame without text".into()))?;
-        self.kept.push(text.as_bytes());
+        let text = super::types::utf8(data).ok_or_else(|| Error::Protocol("an output frame without text".into()))?;
+        self.kept.push(&text);
         if let Some(cb) = &self.callback {
             let _ = cb.call1(&JsValue::NULL, data);
         }

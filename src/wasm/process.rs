@@ -53,7 +53,8 @@ pub(crate) fn frame_parts(frame: &JsValue) -> Result<(String, JsValue)> {
 /// Turns a frame's parts into what the core interprets.
 pub(crate) fn raw_frame(kind: &str, data: &JsValue) -> Result<RawFrame> {
     let text = || {
-        data.as_string()
+        super::types::utf8(data)
+            .and_then(|b| String::from_utf8(b).ok())
             .ok_or_else(|| Error::Protocol("an output frame without text".into()))
     };
     Ok(match kind {

@@ -213,8 +213,8 @@ pub(crate) fn path(obj: &JsValue, keys: &[&str]) -> Option<JsValue> {
 
 /// Bytes from a string (UTF-8) or a `Uint8Array`/`ArrayBuffer`.
 pub(crate) fn bytes(v: &JsValue) -> Result<Vec<u8>> {
-    if let Some(s) = v.as_string() {
-        return Ok(s.into_bytes());
+    if let Some(b) = utf8(v) {
+        return Ok(b);
     }
     if let Some(a) = v.dyn_ref::<js_sys::Uint8Array>() {
         return Ok(a.to_vec());
@@ -244,4 +244,58 @@ pub(crate) fn command(v: &JsValue) -> Result<crate::protocol::exec::Command> {
         return Ok(Command::Argv(argv));
     }
     Err(Error::Invalid("a command is a string or an array of strings".into()))
+}
+
+#[wasm_bindgen]
+extern "C" {
+    type TextEncoder;
+    #[wasm_bindgen(constructor)]
+    fn new() -> TextEncoder;
+    // Takes the JS string itself: web-sys's binding takes a `&str`, which is the copy we avoid.
+    #[wasm_bindgen(method, js_name = encodeInto)]
+    fn encode_into(this: &TextEncoder, source: &js_sys::JsString, dest: &js_sys::Uint8Array) -> EncodeIntoResult;
+
+    type EncodeIntoResult;
+    #[wasm_bindgen(method, getter)]
+    fn read(this: &EncodeIntoResult) -> u32;
+    #[wasm_bindgen(method, getter)]
+    fn written(this: &EncodeIntoResult) -> u32;
+}
+
+thread_local! {
+    static ENCODER: TextEncoder = TextEncoder::new();
+}
+
+/// A JS string's UTF-8 bytes, or `None` for anything else.
+///
+/// Output frames are copied this way, with the runtime's own `TextEncoder.encodeInto` straight
+/// into wasm memory: wasm-bindgen's `as_string` walks the string a character at a time in JS,
+/// which was a quarter of the client's time on a big stdout stream. Lone surrogates become
+/// U+FFFD, as with `as_string`.
+pub(crate) fn utf8(v: &JsValue) -> Option<Vec<u8>> {
+    let text: &js_sys::JsString = v.dyn_ref()?;
+    // One byte per UTF-16 unit fits ASCII exactly; anything else gets a second pass below.
+    let mut out: Vec<u8> = Vec::with_capacity(text.length() as usize);
+    let mut rest = text.clone();
+    ENCODER.with(|encoder| loop {
+        let spare = out.capacity() - out.len();
+        // SAFETY: the view covers the vector's spare capacity, which nothing else uses, and it is
+        // dropped before the vector is touched again; nothing allocates in wasm memory meanwhile,
+        // so the memory cannot grow and detach the view.
+        let done = unsafe {
+            let view = js_sys::Uint8Array::view_mut_raw(out.as_mut_ptr().add(out.len()), spare);
+            encoder.encode_into(&rest, &view)
+        };
+        let written = done.written() as usize;
+        // SAFETY: encodeInto wrote `written` initialised bytes into the spare capacity.
+        unsafe { out.set_len(out.len() + written) };
+        let (read, length) = (done.read(), rest.length());
+        if read >= length {
+            return;
+        }
+        rest = rest.slice(read, length);
+        // At most three bytes per remaining UTF-16 unit.
+        out.reserve(rest.length() as usize * 3);
+    });
+    Some(out)
 }

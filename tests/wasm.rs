@@ -116,7 +116,7 @@ async fn the_full_lifecycle_with_a_volume() {
     };
     let result = exec(
         &sb,
-        "echo first $WHO; sleep 0.5; echo second; echo oops >&2; exit 4",
+        "echo first $WHO; sleep 1; echo second; echo oops >&2; exit 4",
         obj(&[("onStdout", on_stdout.as_ref().clone())]),
     )
     .await;
@@ -128,7 +128,7 @@ async fn the_full_lifecycle_with_a_volume() {
     let seen = seen.borrow().clone();
     assert_eq!(seen[0].1, "first wasm\n");
     assert!(
-        done - seen[0].0 > 300.0,
+        done - seen[0].0 > 500.0,
         "the first line came {} ms before the end",
         done - seen[0].0
     );

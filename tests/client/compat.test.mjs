@@ -48,7 +48,7 @@ test("a file written by flankbox reads back with the official SDK, and the other
     const local = mkdtempSync(join(tmpdir(), "flankbox-cross-"));
     await sdk.download.service.files(params, { remotePath: "/workspace/from-flankbox", localPath: join(local, "down") });
     const downloaded = join(local, "down", "data.bin");
-    for (let i = 0; i < 100 && !(existsSync(downloaded) && statSync(downloaded).size === ours.length); i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 500 && !(existsSync(downloaded) && statSync(downloaded).size === ours.length); i++) await new Promise((r) => setTimeout(r, 20));
     assert.deepEqual(new Uint8Array(readFileSync(downloaded)), ours);
 
     const theirs = Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 7) % 256));

@@ -80,7 +80,7 @@ test("an esbuild browser bundle runs in Chromium", async () => {
      const nf = new Northflank({ token: q.get("token"), projectId: q.get("project"), baseUrl: q.get("api") });
      const chunks = [];
      const sb = await Sandbox.create(nf);
-     const r = await sb.exec("for i in 1 2 3; do echo line $i; sleep 0.1; done", { onStdout: (c) => chunks.push(c) });
+     const r = await sb.exec("for i in 1 2 3; do echo line $i; sleep 0.5; done", { onStdout: (c) => chunks.push(c) });
      await sb.destroy();
      window.result = { stdout: r.stdout, chunks: chunks.length, code: r.exitCode };`,
   );

@@ -64,15 +64,33 @@ function status(page, wanted, timeout = 20_000) {
 
 const output = (page) => page.evaluate(() => window.playground.output);
 
+// Clicks Stop inside the page and times it there, from the click to the "stopped" status, so
+// the figure is what a user waits for, without the test harness's own round trips.
+const timeStop = (page) =>
+  page.evaluate(
+    () =>
+      new Promise((resolve) => {
+        const el = document.querySelector("flankbox-playground");
+        const started = performance.now();
+        const done = () => resolve(performance.now() - started);
+        new MutationObserver((_, obs) => el.dataset.status === "stopped" && (obs.disconnect(), done())).observe(el, {
+          attributes: true,
+          attributeFilter: ["data-status"],
+        });
+        setTimeout(() => resolve(Infinity), 10_000);
+        document.querySelector(".fbx-stop").click();
+      }),
+  );
+
 test("output streams live: the first line shows before the program ends", async () => {
-  const page = await open("python", 'import time\nfor i in range(7):\n    print("line", i, flush=True)\n    time.sleep(0.3)\n');
+  const page = await open("python", 'import time\nfor i in range(7):\n    print("line", i, flush=True)\n    time.sleep(0.5)\n');
   const started = Date.now();
   await page.click(".fbx-run");
   await page.waitForFunction(() => window.playground.output.includes("line 0"), null, { polling: 10 });
   const firstLine = Date.now() - started;
   await status(page, ["exited"]);
   const total = Date.now() - started;
-  assert.ok(total - firstLine > 1200, `the first line came at ${firstLine} ms, the end at ${total} ms`);
+  assert.ok(total - firstLine > 1500, `the first line came at ${firstLine} ms, the end at ${total} ms`);
   assert.equal(await output(page), ["line 0", "line 1", "line 2", "line 3", "line 4", "line 5", "line 6", ""].join("\n"));
   assert.match(await page.textContent(".fbx-status"), /exit code 0/);
   assert.match(await page.textContent(".fbx-footer"), /exit code 0 · \d+ ms/);
@@ -121,10 +139,8 @@ test("Stop ends an endless loop at once", async () => {
   await page.click(".fbx-run");
   await status(page, ["running"]);
   await page.waitForTimeout(500);
-  const t = Date.now();
-  await page.click(".fbx-stop");
-  await status(page, ["stopped"], 5_000);
-  assert.ok(Date.now() - t < 1000, `stopped after ${Date.now() - t} ms`);
+  const took = await timeStop(page);
+  assert.ok(took < 1000, `stopped after ${took} ms`);
 });
 
 test("a program that starts a web server gets an Open preview link that shows its page", async () => {
@@ -166,10 +182,7 @@ test("an output flood keeps the page responsive: Stop takes effect within a seco
   await status(page, ["running"]);
   await page.waitForFunction(() => document.querySelector(".fbx-truncated"), null, { timeout: 15_000 });
   await page.waitForTimeout(1000);
-  const t = Date.now();
-  await page.click(".fbx-stop", { timeout: 1000 });
-  await status(page, ["stopped"], 5_000);
-  const took = Date.now() - t;
+  const took = await timeStop(page);
   assert.ok(took < 1000, `Stop took ${took} ms`);
   assert.match(await page.textContent(".fbx-truncated"), /output truncated: [\d,]+ more characters/);
   assert.ok((await output(page)).length < 260_000, "the pane is capped");
@@ -185,12 +198,21 @@ test("the terminal runs an interactive shell that resizes with its pane", async 
   await page.waitForFunction(() => /^\d+ \d+$/m.test(window.playground.terminalText), null, { timeout: 5_000 });
   const before = (await page.evaluate(() => window.playground.terminalText)).match(/^(\d+) (\d+)$/m).slice(1).map(Number);
   await page.setViewportSize({ width: 1400, height: 900 });
-  await page.waitForTimeout(500);
-  await page.keyboard.type("clear; stty size\r");
-  await page.waitForFunction((b) => {
+  // The new size reaches the sandbox after the pane's resize observer fires: ask again until
+  // the answer changes.
+  const resized = (b) => {
     const m = window.playground.terminalText.match(/^(\d+) (\d+)$/m);
     return m && (Number(m[1]) !== b[0] || Number(m[2]) !== b[1]);
-  }, before, { timeout: 5_000 });
+  };
+  for (let i = 0; ; i++) {
+    await page.keyboard.type("clear; stty size\r");
+    try {
+      await page.waitForFunction(resized, before, { timeout: 1_000 });
+      break;
+    } catch (e) {
+      if (i === 14) throw e;
+    }
+  }
 });
 
 test("two widgets on a plain HTML page run independently", async () => {

@@ -145,7 +145,7 @@ test("files upload and download through the SDK's tar-over-exec", async () => {
   await apiClient.download.service.files({ projectId, serviceId: sandboxId }, { remotePath: "/workspace/up", localPath: join(local, "down") });
   // The SDK resolves before its local tar extraction has flushed; give it a moment.
   const downloaded = join(local, "down", "nested", "blob.bin");
-  for (let i = 0; i < 100 && !(existsSync(downloaded) && statSync(downloaded).size === blob.length); i++) await new Promise((r) => setTimeout(r, 20));
+  for (let i = 0; i < 500 && !(existsSync(downloaded) && statSync(downloaded).size === blob.length); i++) await new Promise((r) => setTimeout(r, 20));
   assert.deepEqual(readFileSync(downloaded), blob);
   // A single file, streamed in and out without tar.
   await apiClient.fileCopy.uploadServiceFileStream({ projectId, serviceId: sandboxId }, { source: blob, remotePath: "/workspace/stream/blob.bin" });

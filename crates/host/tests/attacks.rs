@@ -132,7 +132,7 @@ async fn the_network_is_loopback_only() {
         .collect();
     assert_eq!(interfaces, ["lo"], "{r:?}");
     // Its own loopback works.
-    let r = host.sh("p", &id, "python3 -m http.server 8099 >/dev/null 2>&1 & sleep 0.5; python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8099').status)\"").await;
+    let r = host.sh("p", &id, "python3 -m http.server 8099 >/dev/null 2>&1 & for i in $(seq 200); do python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:8099').status)\" 2>/dev/null && break; sleep 0.1; done").await;
     assert_eq!(r.stdout.trim(), "200", "{r:?}");
 }
 
@@ -358,7 +358,9 @@ async fn bombs_are_contained_and_the_host_keeps_serving() {
     // The host still serves: a REST call is quick, and a new sandbox runs.
     let started = Instant::now();
     assert_eq!(host.call("GET", "/v1/projects/p/services", None).await.0, 200);
-    assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+    // Generous, since the fork bomb may still be respawning on a loaded machine: a host
+    // starved by the bombs would not answer at all.
+    assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     let fresh = host.sandbox("p", "after", json!({})).await;
     assert_eq!(host.sh("p", &fresh, "echo fine").await.stdout, "fine\n");
     // Deleting the bombed sandbox ends every process in it.
@@ -368,17 +370,27 @@ async fn bombs_are_contained_and_the_host_keeps_serving() {
             .0,
         200
     );
-    let leftovers = std::fs::read_dir("/sys/fs/cgroup/pids")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("flankbox-"))
-        .any(|parent| {
-            std::fs::read_dir(parent.path())
-                .map(|d| {
-                    d.flatten()
-                        .any(|g| g.file_name().to_string_lossy().starts_with("bomber-"))
+    // Reaping a respawning fork bomb can take a while on a loaded machine.
+    let bomber_cgroup_left = || {
+        ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"].iter().any(|root| {
+            std::fs::read_dir(root)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("flankbox-"))
+                .any(|parent| {
+                    std::fs::read_dir(parent.path())
+                        .map(|d| {
+                            d.flatten()
+                                .any(|g| g.file_name().to_string_lossy().starts_with("bomber-"))
+                        })
+                        .unwrap_or(false)
                 })
-                .unwrap_or(false)
-        });
-    assert!(!leftovers, "the bomber's cgroup is gone");
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while bomber_cgroup_left() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!bomber_cgroup_left(), "the bomber's cgroup is gone");
 }

@@ -178,20 +178,20 @@ async fn concurrent_execs_in_one_sandbox() {
     require_root();
     let host = TestHost::start();
     let id = host.sandbox("p", "busy", json!({})).await;
-    let started = Instant::now();
+    // A barrier rather than a stopwatch: each command marks itself and waits (up to 15 s) until
+    // all eight are marked, which only happens if they run side by side.
     let runs = (0..8).map(|i| {
         let (host, id) = (&host, &id);
-        async move { host.sh("p", id, &format!("sleep 0.5; echo {i}")).await }
+        let script = format!(
+            "touch /tmp/ran-{i}; for n in $(seq 300); do [ $(ls /tmp/ran-* | wc -l) -ge 8 ] && break; sleep 0.05; done; \
+             [ $(ls /tmp/ran-* | wc -l) -ge 8 ] && echo {i}"
+        );
+        async move { host.sh("p", id, &script).await }
     });
     let results = futures_util::future::join_all(runs).await;
     for (i, r) in results.iter().enumerate() {
-        assert_eq!(r.stdout, format!("{i}\n"));
+        assert_eq!(r.stdout, format!("{i}\n"), "they ran side by side: {r:?}");
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "they ran side by side: {:?}",
-        started.elapsed()
-    );
 }
 
 #[tokio::test]
@@ -215,7 +215,7 @@ async fn a_client_that_disconnects_kills_its_command() {
     }
     assert!(host.sh("p", &id, "ps -eo args").await.stdout.contains("sleep 1000"));
     drop(s);
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + Duration::from_secs(20);
     while host.sh("p", &id, "ps -eo args").await.stdout.contains("sleep 1000") {
         assert!(Instant::now() < deadline, "the command outlived its client");
         tokio::time::sleep(Duration::from_millis(50)).await;

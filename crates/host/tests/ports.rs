@@ -316,7 +316,27 @@ async fn logs_tail_live_and_answer_range_queries() {
     let host = TestHost::start();
     let command = "echo starting; sleep 0.3; echo oops >&2; sleep 0.3; i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.1; done";
     let id = host.sandbox_running("p", "chatty", command).await;
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Until three ticks are logged, the tail's backlog would start before them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = host
+            .call(
+                "GET",
+                &format!("/v1/projects/p/services/{id}/logs?queryType=range&lineLimit=3"),
+                None,
+            )
+            .await;
+        let lines = body["data"].as_array().cloned().unwrap_or_default();
+        if lines.len() == 3
+            && lines
+                .iter()
+                .all(|l| l["log"].as_str().is_some_and(|t| t.starts_with("tick ")))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no three ticks logged: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // The tail: init with the token, then the latest lines, then live ones.
     let url = format!(

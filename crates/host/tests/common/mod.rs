@@ -170,6 +170,13 @@ impl TestHost {
 
     /// Creates a sandbox like the guide does and waits until it runs.
     pub async fn sandbox(&self, project: &str, name: &str, extra: Value) -> String {
+        let id = self.create_sandbox(project, name, extra).await;
+        assert_eq!(self.wait_settled(project, &id).await, "COMPLETED");
+        id
+    }
+
+    /// Creates a sandbox like the guide does, without waiting for it; returns its id.
+    pub async fn create_sandbox(&self, project: &str, name: &str, extra: Value) -> String {
         let mut body = json!({
             "name": name,
             "billing": { "deploymentPlan": "nf-compute-200" },
@@ -182,9 +189,7 @@ impl TestHost {
         });
         merge(&mut body, extra);
         let created = self.create(project, body).await;
-        let id = created["id"].as_str().unwrap().to_string();
-        assert_eq!(self.wait_settled(project, &id).await, "COMPLETED");
-        id
+        created["id"].as_str().unwrap().to_string()
     }
 
     /// A sandbox whose main process is `command` (run by `/bin/sh -c`), once it runs.

@@ -223,10 +223,11 @@ fn kill_all_in(dir: &Path) {
 }
 
 /// A group can be removed only once its last process is reaped, which follows SIGKILL by a
-/// little, so this retries for up to two seconds.
+/// little (more under a fork bomb on a loaded machine), so this kills and retries for up to
+/// about ten seconds.
 fn remove_dir_retrying(dir: &Path) -> io::Result<()> {
     let mut delay = Duration::from_millis(1);
-    for _ in 0..40 {
+    for _ in 0..110 {
         match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

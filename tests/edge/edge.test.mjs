@@ -357,6 +357,21 @@ for (const kind of ["worker", "native"]) {
       } finally {
         await destroy(base(), b, { ip });
       }
+      // Five creates at once: no more than two stay, and each that stays got its 200.
+      const racer = `198.51.100.${kind === "worker" ? 15 : 16}`;
+      const before = new Set(await hostServices());
+      const answers = await Promise.all(
+        Array.from({ length: 5 }, () => call(base(), "POST", "/v1/projects/x/services/deployment", { body: createBody(), ip: racer })),
+      );
+      const won = answers.filter((r) => r.status === 200);
+      try {
+        assert.ok(won.length >= 1 && won.length <= 2, `${won.length} of 5 won`);
+        assert.ok(answers.every((r) => r.status === 200 || code(r) === "TOO_MANY_SANDBOXES"), JSON.stringify(answers.map((r) => r.body)));
+        const kept = (await hostServices()).filter((id) => !before.has(id));
+        assert.deepEqual(kept.sort(), won.map((r) => r.body.data.id).sort(), "the losers undid their creates");
+      } finally {
+        for (const r of won) await destroy(base(), { id: r.body.data.id, capability: r.body.data.capability }, { ip: racer });
+      }
     });
   });
 }

@@ -18,6 +18,8 @@
 //! (its IP address), the expiry is Unix seconds in base 36. The proxy keeps no state: the
 //! per-client count and the clean-up of expired sandboxes read the names back.
 
+use std::sync::{Arc, Mutex};
+
 use flankbox_protocol::exec::{ClientFrame, IdOrName, InitAuth, InitRequest};
 use flankbox_protocol::service::{CreateDeployment, PortSpec};
 use flankbox_protocol::validate::requested_gpu;
@@ -43,6 +45,53 @@ pub struct Edge {
     project_id: String,
     team_id: Option<String>,
     policy: Policy,
+    creating: Arc<Mutex<Creating>>,
+}
+
+/// Creates in flight in this process (this isolate, in a Worker), by owner: each gets a ticket
+/// in arrival order, and counts the earlier ones still in flight as taken slots.
+#[derive(Debug, Default)]
+struct Creating {
+    next_ticket: u64,
+    /// (owner, ticket); a handful at most, so a list.
+    in_flight: Vec<(String, u64)>,
+}
+
+/// A create's place among its owner's creates in flight; leaves on drop.
+struct CreateTicket<'a> {
+    creating: &'a Mutex<Creating>,
+    owner: String,
+    ticket: u64,
+}
+
+impl<'a> CreateTicket<'a> {
+    fn take(creating: &'a Mutex<Creating>, owner: String) -> Self {
+        let mut c = creating.lock().unwrap_or_else(|e| e.into_inner());
+        let ticket = c.next_ticket;
+        c.next_ticket += 1;
+        c.in_flight.push((owner.clone(), ticket));
+        Self {
+            creating,
+            owner,
+            ticket,
+        }
+    }
+
+    /// How many of the owner's creates in flight came before this one.
+    fn ahead(&self) -> usize {
+        let c = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        c.in_flight
+            .iter()
+            .filter(|(owner, ticket)| *owner == self.owner && *ticket < self.ticket)
+            .count()
+    }
+}
+
+impl Drop for CreateTicket<'_> {
+    fn drop(&mut self) {
+        let mut c = self.creating.lock().unwrap_or_else(|e| e.into_inner());
+        c.in_flight.retain(|(_, ticket)| *ticket != self.ticket);
+    }
 }
 
 /// A browser request, as the caller read it.
@@ -177,6 +226,7 @@ impl Edge {
             project_id: project_id.into(),
             team_id: team_id.map(str::to_string),
             policy,
+            creating: Arc::default(),
         })
     }
 
@@ -490,28 +540,46 @@ impl Edge {
         Ok(live)
     }
 
-    async fn create(&self, req: &EdgeRequest<'_>, io: &impl Io) -> Result<(u16, String), EdgeError> {
-        let (create, expires) = self.rewrite_create(req, &io.nonce())?;
-        let owner = self.owner(req.client);
-        let mine = self
-            .live_sandboxes(req.now, io)
+    /// How many live sandboxes `client` holds.
+    async fn sandboxes_of(&self, client: &str, now: u64, io: &impl Io) -> Result<usize, EdgeError> {
+        let owner = self.owner(client);
+        Ok(self
+            .live_sandboxes(now, io)
             .await?
             .iter()
             .filter(|name| parse_sandbox_name(name).is_some_and(|(o, _)| o == owner))
-            .count();
-        // Two creates racing may both pass this count: with no state of its own to lock, the
-        // proxy's limit can be overshot by concurrent creates, never by sequential ones.
-        if mine >= self.policy.max_sandboxes_per_client as usize {
-            return Err(EdgeError::TooManySandboxes(self.policy.max_sandboxes_per_client));
+            .count())
+    }
+
+    async fn create(&self, req: &EdgeRequest<'_>, io: &impl Io) -> Result<(u16, String), EdgeError> {
+        let (create, expires) = self.rewrite_create(req, &io.nonce())?;
+        let limit = self.policy.max_sandboxes_per_client;
+        // Creates of the same client racing in this process take slots in arrival order.
+        let ticket = CreateTicket::take(&self.creating, self.owner(req.client));
+        if self.sandboxes_of(req.client, req.now, io).await? + ticket.ahead() >= limit as usize {
+            return Err(EdgeError::TooManySandboxes(limit));
         }
         let body = serde_json::to_string(&create).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
         let path = format!("{}/services/deployment", self.project_path());
         let (status, answer) = io.call("POST", &path, Some(body)).await.map_err(upstream_error)?;
+        // From here the sandbox shows in listings, and counts there.
+        drop(ticket);
         if status != 200 {
             return Ok((status, answer));
         }
         let mut answer: serde_json::Value = serde_json::from_str(&answer).map_err(|e| upstream_error(e.to_string()))?;
         let id = answer["data"]["id"].as_str().unwrap_or(&create.name).to_string();
+        // Creates racing in other processes (other Worker isolates) may all pass the count
+        // above, and the proxy keeps no shared state to lock. So count again: a create that sees
+        // more than the limit, its own included, undoes itself. The last of a race always sees
+        // the others, so the limit holds once the racers are done (at worst, racers that all
+        // see each other all back off).
+        let after = self.sandboxes_of(req.client, req.now, io).await;
+        if !matches!(after, Ok(n) if n <= limit as usize) {
+            self.destroy(&id, io).await;
+            after?;
+            return Err(EdgeError::TooManySandboxes(limit));
+        }
         let origin = if self.policy.bind_origin {
             req.origin.map(str::to_string)
         } else {
@@ -682,15 +750,50 @@ mod tests {
         }
     }
 
+    /// Pending once, then ready.
+    struct YieldOnce(bool);
+
+    impl Future for YieldOnce {
+        type Output = ();
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+            if std::mem::replace(&mut self.0, true) {
+                return std::task::Poll::Ready(());
+            }
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    }
+
+    /// Runs futures side by side, polling each in turn.
+    fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
+        let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+        let mut done: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        while done.iter().any(Option::is_none) {
+            for (f, out) in futures.iter_mut().zip(done.iter_mut()) {
+                if out.is_none() {
+                    if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+                        *out = Some(v);
+                    }
+                }
+            }
+        }
+        done.into_iter().flatten().collect()
+    }
+
     /// Services by (id, name); every call recorded.
     #[derive(Default)]
     struct Upstream {
         services: RefCell<Vec<(String, String)>>,
         calls: RefCell<Vec<(String, String, Option<String>)>>,
+        /// Names that appear with the next create, as if other creates raced it.
+        racing: RefCell<Vec<String>>,
     }
 
     impl Io for Upstream {
         async fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), String> {
+            // Every call lets other requests run first, as a network call would.
+            YieldOnce(false).await;
             self.calls.borrow_mut().push((method.into(), path.into(), body.clone()));
             let mut services = self.services.borrow_mut();
             let answer = match (method, path.split('?').next().unwrap()) {
@@ -705,6 +808,7 @@ mod tests {
                     let body: Value = serde_json::from_str(&body.unwrap()).unwrap();
                     let name = body["name"].as_str().unwrap().to_string();
                     services.push((name.clone(), name.clone()));
+                    services.extend(self.racing.borrow_mut().drain(..).map(|n| (n.clone(), n)));
                     json!({ "data": { "id": name, "name": name } })
                 }
                 ("DELETE", p) => {
@@ -885,6 +989,42 @@ mod tests {
             1,
             "only the other client's, far in the future, is left"
         );
+    }
+
+    #[test]
+    fn creates_racing_in_one_process_take_the_free_slots_in_turn() {
+        let (edge, up) = (proxy(open_policy()), Upstream::default());
+        let body = create_body().to_string();
+        let requests: Vec<EdgeRequest<'_>> = (0..5)
+            .map(|_| request("POST", "/v1/projects/any/services/deployment", &body, None))
+            .collect();
+        let answers = join_all(requests.iter().map(|r| edge.handle(r, &up)).collect());
+        let statuses: Vec<u16> = answers.iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [200, 200, 429, 429, 429]);
+        assert_eq!(up.services.borrow().len(), 2);
+        assert!(
+            up.calls.borrow().iter().all(|(m, _, _)| m != "DELETE"),
+            "none had to undo itself"
+        );
+        // The slots are free again once the creates are done.
+        assert!(edge.creating.lock().unwrap().in_flight.is_empty());
+    }
+
+    #[test]
+    fn a_create_that_loses_a_race_past_the_limit_undoes_itself() {
+        let (edge, up) = (proxy(open_policy()), Upstream::default());
+        let owner = edge.owner("203.0.113.7");
+        assert_eq!(create(&edge, &up, &create_body()).status, 200);
+        // One slot is left; another create of the same client lands while this one runs.
+        let rival = format!("fbx-{owner}-{}-rival1", base36(NOW + 600));
+        up.racing.borrow_mut().push(rival.clone());
+        let late = create(&edge, &up, &create_body());
+        assert_eq!(late.status, 429, "{}", late.body);
+        let names: Vec<String> = up.services.borrow().iter().map(|s| s.1.clone()).collect();
+        assert_eq!(names.len(), 2, "the limit holds: {names:?}");
+        assert!(names.contains(&rival));
+        let deleted = up.calls.borrow().iter().filter(|(m, _, _)| m == "DELETE").count();
+        assert_eq!(deleted, 1, "the late create was deleted again");
     }
 
     #[test]

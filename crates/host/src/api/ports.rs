@@ -171,28 +171,41 @@ impl Pool {
     /// A ready connection to `port` of this very sandbox (not one that had its pid before).
     fn take(&self, sandbox: &Arc<Sandbox>, port: u16) -> Option<http1::SendRequest<Body>> {
         let mut idle = self.idle();
-        idle.retain(|e| e.sandbox.strong_count() > 0 && !e.sender.is_closed() && e.since.elapsed() < POOL_IDLE);
+        Self::purge(&mut idle);
         let at = idle.iter().position(|e| {
             e.port == port && std::ptr::eq(e.sandbox.as_ptr(), Arc::as_ptr(sandbox)) && e.sender.is_ready()
         })?;
         Some(idle.swap_remove(at).sender)
     }
 
+    /// Drops connections that are closed, too old, or into a sandbox that is gone.
+    fn purge(idle: &mut Vec<Idle>) {
+        idle.retain(|e| e.sandbox.strong_count() > 0 && !e.sender.is_closed() && e.since.elapsed() < POOL_IDLE);
+    }
+
     /// Keeps `sender` once its response has been read to the end, if the server keeps it open.
     fn give_back(&'static self, sandbox: &Arc<Sandbox>, port: u16, mut sender: http1::SendRequest<Body>) {
         let sandbox = Arc::downgrade(sandbox);
         tokio::spawn(async move {
-            if sender.ready().await.is_ok() {
-                let mut idle = self.idle();
-                if idle.len() < POOL_MAX {
-                    idle.push(Idle {
-                        sandbox,
-                        port,
-                        sender,
-                        since: Instant::now(),
-                    });
-                }
+            if sender.ready().await.is_err() {
+                return;
             }
+            {
+                let mut idle = self.idle();
+                if idle.len() >= POOL_MAX {
+                    return;
+                }
+                idle.push(Idle {
+                    sandbox,
+                    port,
+                    sender,
+                    since: Instant::now(),
+                });
+            }
+            // An idle connection holds a socket in the sandbox (and a single-threaded server's
+            // attention): close it once it is too old, even if no request comes to purge it.
+            tokio::time::sleep(POOL_IDLE).await;
+            Self::purge(&mut self.idle());
         });
     }
 }

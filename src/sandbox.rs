@@ -160,6 +160,14 @@ impl CreatePlan {
     pub fn volume_id(&self) -> Option<String> {
         self.volume.as_ref().map(|v| derive_id(&v.name))
     }
+
+    /// Attaches the volume that was made as `id`: an edge proxy names the volumes it makes
+    /// itself, so the id is the create's answer, not the one derived from the asked name.
+    pub fn attach_volume(&mut self, id: &str) {
+        self.service.create_options = Some(CreateOptions {
+            volumes_to_attach: Some(vec![id.to_string()]),
+        });
+    }
 }
 
 /// Tag prefix of a sandbox's expiry time.
@@ -342,7 +350,7 @@ mod tests {
 
     #[test]
     fn a_volume_is_created_first_and_attached() {
-        let p = plan_create(
+        let mut p = plan_create(
             &opts(json!({ "name": "Box", "volume": { "sizeMb": 2048, "mountPaths": ["/workspace"] } })),
             "x",
             0,
@@ -350,10 +358,16 @@ mod tests {
         .unwrap();
         assert_eq!(p.volume_id().as_deref(), Some("data-box"));
         assert_eq!(
-            p.service.create_options.unwrap().volumes_to_attach.unwrap(),
+            p.service.create_options.clone().unwrap().volumes_to_attach.unwrap(),
             vec!["data-box".to_string()]
         );
-        assert_eq!(p.volume.unwrap().spec.storage_size, 2048);
+        assert_eq!(p.volume.clone().unwrap().spec.storage_size, 2048);
+        // As named by an edge proxy.
+        p.attach_volume("fbx-0123456789-abc-xyz123");
+        assert_eq!(
+            p.service.create_options.unwrap().volumes_to_attach.unwrap(),
+            ["fbx-0123456789-abc-xyz123"]
+        );
     }
 
     #[test]

@@ -250,21 +250,26 @@ impl Sandbox {
                 callback: callback(&options, "onProgress"),
                 started: js_sys::Date::now(),
             };
-            let plan = plan_create(&opts, &random_suffix(), (js_sys::Date::now() / 1000.0) as u64)?;
-            let inner = Rc::new(Inner {
-                config: config.clone(),
-                id: plan.service_id.clone(),
-                volume_id: plan.volume_id(),
-            });
+            let mut plan = plan_create(&opts, &random_suffix(), (js_sys::Date::now() / 1000.0) as u64)?;
+            let mut volume_id = plan.volume_id();
             if let Some(volume) = &plan.volume {
                 progress.report("creating-volume", None);
-                send(
+                let made = send(
                     &config,
                     ApiRequest::post(config.project_path("/volumes"), volume)?,
                     &cancel,
                 )
                 .await?;
+                if let Some(id) = string(&data(&made), "id") {
+                    plan.attach_volume(&id);
+                    volume_id = Some(id);
+                }
             }
+            let inner = Rc::new(Inner {
+                config: config.clone(),
+                id: plan.service_id.clone(),
+                volume_id: volume_id.clone(),
+            });
             progress.report("creating", None);
             let created = send(
                 &config,
@@ -285,7 +290,7 @@ impl Sandbox {
                 Some(capability) => Rc::new(Inner {
                     config: Rc::new(config.with_token(capability)),
                     id: string(&created, "id").unwrap_or_else(|| plan.service_id.clone()),
-                    volume_id: plan.volume_id(),
+                    volume_id,
                 }),
                 None => inner,
             };

@@ -12,6 +12,9 @@ export interface EdgePolicy {
   allowPublicPorts?: boolean;
   /** Whether GPUs may be asked for (default false). */
   allowGpu?: boolean;
+  /** Largest volume a sandbox may be created with, MB; 0 allows none (default 0). A client holds
+   * as many live volumes as sandboxes; a volume goes with its sandbox. */
+  maxVolumeMb?: number;
   /** Origins allowed to call; `"*"` for any (default: only the proxy's own origin). */
   allowedOrigins?: string[];
   /** Bind each capability to the origin of the page that created the sandbox (default true). */

@@ -29,6 +29,7 @@ before(async () => {
     maxSandboxesPerClient: 2,
     allowPublicPorts: false,
     allowGpu: false,
+    maxVolumeMb: 2048,
     exec: { maxFrameBytes: 65536, allowTty: false, idleTimeoutSeconds: 60 },
   };
   const file = join(mkdtempSync(join(tmpdir(), "flankbox-edge-")), "policy.json");
@@ -55,6 +56,12 @@ after(async () => {
 async function hostServices() {
   const res = await fetch(`${host.base}/v1/projects/playground/services`, { headers: { Authorization: `Bearer ${TOKEN}` } });
   return (await res.json()).data.services.map((s) => s.id);
+}
+
+/** The host's own view of the proxy project's volumes: their ids. */
+async function hostVolumes() {
+  const res = await fetch(`${host.base}/v1/projects/playground/volumes`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+  return (await res.json()).data.map((v) => v.id);
 }
 
 /** A raw call to a proxy: `{ status, body, headers }`. */
@@ -160,6 +167,60 @@ for (const kind of ["worker", "native"]) {
         await sandbox.destroy();
       }
       assert.ok(!(await hostServices()).includes(sandbox.id), "destroyed on the host");
+    });
+
+    test("a volume made through the proxy keeps its data across pause and resume, and goes with its sandbox", async () => {
+      const nf = new pkg.Northflank({ baseUrl: base() });
+      const sandbox = await pkg.Sandbox.create(nf, { ttlSeconds: 300, volume: { sizeMb: 1024, mountPaths: ["/data"] } });
+      const volume = sandbox.volumeId;
+      try {
+        assert.match(volume, /^fbx-[0-9a-f]{10}-[0-9a-z]+-[0-9a-z]{6}$/, "named by the proxy");
+        assert.ok((await hostVolumes()).includes(volume));
+        assert.equal((await sandbox.exec("echo kept > /data/note && sync && cat /data/note")).stdout, "kept\n");
+        await sandbox.pause();
+        await sandbox.resume();
+        assert.equal((await sandbox.exec("cat /data/note")).stdout, "kept\n");
+      } finally {
+        await sandbox.destroy();
+      }
+      const deadline = Date.now() + 15_000;
+      while ((await hostVolumes()).includes(volume) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 200));
+      assert.ok(!(await hostVolumes()).includes(volume), "the volume went with its sandbox");
+    });
+
+    test("volumes: over the policy's size, attached at creation, or someone else's are refused", async () => {
+      const ip = `198.51.100.${kind === "worker" ? 21 : 22}`;
+      const volumeBody = (storageSize, extra = {}) => ({ name: "data", mounts: [{ containerMountPath: "/data" }], spec: { accessMode: "ReadWriteOnce", storageSize }, ...extra });
+      const big = await call(base(), "POST", "/v1/projects/x/volumes", { body: volumeBody(4096), ip });
+      assert.deepEqual([big.status, code(big)], [403, "POLICY"]);
+      assert.match(big.body.error.message, /4096 MB is over the limit of 2048 MB/);
+      const victim = await rawCreate(base(), { ip });
+      try {
+        const grab = await call(base(), "POST", "/v1/projects/x/volumes", { body: volumeBody(1024, { attachedObjects: [{ id: victim.id, type: "service" }] }), ip });
+        assert.deepEqual([grab.status, code(grab)], [403, "POLICY"]);
+        const made = await call(base(), "POST", "/v1/projects/x/volumes", { body: volumeBody(1024), ip });
+        assert.equal(made.status, 200, JSON.stringify(made.body));
+        const id = made.body.data.id;
+        // A volume the proxy did not make, and (on the Worker, where clients are told apart by
+        // IP) one another client made.
+        await fetch(`${host.base}/v1/projects/playground/volumes`, {
+          method: "POST",
+          headers: { Authorization: `Bearer ${TOKEN}`, "Content-Type": "application/json" },
+          body: JSON.stringify({ name: `admin-${kind}`, mounts: [{ containerMountPath: "/secret" }], spec: { accessMode: "ReadWriteOnce", storageSize: 1024 } }),
+        });
+        const foreign = kind === "worker" ? [`admin-${kind}`, id] : [`admin-${kind}`];
+        for (const [i, vid] of foreign.entries()) {
+          const thief = kind === "worker" && i === 1 ? "198.51.100.99" : ip;
+          const r = await call(base(), "POST", "/v1/projects/x/services/deployment", { body: createBody({ createOptions: { volumesToAttach: [vid] } }), ip: thief });
+          assert.deepEqual([r.status, code(r)], [403, "POLICY"], vid);
+          assert.match(r.body.error.message, /was not made by this client/);
+        }
+        await fetch(`${host.base}/v1/projects/playground/volumes/admin-${kind}`, { method: "DELETE", headers: { Authorization: `Bearer ${TOKEN}` } });
+        // Unclaimed, it is swept once expired; here it is deleted with the host's token.
+        await fetch(`${host.base}/v1/projects/playground/volumes/${id}`, { method: "DELETE", headers: { Authorization: `Bearer ${TOKEN}` } });
+      } finally {
+        await destroy(base(), victim, { ip });
+      }
     });
 
     test("a page in Chromium does the same, with no token anywhere in it", async () => {

@@ -27,6 +27,11 @@ pub enum EdgeError {
     /// The client already has as many live sandboxes as the policy allows.
     #[error("this client already has {0} live sandboxes, the most the policy allows; destroy one first")]
     TooManySandboxes(u32),
+    /// The client already has as many live volumes as the policy allows.
+    #[error(
+        "this client already has {0} live volumes, the most the policy allows; destroy a sandbox with its volume first"
+    )]
+    TooManyVolumes(u32),
     /// An exec message over the policy's size.
     #[error("an exec message of {size} bytes is over the policy's limit of {limit} bytes")]
     FrameTooLarge {
@@ -55,7 +60,7 @@ impl EdgeError {
         match self {
             Self::Unauthenticated | Self::InvalidCapability | Self::ExpiredCapability(_) => 401,
             Self::Forbidden(_) | Self::Policy(_) | Self::Origin(_) => 403,
-            Self::TooManySandboxes(_) => 429,
+            Self::TooManySandboxes(_) | Self::TooManyVolumes(_) => 429,
             Self::FrameTooLarge { .. } => 413,
             Self::BadRequest(_) => 400,
             Self::NotFound(_) => 404,
@@ -74,6 +79,7 @@ impl EdgeError {
             Self::Policy(_) => "POLICY",
             Self::Origin(_) => "ORIGIN",
             Self::TooManySandboxes(_) => "TOO_MANY_SANDBOXES",
+            Self::TooManyVolumes(_) => "TOO_MANY_VOLUMES",
             Self::FrameTooLarge { .. } => "FRAME_TOO_LARGE",
             Self::BadRequest(_) => "BAD_REQUEST",
             Self::NotFound(_) => "NOT_FOUND",

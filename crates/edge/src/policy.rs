@@ -22,6 +22,9 @@ pub struct Policy {
     pub allow_public_ports: bool,
     /// Whether GPU plans and GPU blocks are allowed.
     pub allow_gpu: bool,
+    /// The largest volume a sandbox may be created with, in MB; 0 allows no volumes. A client
+    /// may hold as many live volumes as it may hold sandboxes.
+    pub max_volume_mb: u64,
     /// Web origins allowed to call (CORS), e.g. `https://app.example`; `*` allows any. A page of
     /// the proxy's own origin is always allowed.
     pub allowed_origins: Vec<String>,
@@ -60,6 +63,7 @@ impl Default for Policy {
             max_sandboxes_per_client: 2,
             allow_public_ports: false,
             allow_gpu: false,
+            max_volume_mb: 0,
             allowed_origins: Vec::new(),
             bind_origin: true,
             operations: Op::ALL.iter().map(|op| op.name().to_string()).collect(),

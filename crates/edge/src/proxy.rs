@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex};
 use flankbox_protocol::exec::{ClientFrame, IdOrName, InitAuth, InitRequest};
 use flankbox_protocol::service::{CreateDeployment, PortSpec};
 use flankbox_protocol::validate::requested_gpu;
+use flankbox_protocol::volume::CreateVolume;
 
 use crate::capability::{check_secret, derive, Capability, Op};
 use crate::error::EdgeError;
@@ -36,6 +37,8 @@ pub const EXPIRES_TAG: &str = "flankbox-expires-";
 const LIST_PAGE: u32 = 100;
 /// Pages read at most (10 000 services) while counting.
 const LIST_PAGES: u32 = 100;
+/// How much longer than the longest sandbox a volume made for one lives.
+const VOLUME_GRACE_SECONDS: u64 = 300;
 
 /// The proxy: its secret, the real token and project, and the policy.
 #[derive(Debug, Clone)]
@@ -144,6 +147,8 @@ pub trait Io {
 pub enum Route {
     /// Create a sandbox.
     Create,
+    /// Create a volume, to be attached when its sandbox is created.
+    CreateVolume,
     /// An operation on one sandbox: the upstream path below `services/{id}` and the operation.
     Sandbox {
         /// The sandbox.
@@ -284,6 +289,7 @@ impl Edge {
         };
         match (method, rest) {
             ("POST", ["services", "deployment"]) => Ok(Route::Create),
+            ("POST", ["volumes"]) => Ok(Route::CreateVolume),
             (_, ["services", id, ..]) if !valid_id(id) => Err(not_found()),
             ("GET", ["services", id]) => Ok(sandbox(id, Op::Status, "")),
             ("GET", ["services", id, "containers"]) => Ok(sandbox(id, Op::Status, "/containers")),
@@ -367,6 +373,7 @@ impl Edge {
         }
         let (status, body) = match Self::route(req.method, req.path)? {
             Route::Create => self.create(req, io).await?,
+            Route::CreateVolume => self.create_volume(req, io).await?,
             Route::Exec { .. } => {
                 return Err(EdgeError::BadRequest(
                     "command-exec is a WebSocket; open it with an Upgrade request".into(),
@@ -381,8 +388,7 @@ impl Edge {
                 }
                 let base = format!("{}/services/{id}{rest}", self.project_path());
                 let path = match op {
-                    // The proxy's sandboxes never have volumes of their own, but a destroy
-                    // leaves nothing behind either way.
+                    // A sandbox's volumes (made through the proxy, for it alone) go with it.
                     Op::Destroy => format!("{base}?delete_child_objects=true"),
                     Op::Logs => format!("{base}?{}", logs_query(req.query)),
                     _ => base,
@@ -486,6 +492,20 @@ impl Edge {
             return Err(EdgeError::Policy("a sandbox runs 0 or 1 instances".into()));
         }
         self.check_port_list(create.ports.as_deref().unwrap_or_default())?;
+        let owner = self.owner(req.client);
+        let attach = create
+            .create_options
+            .as_ref()
+            .and_then(|o| o.volumes_to_attach.as_deref());
+        if let Some(foreign) = attach
+            .unwrap_or_default()
+            .iter()
+            .find(|id| parse_sandbox_name(id).is_none_or(|(o, _)| o != owner))
+        {
+            return Err(EdgeError::Policy(format!(
+                "volume {foreign} was not made by this client through the proxy"
+            )));
+        }
         // The lifetime: what the client asked for (as the client's expiry tag), at most the
         // policy's.
         let latest = req.now + p.max_ttl_seconds;
@@ -501,7 +521,7 @@ impl Edge {
         tags.push(EDGE_TAG.into());
         tags.push(format!("{EXPIRES_TAG}{expires}"));
         create.tags = Some(tags);
-        create.name = format!("fbx-{}-{}-{nonce}", self.owner(req.client), base36(expires));
+        create.name = format!("fbx-{owner}-{}-{nonce}", base36(expires));
         Ok((create, expires))
     }
 
@@ -596,10 +616,104 @@ impl Edge {
         Ok((200, answer.to_string()))
     }
 
-    /// Deletes every expired sandbox the proxy made (a Worker's `scheduled` handler). Resolves
-    /// to how many live ones are left.
+    /// Reads every volume the proxy made; deletes the expired ones no sandbox uses. Resolves to
+    /// the others' names.
+    async fn live_volumes(&self, now: u64, io: &impl Io) -> Result<Vec<String>, EdgeError> {
+        let mut live = Vec::new();
+        let mut cursor: Option<String> = None;
+        for _ in 0..LIST_PAGES {
+            let mut path = format!("{}/volumes?per_page={LIST_PAGE}", self.project_path());
+            if let Some(c) = &cursor {
+                path.push_str(&format!("&cursor={c}"));
+            }
+            let (status, body) = io.call("GET", &path, None).await.map_err(upstream_error)?;
+            if status != 200 {
+                return Err(EdgeError::Upstream(format!(
+                    "listing volumes answered {status}: {body}"
+                )));
+            }
+            let page: serde_json::Value = serde_json::from_str(&body).map_err(|e| upstream_error(e.to_string()))?;
+            // The list is a bare array in `data`.
+            for volume in page["data"].as_array().into_iter().flatten() {
+                let (Some(id), Some(name)) = (volume["id"].as_str(), volume["name"].as_str()) else {
+                    continue;
+                };
+                let attached = volume["attachedObjects"].as_array().is_some_and(|a| !a.is_empty());
+                match parse_sandbox_name(name) {
+                    Some((_, expires)) if expires <= now && !attached => {
+                        let path = format!("{}/volumes/{id}", self.project_path());
+                        // Best effort, like a sandbox's destroy: the next sweep tries again.
+                        let _ = io.call("DELETE", &path, None).await;
+                    }
+                    Some(_) => live.push(name.to_string()),
+                    None => {}
+                }
+            }
+            cursor = page["pagination"]["cursor"].as_str().map(str::to_string);
+            if cursor.is_none() || page["pagination"]["hasNextPage"] == false {
+                break;
+            }
+        }
+        Ok(live)
+    }
+
+    /// Creates a volume for a sandbox to come: within the policy's size, named like a sandbox
+    /// (owner and expiry), attached to nothing yet.
+    async fn create_volume(&self, req: &EdgeRequest<'_>, io: &impl Io) -> Result<(u16, String), EdgeError> {
+        let mut volume: CreateVolume =
+            serde_json::from_str(req.body).map_err(|e| EdgeError::BadRequest(format!("volume body: {e}")))?;
+        let p = &self.policy;
+        if p.max_volume_mb == 0 {
+            return Err(EdgeError::Policy("volumes are not allowed".into()));
+        }
+        if volume.spec.storage_size > p.max_volume_mb {
+            return Err(EdgeError::Policy(format!(
+                "a volume of {} MB is over the limit of {} MB",
+                volume.spec.storage_size, p.max_volume_mb
+            )));
+        }
+        if volume.attached_objects.as_ref().is_some_and(|a| !a.is_empty()) {
+            return Err(EdgeError::Policy(
+                "a volume is attached by the create of its sandbox (createOptions.volumesToAttach), not by attachedObjects"
+                    .into(),
+            ));
+        }
+        let owner = self.owner(req.client);
+        let limit = p.max_sandboxes_per_client;
+        let mine = |names: Vec<String>| {
+            names
+                .iter()
+                .filter(|name| parse_sandbox_name(name).is_some_and(|(o, _)| o == owner))
+                .count()
+        };
+        if mine(self.live_volumes(req.now, io).await?) >= limit as usize {
+            return Err(EdgeError::TooManyVolumes(limit));
+        }
+        // It outlives any sandbox made after it by a little, so it is never swept from under
+        // one; it goes with its sandbox, or by the sweep if no sandbox took it.
+        let expires = req.now + p.max_ttl_seconds + VOLUME_GRACE_SECONDS;
+        volume.name = format!("fbx-{owner}-{}-{}", base36(expires), io.nonce());
+        let mut tags: Vec<String> = volume
+            .tags
+            .take()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| !t.starts_with("flankbox-"))
+            .collect();
+        tags.push(EDGE_TAG.into());
+        tags.push(format!("{EXPIRES_TAG}{expires}"));
+        volume.tags = Some(tags);
+        let body = serde_json::to_string(&volume).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
+        let path = format!("{}/volumes", self.project_path());
+        io.call("POST", &path, Some(body)).await.map_err(upstream_error)
+    }
+
+    /// Deletes every expired sandbox the proxy made, and every expired volume no sandbox took
+    /// (a Worker's `scheduled` handler). Resolves to how many live sandboxes are left.
     pub async fn sweep(&self, now: u64, io: &impl Io) -> Result<usize, EdgeError> {
-        Ok(self.live_sandboxes(now, io).await?.len())
+        let live = self.live_sandboxes(now, io).await?.len();
+        self.live_volumes(now, io).await?;
+        Ok(live)
     }
 
     /// Checks an exec WebSocket's upgrade request: its route and origin. The capability comes
@@ -788,6 +902,8 @@ mod tests {
         calls: RefCell<Vec<(String, String, Option<String>)>>,
         /// Names that appear with the next create, as if other creates raced it.
         racing: RefCell<Vec<String>>,
+        /// Volumes by (id, name, attached service).
+        volumes: RefCell<Vec<(String, String, Option<String>)>>,
     }
 
     impl Io for Upstream {
@@ -807,13 +923,48 @@ mod tests {
                 ("POST", "/v1/projects/real/services/deployment") => {
                     let body: Value = serde_json::from_str(&body.unwrap()).unwrap();
                     let name = body["name"].as_str().unwrap().to_string();
+                    for v in body["createOptions"]["volumesToAttach"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                    {
+                        for vol in self.volumes.borrow_mut().iter_mut().filter(|(i, _, _)| i == v) {
+                            vol.2 = Some(name.clone());
+                        }
+                    }
                     services.push((name.clone(), name.clone()));
                     services.extend(self.racing.borrow_mut().drain(..).map(|n| (n.clone(), n)));
                     json!({ "data": { "id": name, "name": name } })
                 }
+                ("GET", "/v1/projects/real/volumes") => {
+                    let list: Vec<Value> = self
+                        .volumes
+                        .borrow()
+                        .iter()
+                        .map(|(id, name, on)| {
+                            let attached: Vec<Value> =
+                                on.iter().map(|s| json!({ "id": s, "type": "service" })).collect();
+                            json!({ "id": id, "name": name, "attachedObjects": attached })
+                        })
+                        .collect();
+                    json!({ "data": list, "pagination": { "hasNextPage": false } })
+                }
+                ("POST", "/v1/projects/real/volumes") => {
+                    let body: Value = serde_json::from_str(&body.unwrap()).unwrap();
+                    let name = body["name"].as_str().unwrap().to_string();
+                    self.volumes.borrow_mut().push((name.clone(), name.clone(), None));
+                    json!({ "data": { "id": name, "name": name, "tags": body["tags"] } })
+                }
+                ("DELETE", p) if p.starts_with("/v1/projects/real/volumes/") => {
+                    let id = p.rsplit('/').next().unwrap();
+                    self.volumes.borrow_mut().retain(|(i, _, _)| i != id);
+                    json!({ "data": {} })
+                }
                 ("DELETE", p) => {
                     let id = p.rsplit('/').next().unwrap();
                     services.retain(|(i, _)| i != id);
+                    // Child objects go with it.
+                    self.volumes.borrow_mut().retain(|(_, _, on)| on.as_deref() != Some(id));
                     json!({ "data": {} })
                 }
                 _ => json!({ "data": { "forwarded": path } }),
@@ -989,6 +1140,102 @@ mod tests {
             1,
             "only the other client's, far in the future, is left"
         );
+    }
+
+    fn volume_body(size: u64) -> Value {
+        json!({ "name": "data-mine", "mounts": [{ "containerMountPath": "/data" }],
+                "spec": { "accessMode": "ReadWriteOnce", "storageSize": size } })
+    }
+
+    fn create_volume(edge: &Edge, up: &Upstream, body: &Value, client: &str) -> EdgeResponse {
+        let body = body.to_string();
+        let mut req = request("POST", "/v1/projects/any/volumes", &body, None);
+        req.client = client;
+        block_on(edge.handle(&req, up))
+    }
+
+    #[test]
+    fn volumes_are_refused_unless_the_policy_sizes_them() {
+        let up = Upstream::default();
+        let closed = create_volume(&proxy(open_policy()), &up, &volume_body(512), "203.0.113.7");
+        assert_eq!(closed.status, 403, "{}", closed.body);
+        assert!(closed.body.contains("volumes are not allowed"), "{}", closed.body);
+        let edge = proxy(json!({ "allowedOrigins": ["https://app.example"], "maxVolumeMb": 1024 }));
+        let big = create_volume(&edge, &up, &volume_body(2048), "203.0.113.7");
+        assert_eq!(big.status, 403);
+        assert!(
+            big.body.contains("2048 MB is over the limit of 1024 MB"),
+            "{}",
+            big.body
+        );
+        let mut body = volume_body(512);
+        body["attachedObjects"] = json!([{ "id": "someone-elses", "type": "service" }]);
+        let sneaky = create_volume(&edge, &up, &body, "203.0.113.7");
+        assert_eq!(sneaky.status, 403, "{}", sneaky.body);
+        assert!(up.volumes.borrow().is_empty(), "nothing was made");
+    }
+
+    #[test]
+    fn a_volume_is_named_for_its_client_and_attaches_only_to_that_clients_sandbox() {
+        let up = Upstream::default();
+        let edge = proxy(json!({ "allowedOrigins": ["https://app.example"], "maxVolumeMb": 1024 }));
+        let made = create_volume(&edge, &up, &volume_body(512), "203.0.113.7");
+        assert_eq!(made.status, 200, "{}", made.body);
+        let id = json_of(&made)["data"]["id"].as_str().unwrap().to_string();
+        let (owner, expires) = parse_sandbox_name(&id).unwrap();
+        assert_eq!(owner, edge.owner("203.0.113.7"));
+        assert_eq!(expires, NOW + 30 * 60 + VOLUME_GRACE_SECONDS);
+        assert!(json_of(&made)["data"]["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(EDGE_TAG)));
+
+        // Another client cannot attach it, nor can anyone attach a volume the proxy did not make.
+        for (client, volume) in [("198.51.100.1", id.as_str()), ("203.0.113.7", "admins-data")] {
+            let mut body = create_body();
+            body["createOptions"] = json!({ "volumesToAttach": [volume] });
+            let body = body.to_string();
+            let mut req = request("POST", "/v1/projects/any/services/deployment", &body, None);
+            req.client = client;
+            let r = block_on(edge.handle(&req, &up));
+            assert_eq!(r.status, 403, "{}", r.body);
+            assert!(r.body.contains("was not made by this client"), "{}", r.body);
+        }
+        assert!(up.services.borrow().is_empty());
+
+        // Its own client can, and destroying the sandbox takes the volume along.
+        let mut body = create_body();
+        body["createOptions"] = json!({ "volumesToAttach": [id] });
+        let created = create(&edge, &up, &body);
+        assert_eq!(created.status, 200, "{}", created.body);
+        let created = json_of(&created);
+        let (sandbox, cap) = (
+            created["data"]["id"].as_str().unwrap(),
+            created["data"]["capability"].as_str().unwrap(),
+        );
+        assert_eq!(up.volumes.borrow()[0].2.as_deref(), Some(sandbox));
+        let path = format!("/v1/projects/any/services/{sandbox}");
+        let gone = block_on(edge.handle(&request("DELETE", &path, "", Some(&format!("Bearer {cap}"))), &up));
+        assert_eq!(gone.status, 200, "{}", gone.body);
+        assert!(up.volumes.borrow().is_empty(), "the volume went with its sandbox");
+    }
+
+    #[test]
+    fn each_client_holds_only_so_many_volumes_and_the_sweep_takes_unclaimed_expired_ones() {
+        let up = Upstream::default();
+        let edge = proxy(json!({ "allowedOrigins": ["https://app.example"], "maxVolumeMb": 1024 }));
+        for _ in 0..2 {
+            assert_eq!(create_volume(&edge, &up, &volume_body(256), "203.0.113.7").status, 200);
+        }
+        let third = create_volume(&edge, &up, &volume_body(256), "203.0.113.7");
+        assert_eq!(third.status, 429, "{}", third.body);
+        assert!(third.body.contains("TOO_MANY_VOLUMES"), "{}", third.body);
+        // One is taken by a sandbox; past their expiry, the sweep deletes only the other.
+        up.volumes.borrow_mut()[0].2 = Some("in-use".into());
+        let later = NOW + 30 * 60 + VOLUME_GRACE_SECONDS + 1;
+        block_on(edge.sweep(later, &up)).unwrap();
+        let left: Vec<_> = up.volumes.borrow().iter().map(|v| v.2.clone()).collect();
+        assert_eq!(left, [Some("in-use".to_string())]);
     }
 
     #[test]
@@ -1249,9 +1496,12 @@ mod tests {
                 .map(|r| matches!(r, Route::Sandbox { op: Op::Resume, .. })),
             Ok(true)
         );
+        assert_eq!(r("POST", "/v1/projects/p/volumes"), Ok(Route::CreateVolume));
         for (m, p) in [
             ("GET", "/v1/plans"),
-            ("POST", "/v1/projects/p/volumes"),
+            ("GET", "/v1/projects/p/volumes"),
+            ("DELETE", "/v1/projects/p/volumes/v"),
+            ("POST", "/v1/projects/p/volumes/v/attach"),
             ("GET", "/v1/projects/p/services/Bad_Id"),
             ("PUT", "/v1/projects/p/services/a"),
             ("GET", "/etc/passwd"),

@@ -15,6 +15,8 @@ export interface EdgePolicy {
   /** Largest volume a sandbox may be created with, MB; 0 allows none (default 0). A client holds
    * as many live volumes as sandboxes; a volume goes with its sandbox. */
   maxVolumeMb?: number;
+  /** Most ephemeral storage a sandbox may ask for, MB (default 4096). */
+  maxEphemeralMb?: number;
   /** Origins allowed to call; `"*"` for any (default: only the proxy's own origin). */
   allowedOrigins?: string[];
   /** Bind each capability to the origin of the page that created the sandbox (default true). */

@@ -188,6 +188,31 @@ for (const kind of ["worker", "native"]) {
       assert.ok(!(await hostVolumes()).includes(volume), "the volume went with its sandbox");
     });
 
+    test("a plan or storage is fixed at create: scale and resume cannot change it, and ephemeral storage is capped", async () => {
+      const ip = `198.51.100.${kind === "worker" ? 23 : 24}`;
+      const huge = await call(base(), "POST", "/v1/projects/x/services/deployment", {
+        body: createBody({ deployment: { ...createBody().deployment, storage: { ephemeralStorage: { storageSize: 500_000 } } } }),
+        ip,
+      });
+      assert.deepEqual([huge.status, code(huge)], [403, "POLICY"]);
+      assert.match(huge.body.error.message, /500000 MB of ephemeral storage is over the limit/);
+      const sandbox = await rawCreate(base(), { ip });
+      try {
+        for (const [action, body] of [
+          ["scale", { instances: 1, deploymentPlan: "nf-compute-400" }],
+          ["resume", { deploymentPlan: "nf-gpu-h100-80-1g" }],
+          ["scale", { instances: 1, storage: { ephemeralStorage: { storageSize: 500_000 } } }],
+        ]) {
+          const r = await call(base(), "POST", `/v1/projects/x/services/${sandbox.id}/${action}`, { body, capability: sandbox.capability, ip });
+          assert.deepEqual([r.status, code(r)], [403, "POLICY"], `${action} ${JSON.stringify(body)}`);
+        }
+        const plan = async () => (await (await fetch(`${host.base}/v1/projects/playground/services/${sandbox.id}`, { headers: { Authorization: `Bearer ${TOKEN}` } })).json()).data.billing.deploymentPlan;
+        assert.equal(await plan(), "nf-compute-20", "the plan is unchanged");
+      } finally {
+        await destroy(base(), sandbox, { ip });
+      }
+    });
+
     test("volumes: over the policy's size, attached at creation, or someone else's are refused", async () => {
       const ip = `198.51.100.${kind === "worker" ? 21 : 22}`;
       const volumeBody = (storageSize, extra = {}) => ({ name: "data", mounts: [{ containerMountPath: "/data" }], spec: { accessMode: "ReadWriteOnce", storageSize }, ...extra });

@@ -25,6 +25,8 @@ pub struct Policy {
     /// The largest volume a sandbox may be created with, in MB; 0 allows no volumes. A client
     /// may hold as many live volumes as it may hold sandboxes.
     pub max_volume_mb: u64,
+    /// The most ephemeral storage a sandbox may ask for, in MB.
+    pub max_ephemeral_mb: u64,
     /// Web origins allowed to call (CORS), e.g. `https://app.example`; `*` allows any. A page of
     /// the proxy's own origin is always allowed.
     pub allowed_origins: Vec<String>,
@@ -64,6 +66,7 @@ impl Default for Policy {
             allow_public_ports: false,
             allow_gpu: false,
             max_volume_mb: 0,
+            max_ephemeral_mb: 4096,
             allowed_origins: Vec::new(),
             bind_origin: true,
             operations: Op::ALL.iter().map(|op| op.name().to_string()).collect(),

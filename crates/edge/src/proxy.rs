@@ -393,7 +393,13 @@ impl Edge {
                     Op::Logs => format!("{base}?{}", logs_query(req.query)),
                     _ => base,
                 };
-                let body = (req.method == "POST").then(|| req.body.to_string());
+                let body = match rest.as_str() {
+                    // Only the instance count goes through: a plan or storage named here would
+                    // get round the policy's checks at create.
+                    "/scale" | "/resume" => Some(scale_body(req.body)?),
+                    "/pause" | "/restart" => Some("{}".to_string()),
+                    _ => (req.method == "POST").then(|| req.body.to_string()),
+                };
                 io.call(req.method, &path, body).await.map_err(upstream_error)?
             }
         };
@@ -430,9 +436,7 @@ impl Edge {
     }
 
     fn scale_op(&self, body: &str) -> Result<Op, EdgeError> {
-        let scale: flankbox_protocol::service::ScaleRequest =
-            serde_json::from_str(body).map_err(|e| EdgeError::BadRequest(format!("scale body: {e}")))?;
-        match scale.instances {
+        match scale_request(body)?.instances {
             Some(0) => Ok(Op::Pause),
             Some(1) | None => Ok(Op::Resume),
             Some(n) => Err(EdgeError::Policy(format!("a sandbox runs 0 or 1 instances, not {n}"))),
@@ -492,6 +496,18 @@ impl Edge {
             return Err(EdgeError::Policy("a sandbox runs 0 or 1 instances".into()));
         }
         self.check_port_list(create.ports.as_deref().unwrap_or_default())?;
+        let ephemeral = create
+            .deployment
+            .storage
+            .as_ref()
+            .and_then(|s| s.ephemeral_storage)
+            .map(|e| e.storage_size);
+        if let Some(mb) = ephemeral.filter(|mb| *mb > p.max_ephemeral_mb) {
+            return Err(EdgeError::Policy(format!(
+                "{mb} MB of ephemeral storage is over the limit of {} MB",
+                p.max_ephemeral_mb
+            )));
+        }
         let owner = self.owner(req.client);
         let attach = create
             .create_options
@@ -816,6 +832,28 @@ impl Edge {
 }
 
 /// The query of a logs request: a range query, with only the parameters one takes.
+/// A scale (or resume) body; empty reads as `{}`.
+fn scale_request(body: &str) -> Result<flankbox_protocol::service::ScaleRequest, EdgeError> {
+    let body = if body.trim().is_empty() { "{}" } else { body };
+    serde_json::from_str(body).map_err(|e| EdgeError::BadRequest(format!("scale body: {e}")))
+}
+
+/// What a scale or resume sends upstream: the instance count alone. A plan or storage change
+/// is refused, since the policy checked those at create.
+fn scale_body(body: &str) -> Result<String, EdgeError> {
+    let scale = scale_request(body)?;
+    if scale.deployment_plan.is_some() || scale.storage.is_some() {
+        return Err(EdgeError::Policy(
+            "a sandbox's plan and storage are set when it is created".into(),
+        ));
+    }
+    Ok(match scale.instances {
+        Some(n @ (0 | 1)) => format!("{{\"instances\":{n}}}"),
+        Some(n) => return Err(EdgeError::Policy(format!("a sandbox runs 0 or 1 instances, not {n}"))),
+        None => "{}".into(),
+    })
+}
+
 fn logs_query(query: &str) -> String {
     const KEPT: [&str; 9] = [
         "startTime",
@@ -1236,6 +1274,58 @@ mod tests {
         block_on(edge.sweep(later, &up)).unwrap();
         let left: Vec<_> = up.volumes.borrow().iter().map(|v| v.2.clone()).collect();
         assert_eq!(left, [Some("in-use".to_string())]);
+    }
+
+    #[test]
+    fn scaling_passes_only_the_instance_count_and_storage_is_capped_at_create() {
+        let (edge, up) = (proxy(open_policy()), Upstream::default());
+        let mut body = create_body();
+        body["deployment"]["storage"] = json!({ "ephemeralStorage": { "storageSize": 1_000_000 } });
+        let huge = create(&edge, &up, &body);
+        assert_eq!(huge.status, 403, "{}", huge.body);
+        assert!(
+            huge.body
+                .contains("1000000 MB of ephemeral storage is over the limit of 4096 MB"),
+            "{}",
+            huge.body
+        );
+
+        let created = json_of(&create(&edge, &up, &create_body()));
+        let (id, cap) = (
+            created["data"]["id"].as_str().unwrap(),
+            created["data"]["capability"].as_str().unwrap(),
+        );
+        let auth = format!("Bearer {cap}");
+        let call = |action: &str, body: Value| {
+            let path = format!("/v1/projects/any/services/{id}/{action}");
+            let body = body.to_string();
+            block_on(edge.handle(&request("POST", &path, &body, Some(&auth)), &up))
+        };
+        for (action, body) in [
+            (
+                "scale",
+                json!({ "instances": 1, "deploymentPlan": "nf-gpu-h100-80-1g" }),
+            ),
+            ("resume", json!({ "deploymentPlan": "nf-compute-400" })),
+            (
+                "scale",
+                json!({ "instances": 1, "storage": { "ephemeralStorage": { "storageSize": 1_000_000 } } }),
+            ),
+            ("resume", json!({ "instances": 5 })),
+        ] {
+            let r = call(action, body.clone());
+            assert_eq!(r.status, 403, "{action} {body}: {}", r.body);
+        }
+        assert_eq!(
+            call("scale", json!({ "instances": 1, "gracePeriodSeconds": 5 })).status,
+            200
+        );
+        let forwarded = up.calls.borrow().last().unwrap().2.clone();
+        assert_eq!(
+            forwarded.as_deref(),
+            Some(r#"{"instances":1}"#),
+            "only the count goes upstream"
+        );
     }
 
     #[test]

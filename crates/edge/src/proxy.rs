@@ -21,6 +21,7 @@
 use std::sync::{Arc, Mutex};
 
 use flankbox_protocol::exec::{ClientFrame, IdOrName, InitAuth, InitRequest};
+use flankbox_protocol::names::derive_id;
 use flankbox_protocol::service::{CreateDeployment, PortSpec};
 use flankbox_protocol::validate::requested_gpu;
 use flankbox_protocol::volume::CreateVolume;
@@ -702,7 +703,10 @@ impl Edge {
                 .filter(|name| parse_sandbox_name(name).is_some_and(|(o, _)| o == owner))
                 .count()
         };
-        if mine(self.live_volumes(req.now, io).await?) >= limit as usize {
+        // Counted like sandboxes (see `create`): in arrival order within this process, and
+        // again once made.
+        let ticket = CreateTicket::take(&self.creating, format!("{owner}/volumes"));
+        if mine(self.live_volumes(req.now, io).await?) + ticket.ahead() >= limit as usize {
             return Err(EdgeError::TooManyVolumes(limit));
         }
         // It outlives any sandbox made after it by a little, so it is never swept from under
@@ -721,7 +725,20 @@ impl Edge {
         volume.tags = Some(tags);
         let body = serde_json::to_string(&volume).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
         let path = format!("{}/volumes", self.project_path());
-        io.call("POST", &path, Some(body)).await.map_err(upstream_error)
+        let (status, answer) = io.call("POST", &path, Some(body)).await.map_err(upstream_error)?;
+        drop(ticket);
+        if status != 200 {
+            return Ok((status, answer));
+        }
+        let after = self.live_volumes(req.now, io).await.map(mine);
+        if !matches!(after, Ok(n) if n <= limit as usize) {
+            let _ = io
+                .call("DELETE", &format!("{path}/{}", derive_id(&volume.name)), None)
+                .await;
+            after?;
+            return Err(EdgeError::TooManyVolumes(limit));
+        }
+        Ok((status, answer))
     }
 
     /// Deletes every expired sandbox the proxy made, and every expired volume no sandbox took
@@ -1268,6 +1285,21 @@ mod tests {
         let third = create_volume(&edge, &up, &volume_body(256), "203.0.113.7");
         assert_eq!(third.status, 429, "{}", third.body);
         assert!(third.body.contains("TOO_MANY_VOLUMES"), "{}", third.body);
+        // Another client's creates, all at once: two of them.
+        let body = volume_body(256).to_string();
+        let requests: Vec<EdgeRequest<'_>> = (0..4)
+            .map(|_| EdgeRequest {
+                client: "198.51.100.1",
+                ..request("POST", "/v1/projects/any/volumes", &body, None)
+            })
+            .collect();
+        let statuses: Vec<u16> = join_all(requests.iter().map(|r| edge.handle(r, &up)).collect())
+            .iter()
+            .map(|r| r.status)
+            .collect();
+        assert_eq!(statuses, [200, 200, 429, 429]);
+        assert_eq!(up.volumes.borrow().len(), 4);
+        up.volumes.borrow_mut().truncate(2);
         // One is taken by a sandbox; past their expiry, the sweep deletes only the other.
         up.volumes.borrow_mut()[0].2 = Some("in-use".into());
         let later = NOW + 30 * 60 + VOLUME_GRACE_SECONDS + 1;

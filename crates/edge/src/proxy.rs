@@ -542,36 +542,48 @@ impl Edge {
         Ok((create, expires))
     }
 
-    /// Reads every sandbox the proxy made; deletes the expired ones. Resolves to the live ones'
-    /// names.
-    async fn live_sandboxes(&self, now: u64, io: &impl Io) -> Result<Vec<String>, EdgeError> {
-        let mut live = Vec::new();
+    /// Every item of a paginated list (`services` or `volumes`), up to `LIST_PAGES` pages.
+    async fn list_all(&self, kind: &str, io: &impl Io) -> Result<Vec<serde_json::Value>, EdgeError> {
+        let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..LIST_PAGES {
-            let mut path = format!("{}/services?per_page={LIST_PAGE}", self.project_path());
+            let mut path = format!("{}/{kind}?per_page={LIST_PAGE}", self.project_path());
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
             let (status, body) = io.call("GET", &path, None).await.map_err(upstream_error)?;
             if status != 200 {
-                return Err(EdgeError::Upstream(format!(
-                    "listing services answered {status}: {body}"
-                )));
+                return Err(EdgeError::Upstream(format!("listing {kind} answered {status}: {body}")));
             }
-            let page: serde_json::Value = serde_json::from_str(&body).map_err(|e| upstream_error(e.to_string()))?;
-            for service in page["data"]["services"].as_array().into_iter().flatten() {
-                let (Some(id), Some(name)) = (service["id"].as_str(), service["name"].as_str()) else {
-                    continue;
-                };
-                match parse_sandbox_name(name) {
-                    Some((_, expires)) if expires <= now => self.destroy(id, io).await,
-                    Some(_) => live.push(name.to_string()),
-                    None => {}
-                }
+            let mut page: serde_json::Value = serde_json::from_str(&body).map_err(|e| upstream_error(e.to_string()))?;
+            // Services come as `data.services`; volumes as a bare array in `data`.
+            let list = match page["data"].get_mut(kind) {
+                Some(list) => list.take(),
+                None => page["data"].take(),
+            };
+            if let serde_json::Value::Array(list) = list {
+                items.extend(list);
             }
             cursor = page["pagination"]["cursor"].as_str().map(str::to_string);
             if cursor.is_none() || page["pagination"]["hasNextPage"] == false {
                 break;
+            }
+        }
+        Ok(items)
+    }
+
+    /// Reads every sandbox the proxy made; deletes the expired ones. Resolves to the live ones'
+    /// names.
+    async fn live_sandboxes(&self, now: u64, io: &impl Io) -> Result<Vec<String>, EdgeError> {
+        let mut live = Vec::new();
+        for service in self.list_all("services", io).await? {
+            let (Some(id), Some(name)) = (service["id"].as_str(), service["name"].as_str()) else {
+                continue;
+            };
+            match parse_sandbox_name(name) {
+                Some((_, expires)) if expires <= now => self.destroy(id, io).await,
+                Some(_) => live.push(name.to_string()),
+                None => {}
             }
         }
         Ok(live)
@@ -637,38 +649,19 @@ impl Edge {
     /// the others' names.
     async fn live_volumes(&self, now: u64, io: &impl Io) -> Result<Vec<String>, EdgeError> {
         let mut live = Vec::new();
-        let mut cursor: Option<String> = None;
-        for _ in 0..LIST_PAGES {
-            let mut path = format!("{}/volumes?per_page={LIST_PAGE}", self.project_path());
-            if let Some(c) = &cursor {
-                path.push_str(&format!("&cursor={c}"));
-            }
-            let (status, body) = io.call("GET", &path, None).await.map_err(upstream_error)?;
-            if status != 200 {
-                return Err(EdgeError::Upstream(format!(
-                    "listing volumes answered {status}: {body}"
-                )));
-            }
-            let page: serde_json::Value = serde_json::from_str(&body).map_err(|e| upstream_error(e.to_string()))?;
-            // The list is a bare array in `data`.
-            for volume in page["data"].as_array().into_iter().flatten() {
-                let (Some(id), Some(name)) = (volume["id"].as_str(), volume["name"].as_str()) else {
-                    continue;
-                };
-                let attached = volume["attachedObjects"].as_array().is_some_and(|a| !a.is_empty());
-                match parse_sandbox_name(name) {
-                    Some((_, expires)) if expires <= now && !attached => {
-                        let path = format!("{}/volumes/{id}", self.project_path());
-                        // Best effort, like a sandbox's destroy: the next sweep tries again.
-                        let _ = io.call("DELETE", &path, None).await;
-                    }
-                    Some(_) => live.push(name.to_string()),
-                    None => {}
+        for volume in self.list_all("volumes", io).await? {
+            let (Some(id), Some(name)) = (volume["id"].as_str(), volume["name"].as_str()) else {
+                continue;
+            };
+            let attached = volume["attachedObjects"].as_array().is_some_and(|a| !a.is_empty());
+            match parse_sandbox_name(name) {
+                Some((_, expires)) if expires <= now && !attached => {
+                    let path = format!("{}/volumes/{id}", self.project_path());
+                    // Best effort, like a sandbox's destroy: the next sweep tries again.
+                    let _ = io.call("DELETE", &path, None).await;
                 }
-            }
-            cursor = page["pagination"]["cursor"].as_str().map(str::to_string);
-            if cursor.is_none() || page["pagination"]["hasNextPage"] == false {
-                break;
+                Some(_) => live.push(name.to_string()),
+                None => {}
             }
         }
         Ok(live)

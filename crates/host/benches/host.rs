@@ -5,7 +5,8 @@
 //!   a direct loopback connection to the same server program running on the host.
 //!
 //! Run with `cargo bench -p flankbox-host --bench host` (as root). `BENCH_RUNS` scales the
-//! sample counts; `BENCH_ONLY=ports` runs only the port proxy part.
+//! sample counts; `BENCH_ONLY=ports` runs only the port proxy part, `BENCH_ONLY=cold` only
+//! the cold starts.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -183,6 +184,10 @@ async fn main() {
         &stats(base),
     );
     drop(cold_pool);
+    // BENCH_ONLY=cold stops after the cold starts with the pool.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("cold") {
+        return;
+    }
     let no_pool = TestHost::start_with(&["--warm-pool", "0"]);
     let (cold, base) = cold_starts(&no_pool, 20 * scale).await;
     row("  the same with --warm-pool 0", &stats(cold), &stats(base));

@@ -5,6 +5,7 @@
 import { describe, test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync, mkdtempSync } from "node:fs";
+import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
@@ -389,6 +390,38 @@ for (const kind of ["worker", "native"]) {
         await destroy(base(), sandbox, { ip });
       }
     });
+
+    if (kind === "native") {
+      test("a DNS-rebinding page (its own name in Host and Origin) is not taken for the host's own origin", async () => {
+        const { port } = new URL(host.base);
+        const ask = (name) =>
+          new Promise((resolve, reject) => {
+            const body = JSON.stringify(createBody());
+            const req = httpRequest(
+              {
+                host: "127.0.0.1",
+                port,
+                method: "POST",
+                path: "/edge/v1/projects/x/services/deployment",
+                headers: { Host: `${name}:${port}`, Origin: `http://${name}:${port}`, "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) },
+              },
+              (res) => {
+                let text = "";
+                res.on("data", (c) => (text += c));
+                res.on("end", () => resolve({ status: res.statusCode, body: JSON.parse(text) }));
+              },
+            );
+            req.on("error", reject);
+            req.end(body);
+          });
+        const evil = await ask("rebind.evil.example");
+        assert.deepEqual([evil.status, evil.body.error?.details?.code], [403, "ORIGIN"]);
+        // The same request under a loopback name is the playground's own page.
+        const own = await ask("127.0.0.1");
+        assert.equal(own.status, 200, JSON.stringify(own.body));
+        await destroy(base(), { id: own.body.data.id, capability: own.body.data.capability }, { origin: `http://127.0.0.1:${port}` });
+      });
+    }
 
     test("a foreign origin gets no CORS and a 403; a capability works only from its own origin", async () => {
       const preflight = await call(base(), "OPTIONS", "/v1/projects/x/services/deployment", { origin: "http://evil.example" });

@@ -42,7 +42,7 @@ const LIST_PAGES: u32 = 100;
 const VOLUME_GRACE_SECONDS: u64 = 300;
 
 /// The proxy: its secret, the real token and project, and the policy.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Edge {
     secret: Vec<u8>,
     token: String,
@@ -50,6 +50,17 @@ pub struct Edge {
     team_id: Option<String>,
     policy: Policy,
     creating: Arc<Mutex<Creating>>,
+}
+
+impl std::fmt::Debug for Edge {
+    // Never the secret or the token, wherever the proxy is logged.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Edge")
+            .field("project_id", &self.project_id)
+            .field("team_id", &self.team_id)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Creates in flight in this process (this isolate, in a Worker), by owner: each gets a ticket
@@ -251,7 +262,15 @@ impl Edge {
     /// The owner tag of a client: a keyed digest, so names neither reveal nor let anyone forge
     /// whose a sandbox is.
     fn owner(&self, client: &str) -> String {
-        derive(&self.secret, "owner", client)[..5]
+        // One IPv6 client holds a whole /64, so that is what counts as one client.
+        let client = match client.parse::<std::net::Ipv6Addr>() {
+            Ok(v6) if v6.to_ipv4_mapped().is_none() => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+            _ => client.to_string(),
+        };
+        derive(&self.secret, "owner", &client)[..5]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect()
@@ -384,9 +403,7 @@ impl Edge {
                 let op = if rest == "/scale" { self.scale_op(req.body)? } else { op };
                 let token = bearer(req.authorization).ok_or(EdgeError::Unauthenticated)?;
                 self.authorize(token, &id, op, req.now, req.origin, io).await?;
-                if op == Op::Ports && req.method == "POST" {
-                    self.check_ports_body(req.body)?;
-                }
+
                 let base = format!("{}/services/{id}{rest}", self.project_path());
                 let path = match op {
                     // A sandbox's volumes (made through the proxy, for it alone) go with it.
@@ -399,6 +416,7 @@ impl Edge {
                     // get round the policy's checks at create.
                     "/scale" | "/resume" => Some(scale_body(req.body)?),
                     "/pause" | "/restart" => Some("{}".to_string()),
+                    "/ports" if req.method == "POST" => Some(self.ports_body(req.body)?),
                     _ => (req.method == "POST").then(|| req.body.to_string()),
                 };
                 io.call(req.method, &path, body).await.map_err(upstream_error)?
@@ -456,10 +474,18 @@ impl Edge {
         Ok(())
     }
 
-    fn check_ports_body(&self, body: &str) -> Result<(), EdgeError> {
-        let list: flankbox_protocol::service::PortList<PortSpec> =
+    /// Checks a ports update and returns what goes upstream: the checked list itself, so
+    /// nothing the check did not see goes through.
+    fn ports_body(&self, body: &str) -> Result<String, EdgeError> {
+        let mut list: flankbox_protocol::service::PortList<PortSpec> =
             serde_json::from_str(body).map_err(|e| EdgeError::BadRequest(format!("ports body: {e}")))?;
-        self.check_port_list(&list.ports)
+        self.check_port_list(&list.ports)?;
+        for port in &mut list.ports {
+            // Custom domains and security rules are the operator's business, not a page's.
+            port.domains = None;
+            port.security = None;
+        }
+        serde_json::to_string(&list).map_err(|e| EdgeError::BadRequest(e.to_string()))
     }
 
     /// Checks a create body against the policy and rewrites it: the proxy's name (owner and
@@ -472,6 +498,16 @@ impl Edge {
             if let Some((gpu, _)) = requested_gpu(&create) {
                 return Err(EdgeError::Policy(format!("GPUs are not allowed (asked for {gpu})")));
             }
+            // Not asked for, so not passed on either (a disabled block, say).
+            create.deployment.gpu = None;
+        }
+        // Saved registry credentials and storage classes are the operator's, not a page's.
+        if let Some(external) = create.deployment.external.as_mut() {
+            external.credentials = None;
+        }
+        if let Some(storage) = create.deployment.storage.as_mut() {
+            storage.use_hdb_storage = None;
+            storage.use_pd_ssd_storage = None;
         }
         let plan = &create.billing.deployment_plan;
         if !p.plans.contains(plan) {
@@ -556,10 +592,12 @@ impl Edge {
                 return Err(EdgeError::Upstream(format!("listing {kind} answered {status}: {body}")));
             }
             let mut page: serde_json::Value = serde_json::from_str(&body).map_err(|e| upstream_error(e.to_string()))?;
-            // Services come as `data.services`; volumes as a bare array in `data`.
-            let list = match page["data"].get_mut(kind) {
-                Some(list) => list.take(),
-                None => page["data"].take(),
+            // Services come as `data.services`; volumes as a bare array in `data`. (`get_mut`,
+            // not indexing, which would panic on an answer of another shape.)
+            let data = page.get_mut("data").map(serde_json::Value::take).unwrap_or_default();
+            let list = match data {
+                serde_json::Value::Object(mut o) => o.remove(kind).unwrap_or_default(),
+                other => other,
             };
             if let serde_json::Value::Array(list) = list {
                 items.extend(list);
@@ -617,6 +655,11 @@ impl Edge {
             return Ok((status, answer));
         }
         let mut answer: serde_json::Value = serde_json::from_str(&answer).map_err(|e| upstream_error(e.to_string()))?;
+        if !answer["data"].is_object() {
+            return Err(upstream_error(format!(
+                "a create answered without a data object: {answer}"
+            )));
+        }
         let id = answer["data"]["id"].as_str().unwrap_or(&create.name).to_string();
         // Creates racing in other processes (other Worker isolates) may all pass the count
         // above, and the proxy keeps no shared state to lock. So count again: a create that sees
@@ -688,6 +731,9 @@ impl Edge {
                     .into(),
             ));
         }
+        // The plain, generally available kind only.
+        volume.spec.access_mode = flankbox_protocol::volume::AccessMode::ReadWriteOnce;
+        volume.spec.storage_class_name = None;
         let owner = self.owner(req.client);
         let limit = p.max_sandboxes_per_client;
         let mine = |names: Vec<String>| {
@@ -783,29 +829,34 @@ impl Edge {
         };
         let cap = Capability::open(&self.secret, &init.auth.api_token)?;
         cap.check(&grant.sandbox_id, Op::Exec, now, origin)?;
-        let context = init.context;
-        if let Some(c) = &context {
-            let e = &self.policy.exec;
-            if c.tty == Some(true) && !e.allow_tty {
-                return Err(EdgeError::Policy("a PTY (tty) is not allowed".into()));
+        // No context means the default shell, as root: it is checked like any other.
+        let c = init.context.unwrap_or_default();
+        let e = &self.policy.exec;
+        if c.tty == Some(true) && !e.allow_tty {
+            return Err(EdgeError::Policy("a PTY (tty) is not allowed".into()));
+        }
+        if !e.users.is_empty() {
+            let user = match &c.user {
+                None => "root".to_string(),
+                Some(IdOrName::Id(id)) => id.to_string(),
+                Some(IdOrName::Name(name)) => name.clone(),
+            };
+            if !e.users.contains(&user) {
+                return Err(EdgeError::Policy(format!(
+                    "commands may not run as {user} (allowed: {})",
+                    e.users.join(", ")
+                )));
             }
-            if !e.users.is_empty() {
-                let user = match &c.user {
-                    None => "root".to_string(),
-                    Some(IdOrName::Id(id)) => id.to_string(),
-                    Some(IdOrName::Name(name)) => name.clone(),
-                };
-                if !e.users.contains(&user) {
-                    return Err(EdgeError::Policy(format!(
-                        "commands may not run as {user} (allowed: {})",
-                        e.users.join(", ")
-                    )));
-                }
+            // A group of its own choosing (root's, say) would widen what the user may do.
+            if c.group.is_some() {
+                return Err(EdgeError::Policy(
+                    "a group may not be chosen when the policy limits users".into(),
+                ));
             }
         }
         let rewritten = ClientFrame::Init(Box::new(InitRequest {
             auth: InitAuth::api_token(&self.token),
-            context,
+            context: Some(c),
         }));
         serde_json::to_string(&rewritten).map_err(|e| EdgeError::BadRequest(e.to_string()))
     }
@@ -1354,6 +1405,93 @@ mod tests {
     }
 
     #[test]
+    fn one_ipv6_client_is_its_slash_64() {
+        let edge = proxy(open_policy());
+        assert_eq!(edge.owner("2001:db8:1:2::1"), edge.owner("2001:db8:1:2:ffff::9"));
+        assert_ne!(edge.owner("2001:db8:1:2::1"), edge.owner("2001:db8:1:3::1"));
+        assert_ne!(edge.owner("203.0.113.7"), edge.owner("203.0.113.8"));
+    }
+
+    #[test]
+    fn only_what_was_checked_goes_upstream() {
+        let (edge, up) = (
+            proxy(json!({ "allowedOrigins": ["https://app.example"], "allowPublicPorts": true })),
+            Upstream::default(),
+        );
+        let mut body = create_body();
+        body["deployment"]["gpu"] =
+            json!({ "enabled": false, "configuration": { "gpuType": "h100-80", "gpuCount": 8 } });
+        body["deployment"]["external"]["credentials"] = json!("team-registry-secret");
+        body["deployment"]["storage"] = json!({ "usePdSsdStorage": true });
+        let created = json_of(&create(&edge, &up, &body));
+        let sent = up
+            .calls
+            .borrow()
+            .iter()
+            .find(|c| c.0 == "POST")
+            .unwrap()
+            .2
+            .clone()
+            .unwrap();
+        for word in ["gpu", "credentials", "usePdSsdStorage"] {
+            assert!(!sent.contains(word), "{word} was passed on: {sent}");
+        }
+        let (id, cap) = (
+            created["data"]["id"].as_str().unwrap(),
+            created["data"]["capability"].as_str().unwrap(),
+        );
+        let ports = json!({ "ports": [{ "name": "web", "internalPort": 8080, "protocol": "HTTP", "public": true,
+                                        "domains": ["mine.example"], "security": { "policies": [] }, "extra": 1 }] })
+        .to_string();
+        let path = format!("/v1/projects/any/services/{id}/ports");
+        let r = block_on(edge.handle(&request("POST", &path, &ports, Some(&format!("Bearer {cap}"))), &up));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let sent = up.calls.borrow().last().unwrap().2.clone().unwrap();
+        assert!(
+            sent.contains("8080") && !sent.contains("domains") && !sent.contains("security") && !sent.contains("extra"),
+            "{sent}"
+        );
+    }
+
+    /// An upstream that answers every call with the same body.
+    struct Odd(&'static str);
+
+    impl Io for Odd {
+        async fn call(&self, _: &str, _: &str, _: Option<String>) -> Result<(u16, String), String> {
+            Ok((200, self.0.to_string()))
+        }
+        fn nonce(&self) -> String {
+            "n00001".into()
+        }
+    }
+
+    #[test]
+    fn odd_upstream_answers_are_errors_not_panics() {
+        let edge = proxy(open_policy());
+        let body = create_body().to_string();
+        for odd in [
+            "[]",
+            r#"{"data":"x"}"#,
+            r#"{"data":[1,2]}"#,
+            "null",
+            r#"{"data":{"services":5}}"#,
+        ] {
+            let r = block_on(edge.handle(
+                &request("POST", "/v1/projects/any/services/deployment", &body, None),
+                &Odd(odd),
+            ));
+            assert!(r.status == 502 || r.status == 200, "{odd}: {} {}", r.status, r.body);
+            assert!(block_on(edge.sweep(NOW, &Odd(odd))).is_ok());
+        }
+        // And the proxy never prints its secrets.
+        let shown = format!("{edge:?}");
+        assert!(
+            !shown.contains("real-token") && !shown.contains("unit-test-secret"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn creates_racing_in_one_process_take_the_free_slots_in_turn() {
         let (edge, up) = (proxy(open_policy()), Upstream::default());
         let body = create_body().to_string();
@@ -1561,6 +1699,19 @@ mod tests {
         assert_eq!(
             err(edge.exec_init(&grant, &init(cap, json!({ "user": 0 })), origin, NOW)),
             "POLICY"
+        );
+        // No context at all is the default shell as root: refused the same way.
+        let bare = json!({ "type": "init", "data": { "auth": { "type": "apiToken", "apiToken": cap } } }).to_string();
+        assert_eq!(err(edge.exec_init(&grant, &bare, origin, NOW)), "POLICY", "no context");
+        assert_eq!(
+            err(edge.exec_init(
+                &grant,
+                &init(cap, json!({ "user": "sandbox", "group": 0 })),
+                origin,
+                NOW
+            )),
+            "POLICY",
+            "a chosen group"
         );
         assert_eq!(
             err(edge.exec_init(

@@ -101,8 +101,12 @@ pub(super) async fn handle(State(host): State<Arc<Host>>, request: Request) -> R
             .map(str::to_string)
     };
     let origin = header(header::ORIGIN);
-    // The proxy's own origin as the page sees it: same-origin pages are always allowed.
-    let own_origin = header(header::HOST).map(|h| format!("http://{h}"));
+    // The proxy's own origin as the page sees it: same-origin pages are always allowed. Only
+    // for a loopback name, since a Host header is what a DNS-rebinding page controls: under any
+    // other name, the page's origin must be listed in the policy's allowedOrigins.
+    let own_origin = header(header::HOST)
+        .filter(|h| super::playground::is_loopback_host(h))
+        .map(|h| format!("http://{h}"));
     let client = parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()

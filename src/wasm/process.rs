@@ -161,6 +161,12 @@ impl SandboxProcess {
     }
 }
 
+/// The command ended: closes the session and reads the completion as `wait()` resolves it.
+fn completed(shared: &Shared, c: &Completion) -> JsValue {
+    shared.socket.close();
+    exit_info(c.exit_code, exec::status_name(c.status), c.message.as_deref())
+}
+
 /// Moves output into the streams until the command ends, then settles `wait()`.
 async fn forward(shared: Rc<Shared>, resolve: Function, reject: Function) {
     let outcome = loop {
@@ -174,14 +180,7 @@ async fn forward(shared: Rc<Shared>, resolve: Function, reject: Function) {
                     let _ = shared.stderr.controller.enqueue_with_chunk(&data);
                 }
                 Ok((kind, data)) => match raw_frame(&kind, &data).and_then(|raw| interpret(raw, false)) {
-                    Ok(ExecEvent::Completed(c)) => {
-                        shared.socket.close();
-                        break Ok(exit_info(
-                            c.exit_code,
-                            exec::status_name(c.status),
-                            c.message.as_deref(),
-                        ));
-                    }
+                    Ok(ExecEvent::Completed(c)) => break Ok(completed(&shared, &c)),
                     Ok(_) => {}
                     Err(e) => break Err(e),
                 },
@@ -194,14 +193,7 @@ async fn forward(shared: Rc<Shared>, resolve: Function, reject: Function) {
                 Ok(ExecEvent::Stderr(b)) => {
                     let _ = shared.stderr.controller.enqueue_with_chunk(&Uint8Array::from(&b[..]));
                 }
-                Ok(ExecEvent::Completed(c)) => {
-                    shared.socket.close();
-                    break Ok(exit_info(
-                        c.exit_code,
-                        exec::status_name(c.status),
-                        c.message.as_deref(),
-                    ));
-                }
+                Ok(ExecEvent::Completed(c)) => break Ok(completed(&shared, &c)),
                 Ok(ExecEvent::Started { .. }) => {}
                 Err(e) => break Err(e),
             },

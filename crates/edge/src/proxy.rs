@@ -21,7 +21,6 @@
 use std::sync::{Arc, Mutex};
 
 use flankbox_protocol::exec::{ClientFrame, IdOrName, InitAuth, InitRequest};
-use flankbox_protocol::names::derive_id;
 use flankbox_protocol::service::{CreateDeployment, PortSpec};
 use flankbox_protocol::validate::requested_gpu;
 use flankbox_protocol::volume::CreateVolume;
@@ -208,6 +207,14 @@ fn base36(mut n: u64) -> String {
     String::from_utf8(out).unwrap_or_default()
 }
 
+/// How many of `names` (of sandboxes or volumes) the proxy made for `owner`.
+fn owned_by(names: &[String], owner: &str) -> usize {
+    names
+        .iter()
+        .filter(|name| parse_sandbox_name(name).is_some_and(|(o, _)| o == owner))
+        .count()
+}
+
 /// A sandbox name's owner and expiry, if the proxy made it.
 pub fn parse_sandbox_name(name: &str) -> Option<(&str, u64)> {
     let mut parts = name.split('-');
@@ -314,7 +321,7 @@ impl Edge {
             ("GET", ["services", id]) => Ok(sandbox(id, Op::Status, "")),
             ("GET", ["services", id, "containers"]) => Ok(sandbox(id, Op::Status, "/containers")),
             ("DELETE", ["services", id]) => Ok(sandbox(id, Op::Destroy, "")),
-            // Scale's operation depends on its body; see `scale_op`.
+            // Scale's operation depends on its body (0 instances is a pause); see `handle_inner`.
             ("POST", ["services", id, "scale"]) => Ok(sandbox(id, Op::Resume, "/scale")),
             ("POST", ["services", id, "pause"]) => Ok(sandbox(id, Op::Pause, "/pause")),
             ("POST", ["services", id, action @ ("resume" | "restart")]) => {
@@ -400,7 +407,14 @@ impl Edge {
                 ))
             }
             Route::Sandbox { id, op, rest } => {
-                let op = if rest == "/scale" { self.scale_op(req.body)? } else { op };
+                // A scale or resume body, read once: to 0 instances it is a pause.
+                let scale = matches!(rest.as_str(), "/scale" | "/resume")
+                    .then(|| scale_body(req.body))
+                    .transpose()?;
+                let op = match &scale {
+                    Some((Some(0), _)) => Op::Pause,
+                    _ => op,
+                };
                 let token = bearer(req.authorization).ok_or(EdgeError::Unauthenticated)?;
                 self.authorize(token, &id, op, req.now, req.origin, io).await?;
 
@@ -411,12 +425,10 @@ impl Edge {
                     Op::Logs => format!("{base}?{}", logs_query(req.query)),
                     _ => base,
                 };
-                let body = match rest.as_str() {
-                    // Only the instance count goes through: a plan or storage named here would
-                    // get round the policy's checks at create.
-                    "/scale" | "/resume" => Some(scale_body(req.body)?),
-                    "/pause" | "/restart" => Some("{}".to_string()),
-                    "/ports" if req.method == "POST" => Some(self.ports_body(req.body)?),
+                let body = match (scale, rest.as_str()) {
+                    (Some((_, body)), _) => Some(body),
+                    (None, "/pause" | "/restart") => Some("{}".to_string()),
+                    (None, "/ports") if req.method == "POST" => Some(self.ports_body(req.body)?),
                     _ => (req.method == "POST").then(|| req.body.to_string()),
                 };
                 io.call(req.method, &path, body).await.map_err(upstream_error)?
@@ -452,14 +464,6 @@ impl Edge {
         let path = format!("{}/services/{id}?delete_child_objects=true", self.project_path());
         // Best effort: it may be gone already, and the sweep tries again.
         let _ = io.call("DELETE", &path, None).await;
-    }
-
-    fn scale_op(&self, body: &str) -> Result<Op, EdgeError> {
-        match scale_request(body)?.instances {
-            Some(0) => Ok(Op::Pause),
-            Some(1) | None => Ok(Op::Resume),
-            Some(n) => Err(EdgeError::Policy(format!("a sandbox runs 0 or 1 instances, not {n}"))),
-        }
     }
 
     fn check_port_list(&self, ports: &[PortSpec]) -> Result<(), EdgeError> {
@@ -629,13 +633,7 @@ impl Edge {
 
     /// How many live sandboxes `client` holds.
     async fn sandboxes_of(&self, client: &str, now: u64, io: &impl Io) -> Result<usize, EdgeError> {
-        let owner = self.owner(client);
-        Ok(self
-            .live_sandboxes(now, io)
-            .await?
-            .iter()
-            .filter(|name| parse_sandbox_name(name).is_some_and(|(o, _)| o == owner))
-            .count())
+        Ok(owned_by(&self.live_sandboxes(now, io).await?, &self.owner(client)))
     }
 
     async fn create(&self, req: &EdgeRequest<'_>, io: &impl Io) -> Result<(u16, String), EdgeError> {
@@ -736,12 +734,7 @@ impl Edge {
         volume.spec.storage_class_name = None;
         let owner = self.owner(req.client);
         let limit = p.max_sandboxes_per_client;
-        let mine = |names: Vec<String>| {
-            names
-                .iter()
-                .filter(|name| parse_sandbox_name(name).is_some_and(|(o, _)| o == owner))
-                .count()
-        };
+        let mine = |names: Vec<String>| owned_by(&names, &owner);
         // Counted like sandboxes (see `create`): in arrival order within this process, and
         // again once made.
         let ticket = CreateTicket::take(&self.creating, format!("{owner}/volumes"));
@@ -771,9 +764,9 @@ impl Edge {
         }
         let after = self.live_volumes(req.now, io).await.map(mine);
         if !matches!(after, Ok(n) if n <= limit as usize) {
-            let _ = io
-                .call("DELETE", &format!("{path}/{}", derive_id(&volume.name)), None)
-                .await;
+            let made: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
+            let id = made["data"]["id"].as_str().unwrap_or(&volume.name);
+            let _ = io.call("DELETE", &format!("{path}/{id}"), None).await;
             after?;
             return Err(EdgeError::TooManyVolumes(limit));
         }
@@ -892,29 +885,26 @@ impl Edge {
     }
 }
 
-/// The query of a logs request: a range query, with only the parameters one takes.
-/// A scale (or resume) body; empty reads as `{}`.
-fn scale_request(body: &str) -> Result<flankbox_protocol::service::ScaleRequest, EdgeError> {
+/// A scale or resume body (empty reads as `{}`), checked: its instance count, and what goes
+/// upstream, that count alone. A plan or storage change is refused, since the policy checked
+/// those at create.
+fn scale_body(body: &str) -> Result<(Option<u32>, String), EdgeError> {
     let body = if body.trim().is_empty() { "{}" } else { body };
-    serde_json::from_str(body).map_err(|e| EdgeError::BadRequest(format!("scale body: {e}")))
-}
-
-/// What a scale or resume sends upstream: the instance count alone. A plan or storage change
-/// is refused, since the policy checked those at create.
-fn scale_body(body: &str) -> Result<String, EdgeError> {
-    let scale = scale_request(body)?;
+    let scale: flankbox_protocol::service::ScaleRequest =
+        serde_json::from_str(body).map_err(|e| EdgeError::BadRequest(format!("scale body: {e}")))?;
     if scale.deployment_plan.is_some() || scale.storage.is_some() {
         return Err(EdgeError::Policy(
             "a sandbox's plan and storage are set when it is created".into(),
         ));
     }
-    Ok(match scale.instances {
-        Some(n @ (0 | 1)) => format!("{{\"instances\":{n}}}"),
-        Some(n) => return Err(EdgeError::Policy(format!("a sandbox runs 0 or 1 instances, not {n}"))),
-        None => "{}".into(),
-    })
+    match scale.instances {
+        Some(n @ (0 | 1)) => Ok((Some(n), format!("{{\"instances\":{n}}}"))),
+        Some(n) => Err(EdgeError::Policy(format!("a sandbox runs 0 or 1 instances, not {n}"))),
+        None => Ok((None, "{}".into())),
+    }
 }
 
+/// The query of a logs request: a range query, with only the parameters one takes.
 fn logs_query(query: &str) -> String {
     const KEPT: [&str; 9] = [
         "startTime",
@@ -1469,18 +1459,20 @@ mod tests {
     fn odd_upstream_answers_are_errors_not_panics() {
         let edge = proxy(open_policy());
         let body = create_body().to_string();
-        for odd in [
-            "[]",
-            r#"{"data":"x"}"#,
-            r#"{"data":[1,2]}"#,
-            "null",
-            r#"{"data":{"services":5}}"#,
+        // A list of another shape holds no sandboxes; a create answered without a data object is
+        // an upstream error.
+        for (odd, status) in [
+            ("[]", 502),
+            (r#"{"data":"x"}"#, 502),
+            (r#"{"data":[1,2]}"#, 502),
+            ("null", 502),
+            (r#"{"data":{"services":5}}"#, 200),
         ] {
             let r = block_on(edge.handle(
                 &request("POST", "/v1/projects/any/services/deployment", &body, None),
                 &Odd(odd),
             ));
-            assert!(r.status == 502 || r.status == 200, "{odd}: {} {}", r.status, r.body);
+            assert_eq!(r.status, status, "{odd}: {}", r.body);
             assert!(block_on(edge.sweep(NOW, &Odd(odd))).is_ok());
         }
         // And the proxy never prints its secrets.

@@ -144,23 +144,26 @@ impl ServiceEntry {
     }
 
     fn push_log(&self, container: &str, line: String) {
-        let at_ms = std::time::SystemTime::now()
+        let now = std::time::SystemTime::now();
+        let at_ms = now
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
         let wire = flankbox_protocol::logs::LogLine {
             container_id: container.into(),
             log: line,
-            ts: now_iso(),
+            ts: humantime::format_rfc3339_millis(now).to_string(),
         };
         let entry = LogLine { wire, at_ms };
+        // Kept and sent under one lock, which a new tail also takes to read the kept lines and
+        // subscribe: each line reaches it exactly once. A copy is sent only to someone tailing.
         let mut logs = lock(&self.logs);
+        if self.log_tx.receiver_count() > 0 {
+            let _ = self.log_tx.send(entry.clone());
+        }
         if logs.len() == LOG_LINES {
             logs.pop_front();
         }
-        logs.push_back(entry.clone());
-        drop(logs);
-        // Nobody tailing is fine.
-        let _ = self.log_tx.send(entry);
+        logs.push_back(entry);
     }
 }
 
@@ -906,37 +909,39 @@ impl Host {
         let entry = self
             .find(&scope, service)
             .map_err(|_| refuse(404, format!("There is no service {service} in project {project}.")))?;
-        let record = entry.record();
-        let port = record
-            .ports
-            .iter()
-            .find(|p| p.name == port_name && p.public && p.protocol.can_be_public())
-            .cloned()
-            .ok_or_else(|| {
-                refuse(
-                    404,
-                    format!("Service {service} has no public HTTP port named {port_name}."),
-                )
-            })?;
-        let instance = lock(&entry.instance).clone();
-        match instance {
-            Some(i) if i.phase.can_exec() => match i.sandbox {
-                Some(sandbox) if sandbox.is_alive() => Ok((sandbox, port)),
-                _ => Err(refuse(503, format!("Service {service} is not running."))),
-            },
-            _ if record.paused => Err(refuse(
+        // Runs on every proxied request: read what it needs under the locks, copy no more.
+        let (port, paused, instances) = {
+            let record = lock(&entry.record);
+            let port = record
+                .ports
+                .iter()
+                .find(|p| p.name == port_name && p.public && p.protocol.can_be_public())
+                .cloned();
+            (port, record.paused, record.instances)
+        };
+        let port = port.ok_or_else(|| {
+            refuse(
+                404,
+                format!("Service {service} has no public HTTP port named {port_name}."),
+            )
+        })?;
+        let running = lock(&entry.instance)
+            .as_ref()
+            .filter(|i| i.phase.can_exec())
+            .map(|i| i.sandbox.clone());
+        match running {
+            Some(Some(sandbox)) if sandbox.is_alive() => Ok((sandbox, port)),
+            Some(_) => Err(refuse(503, format!("Service {service} is not running."))),
+            None if paused => Err(refuse(
                 503,
                 format!(
                     "Service {service} is paused; resume it to reach port {}.",
                     port.internal_port
                 ),
             )),
-            _ => Err(refuse(
+            None => Err(refuse(
                 503,
-                format!(
-                    "Service {service} is not running (scaled to {} instances, or still starting).",
-                    record.instances
-                ),
+                format!("Service {service} is not running (scaled to {instances} instances, or still starting)."),
             )),
         }
     }

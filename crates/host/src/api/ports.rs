@@ -147,7 +147,13 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
 
 /// Idle HTTP/1.1 connections into sandboxes, kept for the next request to the same port, so
 /// that a kept-alive browser does not pay for a dial through the agent on every request.
-struct Pool(Mutex<Vec<Idle>>);
+struct Pool(Mutex<PoolState>);
+
+struct PoolState {
+    idle: Vec<Idle>,
+    /// Whether a task is closing old connections; it runs while any are kept.
+    purging: bool,
+}
 
 struct Idle {
     sandbox: Weak<Sandbox>,
@@ -161,26 +167,24 @@ const POOL_MAX: usize = 64;
 /// How long an idle connection is kept.
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
-static POOL: Pool = Pool(Mutex::new(Vec::new()));
+static POOL: Pool = Pool(Mutex::new(PoolState {
+    idle: Vec::new(),
+    purging: false,
+}));
 
 impl Pool {
-    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
+    fn state(&self) -> std::sync::MutexGuard<'_, PoolState> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A ready connection to `port` of this very sandbox (not one that had its pid before).
     fn take(&self, sandbox: &Arc<Sandbox>, port: u16) -> Option<http1::SendRequest<Body>> {
-        let mut idle = self.idle();
-        Self::purge(&mut idle);
-        let at = idle.iter().position(|e| {
+        let mut state = self.state();
+        state.purge();
+        let at = state.idle.iter().position(|e| {
             e.port == port && std::ptr::eq(e.sandbox.as_ptr(), Arc::as_ptr(sandbox)) && e.sender.is_ready()
         })?;
-        Some(idle.swap_remove(at).sender)
-    }
-
-    /// Drops connections that are closed, too old, or into a sandbox that is gone.
-    fn purge(idle: &mut Vec<Idle>) {
-        idle.retain(|e| e.sandbox.strong_count() > 0 && !e.sender.is_closed() && e.since.elapsed() < POOL_IDLE);
+        Some(state.idle.swap_remove(at).sender)
     }
 
     /// Keeps `sender` once its response has been read to the end, if the server keeps it open.
@@ -190,23 +194,43 @@ impl Pool {
             if sender.ready().await.is_err() {
                 return;
             }
-            {
-                let mut idle = self.idle();
-                if idle.len() >= POOL_MAX {
-                    return;
-                }
-                idle.push(Idle {
-                    sandbox,
-                    port,
-                    sender,
-                    since: Instant::now(),
-                });
+            let mut state = self.state();
+            if state.idle.len() >= POOL_MAX {
+                return;
             }
-            // An idle connection holds a socket in the sandbox (and a single-threaded server's
-            // attention): close it once it is too old, even if no request comes to purge it.
-            tokio::time::sleep(POOL_IDLE).await;
-            Self::purge(&mut self.idle());
+            state.idle.push(Idle {
+                sandbox,
+                port,
+                sender,
+                since: Instant::now(),
+            });
+            if !std::mem::replace(&mut state.purging, true) {
+                tokio::spawn(self.purge_while_kept());
+            }
         });
+    }
+
+    /// An idle connection holds a socket in the sandbox (and a single-threaded server's
+    /// attention): one task closes those too old, even if no request comes to purge them, and
+    /// ends when none are left.
+    async fn purge_while_kept(&'static self) {
+        loop {
+            tokio::time::sleep(POOL_IDLE / 3).await;
+            let mut state = self.state();
+            state.purge();
+            if state.idle.is_empty() {
+                state.purging = false;
+                return;
+            }
+        }
+    }
+}
+
+impl PoolState {
+    /// Drops connections that are closed, too old, or into a sandbox that is gone.
+    fn purge(&mut self) {
+        self.idle
+            .retain(|e| e.sandbox.strong_count() > 0 && !e.sender.is_closed() && e.since.elapsed() < POOL_IDLE);
     }
 }
 

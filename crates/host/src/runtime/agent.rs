@@ -371,11 +371,16 @@ impl Agent {
 }
 
 /// Connects to `127.0.0.1:port` in this network namespace. Loopback connects finish at once
-/// (accepted or refused), so the agent's loop barely waits.
+/// (accepted or refused), unless the server's backlog is full: then the kernel drops the SYN
+/// and retries for minutes, so the wait is bounded, since the agent's one loop waits with it.
 fn dial_loopback(port: u16) -> io::Result<OwnedFd> {
-    let stream = std::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, port))?;
+    let addr = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    let stream = std::net::TcpStream::connect_timeout(&addr, DIAL_TIMEOUT)?;
     Ok(OwnedFd::from(stream))
 }
+
+/// The longest the agent waits for a loopback connect.
+const DIAL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Paths to try for `program`: itself if it has a slash, else each `PATH` entry of the
 /// command's own environment (the agent's environment is not the sandbox's).

@@ -198,11 +198,15 @@ export class ApiClient {
   // The SDK's one-shot helper: `{ commandResult, stdOut, stdErr }` with the output as text.
   async #command(parameters, options = {}) {
     const session = await this.#session(parameters, { ...options, shell: options.shell ?? "none" });
+    // One streaming decoder per stream: a character split across two chunks stays whole.
+    const [outText, errText] = [new TextDecoder(), new TextDecoder()];
     let stdOut = "";
     let stdErr = "";
-    session.stdOut.on("data", (d) => (stdOut += d.toString()));
-    session.stdErr.on("data", (d) => (stdErr += d.toString()));
+    session.stdOut.on("data", (d) => (stdOut += outText.decode(d, { stream: true })));
+    session.stdErr.on("data", (d) => (stdErr += errText.decode(d, { stream: true })));
     const commandResult = await session.waitForCommandResult();
+    stdOut += outText.decode();
+    stdErr += errText.decode();
     return { commandResult, stdOut, stdErr };
   }
 }

@@ -12,3 +12,5 @@ if (typeof globalThis.WebSocket === "undefined") {
 
 export * from "./flankbox.js";
 export { ApiClient, ApiClientInMemoryContextProvider, NorthflankApiCallError } from "./compat.js";
+// Already initialised here; exported so every entry has the shape index.d.ts declares.
+export { default as init } from "./flankbox.js";

@@ -16,6 +16,8 @@ pub struct ClientConfig {
     pub team_id: Option<String>,
     /// `https://api.northflank.com`, or a local host such as `http://127.0.0.1:7420`.
     pub base_url: String,
+    /// Whether `token` is an edge proxy's capability for one sandbox.
+    pub is_capability: bool,
 }
 
 /// `encodeURIComponent`, as the official SDK encodes REST path parameters.
@@ -51,12 +53,17 @@ impl ClientConfig {
             project_id,
             team_id: team_id.filter(|t| !t.is_empty()),
             base_url,
+            is_capability: false,
         })
     }
 
-    /// The same API with another token (an edge proxy's capability for one sandbox).
-    pub fn with_token(&self, token: String) -> Self {
-        Self { token, ..self.clone() }
+    /// The same API with an edge proxy's capability for one sandbox in place of the token.
+    pub fn with_capability(&self, capability: String) -> Self {
+        Self {
+            token: capability,
+            is_capability: true,
+            ..self.clone()
+        }
     }
 
     /// `/v1/[teams/{t}/]projects/{p}{rest}`, with the ids encoded.

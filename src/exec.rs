@@ -77,16 +77,26 @@ pub fn init_frame(token: &str, spec: &ExecSpec) -> String {
 /// Stdin frames for `data`, split into chunks. Text sessions send UTF-8 text (binary stdin
 /// needs a base64 session).
 pub fn payload_frames(data: &[u8], base64: bool) -> Vec<String> {
-    data.chunks(STDIN_CHUNK)
-        .map(|chunk| {
-            let text = if base64 {
-                crate::base64::encode(chunk)
-            } else {
-                String::from_utf8_lossy(chunk).into_owned()
-            };
-            to_json(&ClientFrame::Payload(text))
-        })
-        .collect()
+    if base64 {
+        return data
+            .chunks(STDIN_CHUNK)
+            .map(|chunk| to_json(&ClientFrame::Payload(crate::base64::encode(chunk))))
+            .collect();
+    }
+    // Text is cut only between characters, so none is split across two frames.
+    let text = String::from_utf8_lossy(data);
+    let mut rest: &str = &text;
+    let mut frames = Vec::new();
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(STDIN_CHUNK);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (chunk, after) = rest.split_at(cut);
+        frames.push(to_json(&ClientFrame::Payload(chunk.to_string())));
+        rest = after;
+    }
+    frames
 }
 
 /// The end-of-stdin frame.
@@ -272,12 +282,16 @@ impl OutputBuffer {
     /// The kept output as text, with a marker where bytes were dropped.
     pub fn into_text(self) -> String {
         let dropped = self.total - (self.head.len() + self.tail.len()) as u64;
-        let mut text = String::from_utf8_lossy(&self.head).into_owned();
-        if dropped > 0 {
-            text.push_str(&format!("\n[… {dropped} bytes truncated …]\n"));
+        let mut head = self.head;
+        let mut tail = self.tail;
+        if dropped == 0 {
+            // Nothing between them: one text, so a character across the seam stays whole.
+            head.extend(tail.make_contiguous().iter());
+            return String::from_utf8_lossy(&head).into_owned();
         }
-        let tail: Vec<u8> = self.tail.into_iter().collect();
-        text.push_str(&String::from_utf8_lossy(&tail));
+        let mut text = String::from_utf8_lossy(&head).into_owned();
+        text.push_str(&format!("\n[… {dropped} bytes truncated …]\n"));
+        text.push_str(&String::from_utf8_lossy(tail.make_contiguous()));
         text
     }
 }
@@ -327,6 +341,32 @@ pub mod files {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_stdin_is_cut_between_characters() {
+        // Two-byte characters straddle every 16 KiB cut.
+        let text = format!("a{}", "é".repeat(STDIN_CHUNK));
+        let frames = payload_frames(text.as_bytes(), false);
+        assert!(frames.len() > 1);
+        let sent: String = frames
+            .iter()
+            .map(|f| {
+                let v: serde_json::Value = serde_json::from_str(f).unwrap();
+                v["data"].as_str().unwrap().to_string()
+            })
+            .collect();
+        assert_eq!(sent, text, "nothing replaced or lost");
+    }
+
+    #[test]
+    fn kept_output_decodes_whole_when_nothing_was_dropped() {
+        let mut b = OutputBuffer::new(8);
+        // 7 bytes: the head (4) ends inside the second "é".
+        b.push("aéé".as_bytes());
+        b.push("!".as_bytes());
+        assert!(!b.truncated());
+        assert_eq!(b.into_text(), "aéé!");
+    }
 
     #[test]
     fn commands_become_argv_with_shell_none() {

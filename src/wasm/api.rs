@@ -11,7 +11,7 @@ use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use super::cancel::{sleep, Cancel};
+use super::cancel::Cancel;
 use super::http::{data, send};
 use super::process::{decode, frame_parts, raw_frame};
 use super::process::{open_session, SandboxProcess};
@@ -41,8 +41,6 @@ where
 
 /// Default timeout of one REST call, ms.
 const CALL_TIMEOUT_MS: u64 = 30_000;
-/// Default timeout of an exec, ms: none (commands may run long); abort with a signal.
-const NO_TIMEOUT: Option<u64> = None;
 
 fn call_cancel(what: &str, opts: &JsValue) -> Result<Cancel> {
     Cancel::new(what, signal(opts), Some(timeout_ms(opts).unwrap_or(CALL_TIMEOUT_MS)))
@@ -288,7 +286,7 @@ impl Sandbox {
             // and carries the capability that stands in for a token from here on.
             let inner = match string(&created, "capability") {
                 Some(capability) => Rc::new(Inner {
-                    config: Rc::new(config.with_token(capability)),
+                    config: Rc::new(config.with_capability(capability)),
                     id: string(&created, "id").unwrap_or_else(|| plan.service_id.clone()),
                     volume_id,
                 }),
@@ -317,7 +315,7 @@ impl Sandbox {
         #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
     ) -> Promise {
         let config = match get(&options, "capability").and_then(|c| c.as_string()) {
-            Some(capability) => Rc::new(nf.config.with_token(capability)),
+            Some(capability) => Rc::new(nf.config.with_capability(capability)),
             None => nf.config.clone(),
         };
         let inner = Rc::new(Inner {
@@ -348,11 +346,8 @@ impl Sandbox {
     /// to `Sandbox.connect(nf, id, { capability })` elsewhere. `undefined` with a token.
     #[wasm_bindgen(getter)]
     pub fn capability(&self) -> Option<String> {
-        self.inner
-            .config
-            .token
-            .starts_with("fbx1.")
-            .then(|| self.inner.config.token.clone())
+        let config = &self.inner.config;
+        config.is_capability.then(|| config.token.clone())
     }
 
     /// The service id.
@@ -389,7 +384,8 @@ impl Sandbox {
                 },
             };
             let limit = number(&options, "outputLimitBytes").map_or(exec::DEFAULT_OUTPUT_LIMIT, |n| n as usize);
-            let cancel = Cancel::new("exec", signal(&options), timeout_ms(&options).or(NO_TIMEOUT))?;
+            // No timeout unless asked for: commands may run long; a signal aborts them.
+            let cancel = Cancel::new("exec", signal(&options), timeout_ms(&options))?;
             let run = Run {
                 argv,
                 stdin,
@@ -757,15 +753,7 @@ async fn file_op(inner: &Inner, argv: Vec<String>, input: Vec<u8>, cancel: &Canc
 
 /// Waits while the socket has more than 1 MiB queued, so a big upload does not pile up in memory.
 async fn wait_for_room(session: &super::socket::Socket, cancel: &Cancel) -> Result<()> {
-    while session.buffered() > 1 << 20 {
-        cancel
-            .run(async {
-                sleep(5).await;
-                Ok(())
-            })
-            .await?;
-    }
-    Ok(())
+    cancel.run(session.room()).await
 }
 
 struct Run {
@@ -832,6 +820,7 @@ async fn run_exec(inner: &Inner, run: Run, cancel: &Cancel) -> Result<JsValue> {
         Stdin::Closed => session.send(&stdin_end_frame())?,
         Stdin::Bytes(data) => {
             for frame in payload_frames(&data, base64) {
+                wait_for_room(&session, cancel).await?;
                 session.send(&frame)?;
             }
             session.send(&stdin_end_frame())?;
@@ -839,7 +828,11 @@ async fn run_exec(inner: &Inner, run: Run, cancel: &Cancel) -> Result<JsValue> {
         Stdin::Stream(stream) => {
             let session = session.clone();
             wasm_bindgen_futures::spawn_local(async move {
-                let _ = pump_stream(stream, &session).await;
+                // A failed input stream would leave the command waiting for input forever:
+                // end the session instead, which the exec reports.
+                if pump_stream(stream, &session).await.is_err() {
+                    session.close();
+                }
             });
         }
     }
@@ -907,9 +900,7 @@ async fn pump_stream(stream: web_sys::ReadableStream, session: &super::socket::S
         }
         let data = bytes(&get(&chunk, "value").unwrap_or(JsValue::from_str("")))?;
         for frame in payload_frames(&data, true) {
-            while session.buffered() > 1 << 20 {
-                sleep(5).await;
-            }
+            session.room().await?;
             session.send(&frame)?;
         }
     }

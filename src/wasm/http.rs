@@ -4,7 +4,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Headers, RequestInit, Response};
 
-use super::cancel::{sleep, Cancel};
+use super::cancel::Cancel;
 use super::errors::describe;
 use super::types::{get, string};
 use crate::config::ClientConfig;
@@ -64,12 +64,7 @@ pub(crate) async fn send(config: &ClientConfig, req: ApiRequest, cancel: &Cancel
         match policy.retry_after(req.idempotent(), tried, outcome, js_sys::Math::random()) {
             Some(wait) => {
                 tried += 1;
-                cancel
-                    .run(async {
-                        sleep(wait).await;
-                        Ok(())
-                    })
-                    .await?;
+                cancel.sleep(wait).await?;
             }
             None => {
                 let (status, body) = result?;

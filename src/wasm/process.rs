@@ -8,7 +8,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{ReadableStream, ReadableStreamDefaultController};
 
 use super::api::Inner;
-use super::cancel::{sleep, Cancel};
+use super::cancel::Cancel;
 use super::socket::{Socket, SocketEvent};
 use super::types::bytes;
 use super::types::{get, object, string};
@@ -52,11 +52,7 @@ pub(crate) fn frame_parts(frame: &JsValue) -> Result<(String, JsValue)> {
 
 /// Turns a frame's parts into what the core interprets.
 pub(crate) fn raw_frame(kind: &str, data: &JsValue) -> Result<RawFrame> {
-    let text = || {
-        super::types::utf8(data)
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| Error::Protocol("an output frame without text".into()))
-    };
+    let text = || super::types::text(data).ok_or_else(|| Error::Protocol("an output frame without text".into()));
     Ok(match kind {
         "init" => RawFrame::Init {
             auth: string(data, "auth").unwrap_or_default(),
@@ -233,9 +229,7 @@ impl SandboxProcess {
         wasm_bindgen_futures::future_to_promise(async move {
             let data = bytes(&data)?;
             for frame in payload_frames(&data, shared.base64) {
-                while shared.socket.buffered() > 1 << 20 && !shared.done.get() {
-                    sleep(5).await;
-                }
+                shared.socket.room().await?;
                 shared.socket.send(&frame)?;
             }
             Ok(JsValue::UNDEFINED)

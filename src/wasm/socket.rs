@@ -8,7 +8,7 @@ use futures_channel::mpsc;
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
-use super::cancel::Cancel;
+use super::cancel::{sleep, Cancel};
 use super::errors::describe;
 use crate::error::{Error, Result};
 
@@ -115,9 +115,16 @@ impl Socket {
         })
     }
 
-    /// Bytes queued but not yet sent, for backpressure on stdin.
-    pub(crate) fn buffered(&self) -> u32 {
-        self.ws.buffered_amount()
+    /// Waits while more than 1 MiB is queued to send (backpressure on stdin). A socket that
+    /// closes meanwhile never drains, so that is an error rather than a wait forever.
+    pub(crate) async fn room(&self) -> Result<()> {
+        while self.ws.buffered_amount() > 1 << 20 {
+            if self.ws.ready_state() != WebSocket::OPEN {
+                return Err(Error::Network("the connection closed while input was queued".into()));
+            }
+            sleep(5).await;
+        }
+        Ok(())
     }
 
     /// A function that closes the socket, for a cancellation to call.

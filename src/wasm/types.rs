@@ -266,6 +266,14 @@ thread_local! {
     static ENCODER: TextEncoder = TextEncoder::new();
 }
 
+/// A JS string as a Rust `String`, copied once (see [`utf8`]), or `None` for anything else.
+pub(crate) fn text(v: &JsValue) -> Option<String> {
+    let bytes = utf8(v)?;
+    // SAFETY: encodeInto writes only whole UTF-8 sequences (lone surrogates become U+FFFD), so
+    // the bytes are valid UTF-8 and need no second scan.
+    Some(unsafe { String::from_utf8_unchecked(bytes) })
+}
+
 /// A JS string's UTF-8 bytes, or `None` for anything else.
 ///
 /// Output frames are copied this way, with the runtime's own `TextEncoder.encodeInto` straight

@@ -166,16 +166,6 @@ impl EdgeCore {
         self.edge.policy().exec.idle_timeout_seconds as f64 * 1000.0
     }
 
-    /// CORS headers for a response to `origin`, as `[[name, value]]`.
-    #[wasm_bindgen(js_name = corsHeaders)]
-    pub fn cors_headers(&self, origin: Option<String>, own_origin: Option<String>) -> Array {
-        self.edge
-            .cors_headers(origin.as_deref(), own_origin.as_deref(), false)
-            .into_iter()
-            .map(|(k, v)| JsValue::from(Array::of2(&k.into(), &v.into())))
-            .collect()
-    }
-
     /// Deletes expired sandboxes (the `scheduled` handler); resolves to how many live ones are
     /// left.
     pub fn sweep(&self, now: f64, io: JsValue) -> Promise {

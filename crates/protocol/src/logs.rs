@@ -9,14 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::exec::{InitAuth, InitReply};
 
-/// The logs path of a service, relative to the API base.
-pub fn logs_path(team_id: Option<&str>, project_id: &str, service_id: &str) -> String {
-    match team_id {
-        Some(team) => format!("/v1/teams/{team}/projects/{project_id}/services/{service_id}/logs"),
-        None => format!("/v1/projects/{project_id}/services/{service_id}/logs"),
-    }
-}
-
 /// One line a container printed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -80,6 +72,5 @@ mod tests {
                 auth: InitAuth::api_token("t")
             })
         );
-        assert_eq!(logs_path(None, "p", "s"), "/v1/projects/p/services/s/logs");
     }
 }

@@ -172,8 +172,8 @@ impl Drop for AbortOnDrop {
 }
 
 fn error_frame(e: &EdgeError) -> AxumMessage {
-    let frame = serde_json::json!({ "type": "error", "data": { "message": e.to_string() } });
-    AxumMessage::Text(frame.to_string().into())
+    use flankbox_protocol::exec::{ErrorData, ServerFrame};
+    super::json_message(&ServerFrame::Error(ErrorData { message: e.to_string() }))
 }
 
 async fn refuse_socket(mut socket: WebSocket, e: &EdgeError, code: u16) {

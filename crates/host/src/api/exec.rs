@@ -72,8 +72,7 @@ type Sink = SplitSink<WebSocket, Message>;
 type Stream = SplitStream<WebSocket>;
 
 fn frame(f: &ServerFrame) -> Message {
-    // Serialising our own frame types cannot fail.
-    Message::Text(Utf8Bytes::from(serde_json::to_string(f).unwrap_or_default()))
+    super::json_message(f)
 }
 
 fn close_frame(code: u16, reason: &str) -> Message {

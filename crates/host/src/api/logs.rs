@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -221,13 +221,7 @@ pub(super) async fn logs(
         };
         return ws.on_upgrade(move |socket| tail(host, scope, path.service_id, query, socket));
     }
-    let authorized = parts
-        .headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .is_some_and(|t| token_matches(&host, t.trim()));
-    if !authorized {
+    if !super::bearer_matches(&host, &parts.headers) {
         return Error::Unauthorized.into_response();
     }
     match range(&host, &scope, &path.service_id, &query) {
@@ -257,8 +251,7 @@ fn range(
 }
 
 fn text(frame: &TailServerFrame) -> Message {
-    // Serialising our own frame types cannot fail.
-    Message::Text(Utf8Bytes::from(serde_json::to_string(frame).unwrap_or_default()))
+    super::json_message(frame)
 }
 
 async fn fail(mut socket: WebSocket, frame: TailServerFrame) {

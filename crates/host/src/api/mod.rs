@@ -110,16 +110,37 @@ pub(crate) fn token_matches(host: &Host, presented: &str) -> bool {
     presented.len() == expected.len() && bool::from(presented.as_bytes().ct_eq(expected))
 }
 
-async fn require_token(State(host): State<Arc<Host>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+/// Whether `headers` carry `Authorization: Bearer <the host's token>`.
+pub(crate) fn bearer_matches(host: &Host, headers: &axum::http::HeaderMap) -> bool {
+    headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
-    match presented {
-        Some(token) if token_matches(&host, token) => next.run(request).await,
-        _ => Error::Unauthorized.into_response(),
+        .is_some_and(|t| token_matches(host, t.trim()))
+}
+
+async fn require_token(State(host): State<Arc<Host>>, request: Request, next: Next) -> Response {
+    if bearer_matches(&host, request.headers()) {
+        next.run(request).await
+    } else {
+        Error::Unauthorized.into_response()
+    }
+}
+
+/// A WebSocket text message of one of our own frame types.
+pub(crate) fn json_message<T: Serialize>(frame: &T) -> axum::extract::ws::Message {
+    // Serialising our own frame types cannot fail.
+    axum::extract::ws::Message::Text(serde_json::to_string(frame).unwrap_or_default().into())
+}
+
+/// The name of a `Host` header: without its port, and without the brackets of an IPv6 address.
+pub(crate) fn host_name(host: &str) -> &str {
+    if let Some(v6) = host.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or("");
+    }
+    match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
     }
 }
 

@@ -41,10 +41,7 @@ pub(crate) struct PortAddress<'a> {
 /// Reads `{port}--{service}--{project}.localhost[:N]`. Ids never contain `--` (names are
 /// `-`-separated words), so the first two `--` split it.
 pub(crate) fn parse_host(host: &str) -> Option<PortAddress<'_>> {
-    let name = match host.rsplit_once(':') {
-        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
-        _ => host,
-    };
+    let name = super::host_name(host);
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.len() <= SUFFIX.len() || !name[name.len() - SUFFIX.len()..].eq_ignore_ascii_case(SUFFIX) {
         return None;

@@ -195,10 +195,6 @@ pub trait Backend: Send + Sync + 'static {
     fn prepare(&self, spec: &PrepareSpec) -> Result<Prepared, RuntimeError>;
     /// Applies `spec` to a prepared sandbox: limits now, and the plan its agent must carry out.
     fn finish(&self, prepared: Prepared, spec: &LaunchSpec) -> Result<(Launched, ipc::SetupPlan), RuntimeError>;
-    /// Both steps at once. Blocking.
-    fn launch(&self, prepare: &PrepareSpec, spec: &LaunchSpec) -> Result<(Launched, ipc::SetupPlan), RuntimeError> {
-        self.finish(self.prepare(prepare)?, spec)
-    }
     /// Creates the storage of a volume, `size_mb` large, owned by `owner_uid`. Blocking.
     fn create_volume(&self, key: &str, size_mb: u64, owner_uid: u32) -> Result<(), RuntimeError>;
     /// Makes a volume available on the host, owned by `owner_uid`, and returns its directory.

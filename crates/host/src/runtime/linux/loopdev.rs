@@ -15,6 +15,10 @@ const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
 /// Detach the device when its last user (the mount) goes.
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
 
+/// The `PATH` `mkfs.ext4` is looked up in, whatever the host's own `PATH` is (`doctor` looks in
+/// the same places).
+pub const TOOL_PATH: &str = "/usr/sbin:/sbin:/usr/bin:/bin";
+
 #[repr(C)]
 struct LoopInfo64 {
     lo_device: u64,
@@ -65,16 +69,12 @@ pub fn create_image(path: &Path, size_mb: u64, owner: u32, journal: Journal) -> 
     if journal == Journal::Off {
         cmd.args(["-O", "^has_journal"]);
     }
-    let out = cmd
-        .arg(path)
-        .env("PATH", "/usr/sbin:/sbin:/usr/bin:/bin")
-        .output()
-        .map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("mkfs.ext4 (e2fsprogs) is needed for sized storage: {e}"),
-            )
-        })?;
+    let out = cmd.arg(path).env("PATH", TOOL_PATH).output().map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("mkfs.ext4 (e2fsprogs) is needed for sized storage: {e}"),
+        )
+    })?;
     if !out.status.success() {
         let _ = fs::remove_file(path);
         return Err(io::Error::other(format!(

@@ -52,7 +52,7 @@ where
         // Config::default() reads PROPTEST_CASES; the long run uses batches of fresh seeds.
         let config = Config {
             cases: if seconds.is_some() {
-                1024
+                256
             } else {
                 Config::default().cases
             },

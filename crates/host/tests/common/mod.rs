@@ -10,6 +10,8 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
+pub mod leaks;
+
 pub const TOKEN: &str = "test-token";
 
 /// Fails loudly when not root: these suites test real isolation, which needs root.
@@ -235,8 +237,9 @@ impl TestHost {
     }
 }
 
-impl Drop for TestHost {
-    fn drop(&mut self) {
+impl TestHost {
+    /// Stops the host gracefully (SIGTERM), as Ctrl-C would; it ends its sandboxes first.
+    pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             // SAFETY: SIGTERM to our own child, for a graceful stop that ends its sandboxes.
             unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
@@ -250,6 +253,12 @@ impl Drop for TestHost {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+}
+
+impl Drop for TestHost {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 

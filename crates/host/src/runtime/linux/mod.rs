@@ -399,7 +399,9 @@ fn clone_agent(
 /// The cloned child, before exec.
 ///
 /// # Safety
-/// Must run in the child of `clone`, which shares no threads; only async-signal-safe calls.
+/// Must run in the child of `clone`, which shares no threads: only raw system calls and thin
+/// wrappers of them. glibc functions that keep process-wide state (the set*id family, which
+/// synchronises every thread glibc knows of; malloc; stdio) may block forever here.
 unsafe fn agent_child(
     exe: RawFd,
     sock: RawFd,
@@ -422,7 +424,11 @@ unsafe fn agent_child(
         if libc::chdir(workdir.as_ptr()) != 0 {
             libc::_exit(121);
         }
-        if libc::setresgid(0, 0, 0) != 0 || libc::setresuid(0, 0, 0) != 0 {
+        // Raw syscalls, not glibc's setresgid/setresuid: glibc applies those to every thread
+        // it believes the process has (signalling each and waiting on a futex), and this copy
+        // has only one. A thread being created or leaving at clone time made that wait last
+        // forever, so a create failed now and then under concurrency (issue 9).
+        if libc::syscall(libc::SYS_setresgid, 0, 0, 0) != 0 || libc::syscall(libc::SYS_setresuid, 0, 0, 0) != 0 {
             libc::_exit(122);
         }
         if sock == AGENT_FD {

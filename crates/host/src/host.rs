@@ -209,7 +209,8 @@ pub fn paginate<T>(items: Vec<T>, q: &PageQuery) -> Result<(Vec<T>, flankbox_pro
             .parse::<usize>()
             .ok()
             .filter(|p| *p >= 1)
-            .map(|p| (p - 1) * per_page)
+            // A page past any list is an empty one (found by fuzzing: it overflowed).
+            .map(|p| (p - 1).saturating_mul(per_page))
             .ok_or_else(|| bad("page", "must be a number from 1"))?,
         (None, None) => 0,
     };

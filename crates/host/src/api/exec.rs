@@ -20,7 +20,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::{mpsc, watch};
 
-use super::token_matches;
+use super::{token_matches, Nf};
 use crate::host::{Host, Scope};
 use crate::model::CONTAINER_NAME;
 use crate::runtime::images::{GROUPS, USERS};
@@ -60,8 +60,8 @@ pub(super) struct ExecPath {
 
 pub(super) async fn upgrade(
     State(host): State<Arc<Host>>,
-    Path(path): Path<ExecPath>,
-    ws: WebSocketUpgrade,
+    Nf(Path(path)): Nf<Path<ExecPath>>,
+    Nf(ws): Nf<WebSocketUpgrade>,
 ) -> Response {
     ws.max_message_size(MAX_MESSAGE)
         .max_frame_size(MAX_MESSAGE)
@@ -401,7 +401,7 @@ async fn pump_output(
     }
 }
 
-fn decode_payload(data: &str, base64: bool) -> Result<Vec<u8>, base64::DecodeError> {
+pub(super) fn decode_payload(data: &str, base64: bool) -> Result<Vec<u8>, base64::DecodeError> {
     if base64 {
         B64_LENIENT.decode(data.trim_end())
     } else {

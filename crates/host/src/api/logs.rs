@@ -18,7 +18,7 @@ use flankbox_protocol::exec::{ErrorData, InitReply};
 use flankbox_protocol::logs::{TailClientFrame, TailServerFrame};
 use tokio::sync::broadcast::error::RecvError;
 
-use super::token_matches;
+use super::{token_matches, Nf};
 use crate::error::Error;
 use crate::host::{Host, LogLine, Scope};
 
@@ -111,7 +111,8 @@ impl Filter {
                 .parse()
                 .map_err(|_| invalid("duration", "must be a whole number of seconds"))?;
             let end = end_ms.unwrap_or_else(|| crate::model::now_unix() * 1000);
-            start_ms = start_ms.or(Some(end.saturating_sub(seconds * 1000)));
+            // Any number of seconds is a start before every line (found by fuzzing: it overflowed).
+            start_ms = start_ms.or(Some(end.saturating_sub(seconds.saturating_mul(1000))));
         }
         let filters = [
             q.text_includes.is_some(),
@@ -200,8 +201,8 @@ impl Filter {
 /// `GET …/services/{id}/logs`: a WebSocket upgrade is a tail, anything else a range query.
 pub(super) async fn logs(
     State(host): State<Arc<Host>>,
-    Path(path): Path<LogsPath>,
-    Query(query): Query<LogsQuery>,
+    Nf(Path(path)): Nf<Path<LogsPath>>,
+    Nf(Query(query)): Nf<Query<LogsQuery>>,
     request: Request,
 ) -> Response {
     let scope = Scope {
@@ -215,9 +216,9 @@ pub(super) async fn logs(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if is_upgrade {
-        let ws = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
-            Ok(ws) => ws,
-            Err(rejection) => return rejection.into_response(),
+        let ws = match Nf::<WebSocketUpgrade>::from_request_parts(&mut parts, &()).await {
+            Ok(Nf(ws)) => ws,
+            Err(refusal) => return refusal,
         };
         return ws.on_upgrade(move |socket| tail(host, scope, path.service_id, query, socket));
     }
@@ -343,6 +344,25 @@ async fn tail(host: Arc<Host>, scope: Scope, service: String, query: LogsQuery, 
             }
         }
     }
+}
+
+/// For the fuzz targets: how many of `lines` (time in ms, text) a range query and a tail's
+/// backlog send for `query`.
+pub(super) fn fuzz_filter(query: &LogsQuery, lines: &[(u64, String)]) -> Result<(usize, usize), Error> {
+    let lines: Vec<LogLine> = lines
+        .iter()
+        .map(|(at_ms, log)| LogLine {
+            wire: flankbox_protocol::logs::LogLine {
+                container_id: crate::model::CONTAINER_NAME.into(),
+                log: log.clone(),
+                ts: String::new(),
+            },
+            at_ms: *at_ms,
+        })
+        .collect();
+    let range = Filter::new(query, RANGE_DEFAULT_LINES)?.range(lines.clone()).len();
+    let backlog = Filter::new(query, TAIL_DEFAULT_LINES)?.backlog(lines).len();
+    Ok((range, backlog))
 }
 
 #[cfg(test)]

@@ -32,7 +32,7 @@ pub(super) async fn index(State(host): State<Arc<Host>>) -> Html<String> {
     ))
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+pub(super) fn error(status: StatusCode, message: String) -> Response {
     let body = ErrorBody {
         error: ApiError {
             status: Some(status.as_u16()),

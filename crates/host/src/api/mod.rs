@@ -200,6 +200,27 @@ impl<S: Send + Sync> FromRequestParts<S> for Ids {
     }
 }
 
+/// An extractor whose refusal is a Northflank-shaped error (axum's own are plain text), with
+/// the status axum gives it (400 for a bad query or path, 405 or 400 for a bad upgrade).
+pub(crate) struct Nf<E>(pub E);
+
+impl<S: Send + Sync, E: FromRequestParts<S>> FromRequestParts<S> for Nf<E>
+where
+    E::Rejection: std::fmt::Display + IntoResponse,
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        match E::from_request_parts(parts, state).await {
+            Ok(e) => Ok(Self(e)),
+            Err(rejection) => {
+                let message = rejection.to_string();
+                Err(meta::error(rejection.into_response().status(), message))
+            }
+        }
+    }
+}
+
 /// A JSON body that may be absent: the SDK sends `Content-Type: application/json` with an empty
 /// body on pause, restart and friends. Malformed JSON is a 400 in Northflank's shape.
 pub(crate) struct Body(pub Option<serde_json::Value>);
@@ -229,5 +250,99 @@ impl Body {
     /// The body parsed as `T`, or `T::default()` when absent.
     pub(crate) fn or_default<T: serde::de::DeserializeOwned + Default>(self) -> Result<T, Error> {
         self.0.map_or_else(|| Ok(T::default()), crate::host::parse_body)
+    }
+}
+
+/// The parsers behind the routes, reachable without a running host, for the fuzz targets
+/// (`tests/fuzz_parsers.rs`). Not an API.
+#[doc(hidden)]
+pub mod fuzz_support {
+    use axum::extract::{FromRequest, FromRequestParts, Query, Request};
+    use axum::response::Response;
+    use flankbox_protocol::exec::{ExecContext, IdOrName};
+
+    use super::{Body, Nf};
+    use crate::host::PageQuery;
+
+    /// A refusal as the client sees it: the status and the body, parsed as JSON if it is.
+    pub type Refusal = (u16, Result<serde_json::Value, String>);
+
+    async fn refusal(response: Response) -> Refusal {
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        (
+            status,
+            serde_json::from_slice(&bytes).map_err(|_| String::from_utf8_lossy(&bytes).into_owned()),
+        )
+    }
+
+    fn parts(query: &str) -> Option<axum::http::request::Parts> {
+        let uri: axum::http::Uri = format!("/?{query}").parse().ok()?;
+        Some(Request::builder().uri(uri).body(()).ok()?.into_parts().0)
+    }
+
+    /// A JSON request body as every route reads it: absent (`None`), JSON, or a refusal.
+    pub async fn body(bytes: Vec<u8>) -> Result<Option<serde_json::Value>, Refusal> {
+        let request = Request::new(axum::body::Body::from(bytes));
+        match Body::from_request(request, &()).await {
+            Ok(b) => Ok(b.0),
+            Err(e) => Err(refusal(axum::response::IntoResponse::into_response(e)).await),
+        }
+    }
+
+    /// A logs query string as the logs route reads it, its filter applied to `lines` (time in
+    /// ms, text): how many lines a range query and a tail's backlog send. `None` when `query`
+    /// is not a URI's query at all (no request could carry it).
+    pub async fn logs_query(query: &str, lines: &[(u64, String)]) -> Option<Result<(usize, usize), Refusal>> {
+        let mut parts = parts(query)?;
+        let q = match Nf::<Query<super::logs::LogsQuery>>::from_request_parts(&mut parts, &()).await {
+            Ok(Nf(Query(q))) => q,
+            Err(r) => return Some(Err(refusal(r).await)),
+        };
+        Some(match super::logs::fuzz_filter(&q, lines) {
+            Ok(counts) => Ok(counts),
+            Err(e) => Err(refusal(axum::response::IntoResponse::into_response(e)).await),
+        })
+    }
+
+    /// A list's query string as the list routes read it, paginating `items` items: the page.
+    pub async fn page_query(
+        query: &str,
+        items: usize,
+    ) -> Option<Result<(Vec<usize>, flankbox_protocol::Pagination), Refusal>> {
+        let mut parts = parts(query)?;
+        let q = match Nf::<Query<PageQuery>>::from_request_parts(&mut parts, &()).await {
+            Ok(Nf(Query(q))) => q,
+            Err(r) => return Some(Err(refusal(r).await)),
+        };
+        Some(match crate::host::paginate((0..items).collect(), &q) {
+            Ok(page) => Ok(page),
+            Err(e) => Err(refusal(axum::response::IntoResponse::into_response(e)).await),
+        })
+    }
+
+    /// The argv an exec context runs.
+    pub fn exec_argv(ctx: &ExecContext) -> Result<Vec<String>, String> {
+        super::exec::command_argv(ctx)
+    }
+
+    /// The uid, gid, home and name an exec runs as.
+    pub fn exec_identity(
+        user: Option<&IdOrName>,
+        group: Option<&IdOrName>,
+    ) -> Result<(u32, u32, String, String), String> {
+        super::exec::identity(user, group)
+    }
+
+    /// Whether an exec payload decodes.
+    pub fn exec_payload(data: &str, base64: bool) -> bool {
+        super::exec::decode_payload(data, base64).is_ok()
+    }
+
+    /// The name of a `Host` header.
+    pub fn host_name(host: &str) -> &str {
+        super::host_name(host)
     }
 }

@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use flankbox_protocol::service::{ContainerList, PortList, PortSpec, ScaleRequest, ServiceList};
 
-use super::{done, ok, page, Body, Ids};
+use super::{done, ok, page, Body, Ids, Nf};
 use crate::error::Result;
 use crate::host::{paginate, parse_body, Host, PageQuery};
 
@@ -14,7 +14,11 @@ pub(super) async fn create(State(host): State<Arc<Host>>, ids: Ids, body: Body) 
     Ok(ok(host.create_service(&ids.scope(), body.required()?).await?))
 }
 
-pub(super) async fn list(State(host): State<Arc<Host>>, ids: Ids, Query(q): Query<PageQuery>) -> Result<Response> {
+pub(super) async fn list(
+    State(host): State<Arc<Host>>,
+    ids: Ids,
+    Nf(Query(q)): Nf<Query<PageQuery>>,
+) -> Result<Response> {
     let (services, pagination) = paginate(host.list_services(&ids.scope()), &q)?;
     Ok(page(ServiceList { services }, pagination))
 }
@@ -28,7 +32,11 @@ pub(super) struct DeleteQuery {
     delete_child_objects: Option<String>,
 }
 
-pub(super) async fn delete(State(host): State<Arc<Host>>, ids: Ids, Query(q): Query<DeleteQuery>) -> Result<Response> {
+pub(super) async fn delete(
+    State(host): State<Arc<Host>>,
+    ids: Ids,
+    Nf(Query(q)): Nf<Query<DeleteQuery>>,
+) -> Result<Response> {
     let children = q
         .delete_child_objects
         .as_deref()
@@ -73,7 +81,7 @@ pub(super) async fn update_ports(State(host): State<Arc<Host>>, ids: Ids, body: 
 pub(super) async fn containers(
     State(host): State<Arc<Host>>,
     ids: Ids,
-    Query(q): Query<PageQuery>,
+    Nf(Query(q)): Nf<Query<PageQuery>>,
 ) -> Result<Response> {
     let (containers, pagination) = paginate(host.containers(&ids.scope(), ids.service())?, &q)?;
     Ok(page(ContainerList { containers }, pagination))

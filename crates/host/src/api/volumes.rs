@@ -6,7 +6,7 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use flankbox_protocol::volume::AttachRequest;
 
-use super::{done, ok, page, Body, Ids};
+use super::{done, ok, page, Body, Ids, Nf};
 use crate::error::Result;
 use crate::host::{paginate, parse_body, Host, PageQuery};
 
@@ -15,7 +15,11 @@ pub(super) async fn create(State(host): State<Arc<Host>>, ids: Ids, body: Body) 
 }
 
 /// `data` is a bare array here, as the contract says.
-pub(super) async fn list(State(host): State<Arc<Host>>, ids: Ids, Query(q): Query<PageQuery>) -> Result<Response> {
+pub(super) async fn list(
+    State(host): State<Arc<Host>>,
+    ids: Ids,
+    Nf(Query(q)): Nf<Query<PageQuery>>,
+) -> Result<Response> {
     let (volumes, pagination) = paginate(host.list_volumes(&ids.scope()), &q)?;
     Ok(page(volumes, pagination))
 }

@@ -311,6 +311,7 @@ impl Host {
             closing: AtomicBool::new(false),
             projects: Mutex::new(std::collections::HashSet::new()),
         });
+        host.sweep_orphan_volumes().await;
         let entries = lock(&host.services).clone();
         for entry in entries {
             let wants = {
@@ -1134,6 +1135,23 @@ impl Host {
             )?;
         }
         self.get_volume(scope, &id)
+    }
+
+    /// Deletes volume storage that no volume record owns: what a `kill -9` left between making
+    /// a volume's storage and recording it, or between forgetting a volume and deleting its
+    /// storage. Neither was acknowledged to anyone, so nothing anyone kept is lost.
+    async fn sweep_orphan_volumes(&self) {
+        let backend = self.backend.clone();
+        let on_disk = blocking(move || Ok(backend.volume_keys())).await.unwrap_or_default();
+        let known: std::collections::HashSet<String> = lock(&self.volumes).iter().map(VolumeRecord::key).collect();
+        for key in on_disk.into_iter().filter(|k| !known.contains(k)) {
+            tracing::warn!(volume = %key, "deleting volume storage that no volume record owns");
+            let backend = self.backend.clone();
+            let k = key.clone();
+            if let Err(e) = blocking(move || backend.delete_volume(&k).map_err(Error::from)).await {
+                tracing::warn!(volume = %key, "could not delete orphan volume storage: {e}");
+            }
+        }
     }
 
     /// `GET /volumes/{id}`.

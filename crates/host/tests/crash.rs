@@ -92,3 +92,21 @@ async fn kill_9_mid_write_loses_no_acknowledged_volume_byte() {
     let r = host.sh("p", &id, "echo more >> /data/log && tail -1 /data/log").await;
     assert_eq!(r.stdout, "more\n");
 }
+
+#[tokio::test]
+async fn storage_no_volume_record_owns_is_deleted_at_start() {
+    require_root();
+    let mut host = TestHost::start();
+    let (code, body) = host
+        .call("POST", "/v1/projects/p/volumes", Some(json!({ "name": "kept", "mounts": [{ "containerMountPath": "/data" }], "spec": { "accessMode": "ReadWriteOnce", "storageSize": 1024 } })))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    // What a kill -9 between making a volume's storage and recording it leaves.
+    let orphan = host.data_dir.join("volumes/p/never-recorded.img");
+    std::fs::write(&orphan, b"half made").unwrap();
+    host.restart();
+    let (code, _) = host.call("GET", "/v1/projects/p/volumes/kept", None).await;
+    assert_eq!(code, 200, "the recorded volume is still there");
+    assert!(host.data_dir.join("volumes/p/kept.img").exists(), "its storage too");
+    assert!(!orphan.exists(), "the orphan storage is gone");
+}

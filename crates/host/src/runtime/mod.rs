@@ -204,6 +204,12 @@ pub trait Backend: Send + Sync + 'static {
     fn detach_volume(&self, key: &str) -> Result<(), RuntimeError>;
     /// Deletes a volume's storage. Blocking.
     fn delete_volume(&self, key: &str) -> Result<(), RuntimeError>;
+    /// The keys of every volume whose storage exists, for finding storage no record owns
+    /// (a `kill -9` between making the storage and recording the volume, or between
+    /// forgetting it and deleting the storage). Blocking.
+    fn volume_keys(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Frees host-wide resources once every sandbox has stopped.
     fn shutdown(&self) {}
     /// GPU types this host can give sandboxes.

@@ -17,7 +17,7 @@ pub struct Leftovers {
     pub run_dirs: Vec<String>,
     /// Sandbox cgroups under the host's cgroup parents.
     pub cgroups: Vec<String>,
-    /// Volume images under `{data dir}/volumes`.
+    /// Files under `{data dir}/volumes` (volume images).
     pub volume_images: Vec<String>,
 }
 
@@ -42,7 +42,7 @@ impl Leftovers {
                 .iter()
                 .flat_map(|p| names_in(p).into_iter().map(move |n| format!("{}/{n}", p.display())))
                 .collect(),
-            volume_images: names_in(&data_dir.join("volumes")),
+            volume_images: files_under(&data_dir.join("volumes")),
         }
     }
 
@@ -125,6 +125,21 @@ fn names_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// Every file below `dir` (directories left empty do not count).
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path.display().to_string());
+        }
+    }
+    out.sort();
+    out
 }
 
 /// (pid, ppid, name) of every process.

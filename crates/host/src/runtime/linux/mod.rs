@@ -299,6 +299,24 @@ impl Backend for LinuxBackend {
         Ok(())
     }
 
+    fn volume_keys(&self) -> Vec<String> {
+        // `volumes/{project}/{id}.img`, as `volume_paths` names them.
+        let mut keys = Vec::new();
+        for project in fs::read_dir(self.data_dir.join("volumes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            for image in fs::read_dir(project.path()).into_iter().flatten().flatten() {
+                let name = image.file_name().to_string_lossy().into_owned();
+                if let Some(id) = name.strip_suffix(".img") {
+                    keys.push(format!("{}/{id}", project.file_name().to_string_lossy()));
+                }
+            }
+        }
+        keys
+    }
+
     fn delete_volume(&self, key: &str) -> Result<(), RuntimeError> {
         self.detach_volume(key)?;
         let (image, mount) = self.volume_paths(key);

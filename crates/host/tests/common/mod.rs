@@ -49,7 +49,11 @@ impl TestHost {
     }
 
     fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_flankbox-host"))
+        // FLANKBOX_TEST_HOST_BIN: a copy of the binary, for a long run (scripts/soak) that must
+        // not pick up a rebuild half-way.
+        let program =
+            std::env::var_os("FLANKBOX_TEST_HOST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_flankbox-host").into());
+        let mut child = Command::new(program)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(["--token", TOKEN])

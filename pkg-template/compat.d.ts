@@ -1,3 +1,5 @@
+import type { Port } from "./flankbox.js";
+
 /** Thrown on HTTP errors when the client was made with `throwErrorOnHttpErrorCode: true`. */
 export class NorthflankApiCallError extends Error {
   status: number;
@@ -16,17 +18,20 @@ export class ApiClientInMemoryContextProvider {
 }
 
 export interface ApiCallArgs { parameters: { projectId: string; teamId?: string; serviceId?: string; volumeId?: string }; data?: any; options?: Record<string, string | number | boolean> }
-export interface ApiCallResult<T = any> { data?: T; error?: { status: number; message: string; id?: string; details?: unknown }; pagination?: { hasNextPage: boolean; cursor?: string; count: number } }
-type Call = (args: ApiCallArgs) => Promise<ApiCallResult>;
+/** As with the SDK, `data` is typed as present; it is `undefined` when `error` is set. */
+export interface ApiCallResult<T = any> { data: T; error?: { status: number; message: string; id?: string; details?: unknown }; pagination?: { hasNextPage: boolean; cursor?: string; count: number } }
+type Call<T = any> = (args: ApiCallArgs) => Promise<ApiCallResult<T>>;
 
 export interface DataEmitter { on(event: "data", fn: (chunk: Uint8Array & { toString(): string }) => void): this; on(event: "end", fn: () => void): this; off(event: string, fn: (...a: any[]) => void): this; once(event: string, fn: (...a: any[]) => void): this }
+/** How a command ended, as the SDK reports it. */
+export interface CommandResult { exitCode: number; status: "Success" | "Failure" | "Unknown" }
 export interface ExecSession {
   stdOut: DataEmitter;
   stdErr: DataEmitter;
   stdIn: { write(data: string | Uint8Array): Promise<void>; end(): void };
   resize(cols: number, rows: number): void;
   kill(): void;
-  waitForCommandResult(): Promise<{ exitCode: number; status: "Success" | "Failure" | "Unknown" }>;
+  waitForCommandResult(): Promise<CommandResult>;
 }
 export interface ExecOptions { command?: string | string[]; shell?: string; tty?: boolean; ttyColumns?: number; ttyRows?: number }
 type ServiceParams = { projectId: string; teamId?: string; serviceId: string };
@@ -35,7 +40,7 @@ type ServiceParams = { projectId: string; teamId?: string; serviceId: string };
 export class ApiClient {
   constructor(contextProvider: ApiClientInMemoryContextProvider, options?: { throwErrorOnHttpErrorCode?: boolean });
   create: { service: { deployment: Call }; volume: Call };
-  get: { service: Call & { ports: Call; containers: Call }; volume: Call };
+  get: { service: Call & { ports: Call<{ ports: Port[] }>; containers: Call }; volume: Call };
   list: { services: Call; volumes: Call };
   scale: { service: Call };
   pause: { service: Call };
@@ -47,6 +52,6 @@ export class ApiClient {
   detach: { volume: Call };
   exec: {
     execServiceSession(parameters: ServiceParams, options?: ExecOptions): Promise<ExecSession>;
-    execServiceCommand(parameters: ServiceParams, options?: ExecOptions): Promise<{ commandResult: { exitCode: number; status: string }; stdOut: string; stdErr: string }>;
+    execServiceCommand(parameters: ServiceParams, options?: ExecOptions): Promise<{ commandResult: CommandResult; stdOut: string; stdErr: string }>;
   };
 }

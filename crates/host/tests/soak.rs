@@ -26,6 +26,7 @@ const WARM_POOL: usize = 2;
 
 /// The host's address, which changes at every restart, and a client that never panics.
 struct Api {
+    started: Instant,
     base: RwLock<String>,
     http: reqwest::Client,
     stats: Stats,
@@ -54,6 +55,7 @@ enum Step {
 
 impl Api {
     fn fail(&self, what: String) -> Step {
+        let what = format!("at {:.1} s: {what}", self.started.elapsed().as_secs_f64());
         eprintln!("soak failure: {what}");
         self.stats.failures.lock().unwrap().push(what);
         Step::Wrong
@@ -234,11 +236,14 @@ async fn with_volume(api: &Api, ledger: &Ledger, name: &str) -> Result<(), Step>
         .await?;
     api.completed(name).await?;
     let content = format!("{name}:{:016x}", rand::rng().random::<u64>());
-    let (_, code) = api
-        .exec(name, "cat > /data/f && sync /data/f && sync", &content)
+    // Acknowledged once written, synced and read back: a lost stdin byte is not a lost disk byte.
+    let (out, code) = api
+        .exec(name, "cat > /data/f && sync /data/f && sync && cat /data/f", &content)
         .await?;
-    if code != 0 {
-        return Err(api.fail(format!("{name}: the write exited {code}")));
+    if code != 0 || out != content {
+        return Err(api.fail(format!(
+            "{name}: the write exited {code} and read {out:?}, not {content:?}"
+        )));
     }
     ledger
         .acknowledged
@@ -250,9 +255,63 @@ async fn with_volume(api: &Api, ledger: &Ledger, name: &str) -> Result<(), Step>
     api.completed(name).await?;
     let (out, _) = api.exec(name, "cat /data/f", "").await?;
     if out != content {
-        return Err(api.fail(format!("{name}: read back {out:?}, wrote {content:?}")));
+        let (what, _) = api
+            .exec(
+                name,
+                "ls -la /data; grep -w /data /proc/self/mountinfo; cat /proc/self/uid_map",
+                "",
+            )
+            .await
+            .unwrap_or_default();
+        return Err(api.fail(format!("{name}: read back {out:?}, wrote {content:?}; /data: {what}")));
     }
     Ok(())
+}
+
+/// Deletes a service (and its volume), whether or not an earlier try got through; Ok once
+/// the host has answered that it is gone.
+async fn delete_service(api: &Api, ledger: &Ledger, name: &str, volume: bool) -> Result<(), Step> {
+    // Until the delete is answered, the service may be there or not; only a service still
+    // there must hold its bytes.
+    ledger.deleting.lock().unwrap().push(name.to_string());
+    let path = format!("/services/{name}?delete_child_objects=true");
+    match api.call("DELETE", &path, None).await? {
+        (200 | 404, _) => {}
+        (503, _) => return Err(Step::Cut),
+        (code, body) => return Err(api.fail(format!("DELETE {path}: {code} {body}"))),
+    }
+    ledger.acknowledged.lock().unwrap().remove(name);
+    if volume {
+        // A volume whose service was never made (a kill between the two creates).
+        match api.call("DELETE", &format!("/volumes/{name}-v"), None).await? {
+            (200 | 404, _) => {}
+            (code, body) => return Err(api.fail(format!("DELETE /volumes/{name}-v: {code} {body}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Every service of the project, page by page.
+async fn all_services(api: &Api) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = api
+            .ok("GET", &format!("/services?per_page=100{cursor}"), None)
+            .await
+            .expect("the host answers");
+        ids.extend(
+            page["data"]["services"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["id"].as_str().unwrap().to_string()),
+        );
+        match page["pagination"]["cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return ids,
+        }
+    }
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -277,6 +336,7 @@ async fn soak_with_kill_9_loses_nothing_and_leaks_nothing() {
         .unwrap_or(3);
     let mut host = TestHost::start_with(&["--warm-pool", &WARM_POOL.to_string()]);
     let api = Arc::new(Api {
+        started: Instant::now(),
         base: RwLock::new(host.base.clone()),
         http: reqwest::Client::new(),
         stats: Stats::default(),
@@ -289,25 +349,35 @@ async fn soak_with_kill_9_loses_nothing_and_leaks_nothing() {
     for w in 0..WORKERS {
         let (api, ledger) = (api.clone(), ledger.clone());
         workers.push(tokio::spawn(async move {
+            // What this worker made and must still delete: (service, whether it has a volume).
+            // Deleting them as it goes keeps the number of live services bounded, so host
+            // memory is comparable from one incarnation to the next.
+            let mut pending: Vec<(String, bool)> = Vec::new();
+            let mut kept_volumes: Vec<String> = Vec::new();
             let mut n: usize = 0;
             while Instant::now() < deadline {
+                let mut still = Vec::new();
+                for (old, volume) in pending.drain(..) {
+                    if delete_service(&api, &ledger, &old, volume).await.is_err() {
+                        still.push((old, volume));
+                    }
+                }
+                pending = still;
                 let name = format!("w{w}-{n}");
-                // One in three scenarios keeps a volume; a worker keeps at most two such services.
+                // One in three scenarios keeps a volume; a worker keeps its last two.
                 let result = if n % 3 == 1 {
                     let done = with_volume(&api, &ledger, &name).await;
-                    let old = format!("w{w}-{}", n.saturating_sub(6));
-                    if n >= 6 {
-                        // Until the delete is answered, the service may be there or not; only
-                        // a service still there must hold its bytes.
-                        ledger.deleting.lock().unwrap().push(old.clone());
-                        let path = format!("/services/{old}?delete_child_objects=true");
-                        if api.call("DELETE", &path, None).await.is_ok_and(|(c, _)| c == 200) {
-                            ledger.acknowledged.lock().unwrap().remove(&old);
-                        }
+                    kept_volumes.push(name.clone());
+                    if kept_volumes.len() > 2 {
+                        pending.push((kept_volumes.remove(0), true));
                     }
                     done
                 } else {
-                    ephemeral(&api, &name).await
+                    let done = ephemeral(&api, &name).await;
+                    if done.is_err() {
+                        pending.push((name.clone(), false));
+                    }
+                    done
                 };
                 api.stats.scenarios.fetch_add(1, Ordering::Relaxed);
                 if matches!(result, Err(Step::Cut)) {
@@ -335,6 +405,7 @@ async fn soak_with_kill_9_loses_nothing_and_leaks_nothing() {
                 .unwrap_or_default();
         }
         rss.push(rss_kib(host.pid()));
+        eprintln!("soak: kill -9 at {:.1} s", api.started.elapsed().as_secs_f64());
         let down = Instant::now();
         tokio::task::block_in_place(|| host.restart());
         restarts.push(down.elapsed());
@@ -348,16 +419,7 @@ async fn soak_with_kill_9_loses_nothing_and_leaks_nothing() {
     // Reconcile: every service left comes up as asked, and every acknowledged byte is there.
     let acknowledged = ledger.acknowledged.lock().unwrap().clone();
     let mut reconciled = 0;
-    let list = api
-        .ok("GET", "/services?per_page=100", None)
-        .await
-        .expect("the host answers");
-    let services: Vec<String> = list["data"]["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["id"].as_str().unwrap().to_string())
-        .collect();
+    let services = all_services(&api).await;
     for id in &services {
         let svc = api
             .ok("GET", &format!("/services/{id}"), None)

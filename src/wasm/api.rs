@@ -204,13 +204,33 @@ struct Progress {
 
 impl Progress {
     fn report(&self, step: &str, status: Option<&str>) {
+        self.report_with(step, status, &[]);
+    }
+
+    /// The "starting" step, once the service exists: its id, and through an edge proxy its
+    /// capability, so that a caller can destroy it even if the create never resolves (a page
+    /// that goes away while it starts).
+    fn report_created(&self, inner: &Inner) {
+        let capability = inner.config.is_capability.then(|| inner.config.token.as_str());
+        self.report_with(
+            "starting",
+            None,
+            &[
+                ("id", JsValue::from_str(&inner.id)),
+                ("capability", capability.map_or(JsValue::UNDEFINED, JsValue::from_str)),
+            ],
+        );
+    }
+
+    fn report_with(&self, step: &str, status: Option<&str>, extra: &[(&str, JsValue)]) {
         if let Some(cb) = &self.callback {
-            let value = object(&[
+            let mut fields = vec![
                 ("step", JsValue::from_str(step)),
                 ("status", status.map_or(JsValue::UNDEFINED, JsValue::from_str)),
                 ("elapsedMs", JsValue::from((js_sys::Date::now() - self.started).round())),
-            ]);
-            let _ = cb.call1(&JsValue::NULL, &value);
+            ];
+            fields.extend(extra.iter().cloned());
+            let _ = cb.call1(&JsValue::NULL, &object(&fields));
         }
     }
 }
@@ -293,7 +313,7 @@ impl Sandbox {
                 None => inner,
             };
             let started = async {
-                progress.report("starting", None);
+                progress.report_created(&inner);
                 inner.scale(1, &cancel).await?;
                 inner.wait_ready(&cancel, &progress).await
             };

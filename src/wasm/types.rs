@@ -17,8 +17,10 @@ export interface NorthflankOptions { token?: string; projectId?: string; teamId?
 /** Every network call takes an AbortSignal and a timeout. */
 export interface CallOptions { signal?: AbortSignal; timeoutMs?: number }
 
-/** A step of Sandbox.create, reported to onProgress. */
-export interface Progress { step: "creating-volume" | "creating" | "starting" | "waiting" | "ready"; status?: string; elapsedMs: number }
+/** A step of Sandbox.create, reported to onProgress. From "starting" on the sandbox exists:
+ * that step carries its `id` and, through an edge proxy, its `capability`, so a caller can
+ * destroy it even if the create never resolves. */
+export interface Progress { step: "creating-volume" | "creating" | "starting" | "waiting" | "ready"; status?: string; elapsedMs: number; id?: string; capability?: string }
 
 export interface SandboxOptions extends CallOptions {
   /** Image, default "ubuntu:22.04". */

@@ -2,6 +2,7 @@
 import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { mkdirSync } from "node:fs";
 import { startHost, TOKEN } from "../sdk-compat/host.mjs";
 import { ROOT, launchChromium } from "../client/env.mjs";
 
@@ -64,6 +65,37 @@ function status(page, wanted, timeout = 20_000) {
 
 const output = (page) => page.evaluate(() => window.playground.output);
 
+/** Waits until `check()` resolves truthy, polling; throws with `what` and the last value at the
+ * deadline. */
+async function until(what, check, { timeout = 20_000, every = 200 } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`${what}: still not so after ${timeout} ms`);
+    await new Promise((r) => setTimeout(r, every));
+  }
+}
+
+/** The sandboxes in the playground's project, as the host lists them. */
+async function sandboxes() {
+  const res = await fetch(`${host.base}/v1/projects/playground/services`, { headers: { Authorization: `Bearer ${TOKEN}` } });
+  return (await res.json()).data.services.map((s) => s.id);
+}
+
+/** Waits (generously) until the playground's project has no sandbox left. A page's own
+ * clean-up is a keepalive DELETE on pagehide; when a browser drops it, or the page never read
+ * its create's answer, the host's edge proxy deletes the sandbox once nothing holds it (within
+ * about 10 s), so 30 s is plenty. */
+async function noneLeft(why) {
+  let left = [];
+  try {
+    await until(why, async () => (left = await sandboxes()).length === 0, { timeout: 30_000 });
+  } catch {
+    assert.deepEqual(left, [], `${why}: sandboxes are left behind`);
+  }
+}
+
 // Clicks Stop inside the page and times it there, from the click to the "stopped" status, so
 // the figure is what a user waits for, without the test harness's own round trips.
 const timeStop = (page) =>
@@ -104,7 +136,10 @@ test("output streams live: the first line shows before the program ends", async 
   assert.match(await page.textContent(".fbx-footer"), /exit code 0 · \d+ ms/);
   // The shared link carries the code and the language.
   assert.match(await page.evaluate(() => location.hash), /^#lang=python&code=/);
-  await page.screenshot({ path: join(ROOT, "docs/playground.png") });
+  // Written under target/; UPDATE_SCREENSHOTS=1 also refreshes the README's docs/playground.png.
+  mkdirSync(join(ROOT, "target/playground"), { recursive: true });
+  await page.screenshot({ path: join(ROOT, "target/playground/playground.png") });
+  if (process.env.UPDATE_SCREENSHOTS === "1") await page.screenshot({ path: join(ROOT, "docs/playground.png") });
   assert.deepEqual(page.errors, []);
   // Capability mode: the page never held the API token, and its sandbox is the proxy's.
   assert.deepEqual(page.tokenSent, []);
@@ -132,7 +167,13 @@ test("stderr is styled apart, and a C program compiles and runs", async () => {
   const page = await open("python", 'import sys\nprint("to out")\nprint("to err", file=sys.stderr)\n');
   await page.click(".fbx-run");
   await status(page, ["exited"]);
-  assert.equal(await page.textContent(".fbx-output .fbx-stderr"), "to err\n");
+  // What a user sees: all the red text, however many pieces it came in, and the rest apart
+  // (the two streams may interleave: "to out", "to err", "\n", "\n").
+  const [stdout, stderr] = await page.$eval(".fbx-output", (out) =>
+    ["#text", "SPAN"].map((kind) => [...out.childNodes].filter((n) => n.nodeName === kind && (kind === "#text" || n.classList.contains("fbx-stderr"))).map((n) => n.textContent).join("")),
+  );
+  assert.equal(stderr, "to err\n");
+  assert.equal(stdout, "to out\n");
   assert.equal(await page.evaluate(() => getComputedStyle(document.querySelector(".fbx-stderr")).color), "rgb(207, 34, 46)");
 
   await setCode(page, "c", '#include <stdio.h>\nint main(void) { int s = 0; for (int i = 1; i <= 10; i++) s += i; printf("sum=%d\\n", s); return 3; }\n');
@@ -143,10 +184,11 @@ test("stderr is styled apart, and a C program compiles and runs", async () => {
 });
 
 test("Stop ends an endless loop at once", async () => {
-  const page = await open("python", "while True:\n    pass\n");
+  const page = await open("python", 'print("looping", flush=True)\nwhile True:\n    pass\n');
   await page.click(".fbx-run");
   await status(page, ["running"]);
-  await page.waitForTimeout(500);
+  // The program is in its loop once its line is out.
+  await page.waitForFunction(() => window.playground.output.includes("looping"), null, { timeout: 15_000 });
   const took = await timeStop(page);
   assert.ok(took < 1000, `stopped after ${took} ms`);
 });
@@ -188,8 +230,10 @@ test("an output flood keeps the page responsive: Stop takes effect within a seco
   const page = await open("bash", "yes 'flooding the output pane'\n");
   await page.click(".fbx-run");
   await status(page, ["running"]);
-  await page.waitForFunction(() => document.querySelector(".fbx-truncated"), null, { timeout: 15_000 });
-  await page.waitForTimeout(1000);
+  // Well into the flood: over a megabyte past the cap.
+  await page.waitForFunction(() => Number(document.querySelector(".fbx-truncated")?.textContent.match(/([\d,]+) more/)?.[1].replaceAll(",", "")) > 1_000_000, null, {
+    timeout: 20_000,
+  });
   const took = await timeStop(page);
   assert.ok(took < 1000, `Stop took ${took} ms`);
   assert.match(await page.textContent(".fbx-truncated"), /output truncated: [\d,]+ more characters/);
@@ -239,19 +283,67 @@ test("two widgets on a plain HTML page run independently", async () => {
 });
 
 test("no sandbox is left behind once the pages are gone", async () => {
-  const list = async () => {
-    const res = await fetch(`${host.base}/v1/projects/playground/services`, { headers: { Authorization: `Bearer ${TOKEN}` } });
-    return (await res.json()).data.services;
-  };
   const page = await open("python", "print('bye')\n");
   await page.click(".fbx-run");
   await status(page, ["exited"]);
+  assert.notEqual((await sandboxes()).length, 0);
   await closeAll();
-  const deadline = Date.now() + 10_000;
-  let left = await list();
-  while (left.length && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
-    left = await list();
+  await noneLeft("after the page closed");
+});
+
+/** Opens the playground page (which makes its sandbox at once) and closes it (as a user does,
+ * with its unload handlers) as soon as `when(page)` resolves, with the sandbox still being
+ * made. `when` is called before the page loads. */
+async function closeMidCreate(when) {
+  await noneLeft("before the test");
+  const page = await browser.newPage();
+  pages.add(page);
+  const closed = when(page).then(() => page.close({ runBeforeUnload: true }));
+  await page.goto(`${host.base}/`).catch(() => {}); // the close may come before the load ends
+  await closed;
+  pages.delete(page);
+}
+
+test("a page closed while its sandbox starts leaves no sandbox behind", async () => {
+  // Closed the moment the page shows "starting" (the create has answered; the sandbox scales
+  // and boots). The page is not held there (request interception would also hold the page's
+  // keepalive DELETE), so if it was ready by the close, it is tried again.
+  let mid = 0;
+  for (let attempt = 0; attempt < 5 && !mid; attempt++) {
+    await closeMidCreate(async (page) => {
+      await page.waitForFunction(() => window.playground?.dataset.status === "starting" && window.playground.dataset.sandbox, null, { timeout: 30_000, polling: 5 });
+      const now = await page.evaluate(() => ({ status: window.playground.dataset.status, sandbox: window.playground.dataset.sandbox }));
+      // The page knew the sandbox's name before it was ready.
+      assert.match(now.sandbox, /^fbx-/);
+      if (now.status === "starting") mid++;
+    });
+    await noneLeft("after a page closed while its sandbox started");
   }
-  assert.deepEqual(left.map((s) => s.id), []);
+  assert.equal(mid, 1, "a page was closed mid-start");
+});
+
+test("a page closed while its create request is in flight leaves no sandbox behind", async () => {
+  // Closed the moment the page sends its create: the host's edge proxy is at work on it then,
+  // and the page never gets the answer.
+  await closeMidCreate(
+    (page) =>
+      new Promise((resolve) => page.on("request", (r) => r.method() === "POST" && r.url().endsWith("/services/deployment") && resolve())),
+  );
+  await noneLeft("after a page closed while its create was in flight");
+});
+
+test("a page that crashes (no pagehide at all) leaves no sandbox behind", async () => {
+  await noneLeft("before the test");
+  const page = await open("python", "print('crash')\n");
+  await page.click(".fbx-run");
+  await status(page, ["exited"]);
+  assert.equal((await sandboxes()).length, 1);
+  // The renderer dies: no script runs, only the sockets close; the hold's end is what tells.
+  const cdp = await page.context().newCDPSession(page);
+  const crashed = page.waitForEvent("crash", { timeout: 10_000 });
+  cdp.send("Page.crash").catch(() => {}); // never answers: its page is gone
+  await crashed;
+  pages.delete(page);
+  await page.context().close().catch(() => {});
+  await noneLeft("after a page crashed");
 });

@@ -36,6 +36,11 @@ function el(tag, props = {}, ...children) {
   return node;
 }
 
+/** `bytes` random bytes in hex (crypto.randomUUID needs a secure context; this does not). */
+function randomHex(bytes) {
+  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 /** Removes the indentation every line of an element's text shares. */
 function dedent(text) {
   const lines = text.replace(/^\n+|\s+$/g, "").split("\n");
@@ -48,12 +53,15 @@ export class FlankboxPlayground extends HTMLElement {
   #editor;
   #mode = new Compartment();
   #sandbox; // Promise<Sandbox>
+  #generation = 0; // counts destroys: a create that started before one is stale
   #connection; // Promise<{ nf, ... }>
   #info; // the resolved connection, for a destroy that cannot wait
   #sandboxId;
   #capability; // the edge proxy's capability for the sandbox, in capability mode
+  #hold; // the WebSocket that keeps the sandbox alive on the host's edge proxy (see #create)
   #exposed = new Map(); // port → URL, for the current sandbox
   #proc;
+  #writing = Promise.resolve(); // the running program's input, in order: EOF waits for it
   #queue = [];
   #flushScheduled = false;
   #shown = 0;
@@ -190,32 +198,87 @@ export class FlankboxPlayground extends HTMLElement {
   /** The sandbox, made once (and again after an idle timeout). */
   #ensureSandbox() {
     this.#touch();
-    this.#sandbox ??= (async () => {
-      const { nf, ttlSeconds, mode } = await this.#connect();
-      this.#setStatus("creating");
-      // With a token, named here, so that a page that goes away mid-create can still delete it
-      // by name. Through the edge proxy the proxy names it (and its lifetime ends it anyway).
-      const name = mode === "token" ? `playground-${crypto.randomUUID().slice(0, 12)}` : undefined;
-      this.#sandboxId = name;
-      const sandbox = await Sandbox.create(nf, {
-        name,
-        image: "ubuntu:22.04",
-        plan: "nf-compute-100-1",
-        ttlSeconds,
-        tags: ["playground"],
-        onProgress: (p) => p.step !== "ready" && this.#setStatus(p.step === "creating" ? "creating" : "starting", p.status ?? ""),
-      });
-      this.#sandboxId = sandbox.id;
-      this.#capability = sandbox.capability;
-      this.dataset.sandbox = sandbox.id;
-      this.#setStatus("ready");
-      return sandbox;
-    })();
-    this.#sandbox.catch((e) => {
+    if (this.#sandbox) return this.#sandbox;
+    const made = this.#create(this.#generation);
+    this.#sandbox = made;
+    made.catch((e) => {
+      if (this.#sandbox !== made) return;
       this.#sandbox = undefined;
       this.#setStatus("error", e.message);
     });
-    return this.#sandbox;
+    return made;
+  }
+
+  // A page that goes away must not leave its sandbox behind, also mid-create. `destroy` (on
+  // pagehide, with keepalive) deletes whatever id it knows by then:
+  // - token mode: the page names the sandbox, so the id is known before the create is sent
+  //   (a DELETE that overtakes the create on the API's side finds nothing; the lifetime ends it);
+  // - capability mode: the edge proxy names it, and the create's answer carries the name and
+  //   the capability. `onProgress` hands them over as soon as that answer is in ("starting"),
+  //   not when the sandbox is ready, so a page closed while it scales and starts destroys it.
+  // A browser may skip pagehide or drop its requests, and a page closed while its create is in
+  // flight never reads the answer. So in capability mode the create also asks the host's edge
+  // proxy to hold the sandbox (a `flankbox-hold` tag), and the page holds it with a WebSocket
+  // from the moment it knows the name. The proxy deletes the sandbox a few seconds after the
+  // last hold closes (a browser closes a gone page's sockets whatever its scripts did), when no
+  // page came to hold it within seconds of its create (an answer never read), and at once when
+  // it could not deliver the create's answer (crates/host/src/api/edge.rs). Another edge proxy
+  // ignores the tag; there the lifetime is the backstop.
+  async #create(generation) {
+    const { nf, ttlSeconds, mode, token } = await this.#connect();
+    const stale = () => generation !== this.#generation;
+    if (stale()) throw new Error("the sandbox was destroyed while it was being made");
+    this.#setStatus("creating");
+    const name = mode === "token" ? `playground-${randomHex(6)}` : undefined;
+    this.#sandboxId = name;
+    const created = (id, capability) => {
+      if (this.dataset.sandbox === id && this.#capability === capability) return; // known already
+      // Destroyed (idle, or the element removed) before the answer came: delete it now.
+      if (stale()) return void this.#delete(id, capability ?? token, true);
+      this.#sandboxId = id;
+      this.#capability = capability;
+      this.dataset.sandbox = id;
+      if (capability) this.#holdOpen(id, capability, generation);
+    };
+    const sandbox = await Sandbox.create(nf, {
+      name,
+      image: "ubuntu:22.04",
+      plan: "nf-compute-100-1",
+      ttlSeconds,
+      tags: mode === "token" ? ["playground"] : ["playground", "flankbox-hold"],
+      onProgress: (p) => {
+        if (p.id) created(p.id, p.capability);
+        if (p.step !== "ready" && !stale()) this.#setStatus(p.step === "creating" ? "creating" : "starting", p.status ?? "");
+      },
+    });
+    if (stale()) {
+      sandbox.destroy().catch(() => {});
+      throw new Error("the sandbox was destroyed while it was being made");
+    }
+    created(sandbox.id, sandbox.capability);
+    this.#setStatus("ready");
+    return sandbox;
+  }
+
+  /** Holds the sandbox on the edge proxy while this page lives (see #create); reopened if it
+   * drops while the sandbox is still this page's. */
+  #holdOpen(id, capability, generation) {
+    const url = new URL(`${this.#info.base}/hold/${encodeURIComponent(id)}`);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(url);
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      ws.send(capability);
+    };
+    ws.onclose = (e) => {
+      if (this.#hold !== ws) return;
+      this.#hold = undefined;
+      // Never opened (another edge proxy has no such route) or refused: nothing to hold.
+      if (!opened || e.code === 1008) return;
+      setTimeout(() => generation === this.#generation && this.#sandboxId === id && this.#holdOpen(id, capability, generation), 1000);
+    };
+    this.#hold = ws;
   }
 
   #touch() {
@@ -238,6 +301,7 @@ export class FlankboxPlayground extends HTMLElement {
       const started = performance.now();
       proc = await sandbox.spawn(lang.run, { encoding: "utf8" });
       this.#proc = proc;
+      this.#writing = Promise.resolve();
       this.#setStatus("running");
       this.#inputEnabled(true);
       this.ui.stop.disabled = false;
@@ -309,17 +373,18 @@ export class FlankboxPlayground extends HTMLElement {
 
   /** Sends input to the running program. */
   sendInput(text) {
-    if (!this.#proc) return;
+    const proc = this.#proc;
+    if (!proc) return;
     this.#append(text, "stdin");
-    this.#proc.write(text).catch(() => {});
+    this.#writing = this.#writing.then(() => proc.write(text)).catch(() => {});
   }
 
   /** Ends the running program's input. */
   endInput() {
-    if (!this.#proc) return;
-    try {
-      this.#proc.closeStdin();
-    } catch {}
+    const proc = this.#proc;
+    if (!proc) return;
+    // After the input typed before it, which may still wait for room on the socket.
+    this.#writing = this.#writing.then(() => proc.closeStdin()).catch(() => {});
     this.#inputEnabled(false);
   }
 
@@ -372,10 +437,14 @@ export class FlankboxPlayground extends HTMLElement {
     this.#flushScheduled = false;
     const out = this.ui.output;
     const stick = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
-    for (const { text, kind } of this.#queue.splice(0)) {
-      out.append(kind === "stdout" ? document.createTextNode(text) : el("span", { className: `fbx-${kind}`, textContent: text }));
-    }
     let marker = out.querySelector(".fbx-truncated");
+    for (const { text, kind } of this.#queue.splice(0)) {
+      // Output of one stream that arrives in pieces stays one piece on screen (one node).
+      const last = marker ? marker.previousSibling : out.lastChild;
+      const same = kind === "stdout" ? last?.nodeType === Node.TEXT_NODE : last?.classList?.contains(`fbx-${kind}`);
+      if (same) last.appendData ? last.appendData(text) : last.append(text);
+      else out.insertBefore(kind === "stdout" ? document.createTextNode(text) : el("span", { className: `fbx-${kind}`, textContent: text }), marker);
+    }
     if (this.#dropped > 0) {
       marker ??= out.appendChild(el("span", { className: "fbx-truncated" }));
       marker.textContent = `\n… output truncated: ${this.#dropped.toLocaleString()} more characters not shown …\n`;
@@ -440,18 +509,30 @@ export class FlankboxPlayground extends HTMLElement {
     return lines.join("\n");
   }
 
-  /** Destroys the sandbox. With `keepalive`, the request outlives the page. */
+  /** Destroys the sandbox, also one still being made. With `keepalive`, the request outlives
+   * the page. */
   async destroy({ keepalive = false } = {}) {
     const id = this.#sandboxId;
-    const info = this.#info;
-    const credential = this.#capability ?? info?.token;
+    const credential = this.#capability ?? this.#info?.token;
+    const hold = this.#hold;
+    this.#generation++;
+    this.#hold = undefined;
     this.#proc?.kill();
     this.#terminal?.proc?.kill();
     this.#terminal = undefined;
     this.#sandbox = undefined;
     this.#sandboxId = undefined;
     this.#capability = undefined;
+    delete this.dataset.sandbox;
     this.#exposed.clear();
+    const deleted = this.#delete(id, credential, keepalive);
+    // Let go of the hold only once the DELETE is on its way (it would end the sandbox anyway).
+    hold?.close();
+    await deleted;
+  }
+
+  async #delete(id, credential, keepalive) {
+    const info = this.#info;
     if (!id || !info || !credential) return;
     // No await before the request: on pagehide there is no later.
     const { base, projectId } = info;

@@ -460,7 +460,9 @@ impl Edge {
         }
     }
 
-    async fn destroy(&self, id: &str, io: &impl Io) {
+    /// Deletes a sandbox and its volumes, best effort (also for a host whose create answer
+    /// could not be delivered).
+    pub async fn destroy(&self, id: &str, io: &impl Io) {
         let path = format!("{}/services/{id}?delete_child_objects=true", self.project_path());
         // Best effort: it may be gone already, and the sweep tries again.
         let _ = io.call("DELETE", &path, None).await;

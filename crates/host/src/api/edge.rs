@@ -5,8 +5,9 @@
 //! Upstream calls go over a real socket to this host's own listener, as they would from a
 //! Worker to Northflank, so the API's own checks apply to everything the proxy forwards.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -14,8 +15,8 @@ use axum::extract::ws::{CloseFrame, Message as AxumMessage, WebSocket, WebSocket
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use flankbox_edge::proxy::{EdgeRequest, ExecGrant, Io};
-use flankbox_edge::EdgeError;
+use flankbox_edge::proxy::{EdgeRequest, ExecGrant, Io, Route};
+use flankbox_edge::{EdgeError, Op};
 use futures_util::{SinkExt, StreamExt};
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -114,6 +115,18 @@ pub(super) async fn handle(State(host): State<Arc<Host>>, request: Request) -> R
     let edge = &host.edge;
 
     let is_upgrade = header(header::UPGRADE).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if let (true, Some(id)) = (is_upgrade, path.strip_prefix(HOLD)) {
+        if let Err(e) = edge.check_origin(origin.as_deref(), own_origin.as_deref()) {
+            return refusal(&e);
+        }
+        let id = id.to_string();
+        return match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(ws) => ws
+                .max_message_size(1 << 12)
+                .on_upgrade(move |socket| hold(host, id, client, origin, own_origin, socket)),
+            Err(rejection) => rejection.into_response(),
+        };
+    }
     if is_upgrade {
         let grant = match edge.open_exec(&path, origin.as_deref(), own_origin.as_deref()) {
             Ok(g) => g,
@@ -134,20 +147,60 @@ pub(super) async fn handle(State(host): State<Arc<Host>>, request: Request) -> R
         Ok(b) => b,
         Err(_) => return refusal(&EdgeError::BadRequest(format!("the body is over {MAX_BODY} bytes"))),
     };
-    let body = String::from_utf8_lossy(&bytes);
+    let body = String::from_utf8_lossy(&bytes).into_owned();
     let authorization = header(header::AUTHORIZATION);
-    let request = EdgeRequest {
-        method: parts.method.as_str(),
-        path: &path,
-        query: &query,
-        authorization: authorization.as_deref(),
-        origin: origin.as_deref(),
-        own_origin: own_origin.as_deref(),
-        client: &client,
-        body: &body,
-        now: now(),
+    let method = parts.method.as_str().to_string();
+    let is_create = matches!(flankbox_edge::Edge::route(&method, &path), Ok(Route::Create));
+    let held = is_create && wants_hold(&body);
+    // A page that goes away while its create is in flight never learns the sandbox's name and
+    // capability, so nothing it does later can delete it. hyper drops this handler when an
+    // HTTP/1 client hangs up, which may be mid-way through the upstream create, where whether
+    // the sandbox exists is unknown. So the request runs to its end in a task of its own, and a
+    // create whose answer finds nobody waiting is deleted at once. An answer that reaches a
+    // closing page too late to be read is covered by the hold (below): a held create nobody
+    // comes to hold is deleted.
+    let (answered, answer) = tokio::sync::oneshot::channel();
+    let task_host = host.clone();
+    tokio::spawn(async move {
+        let host = task_host;
+        let request = EdgeRequest {
+            method: &method,
+            path: &path,
+            query: &query,
+            authorization: authorization.as_deref(),
+            origin: origin.as_deref(),
+            own_origin: own_origin.as_deref(),
+            client: &client,
+            body: &body,
+            now: now(),
+        };
+        let io = io(&host);
+        let answer = host.edge.handle(&request, &io).await;
+        let made = (is_create && answer.status == 200)
+            .then(|| serde_json::from_str::<serde_json::Value>(&answer.body).ok())
+            .flatten()
+            .and_then(|made| made["data"]["id"].as_str().map(str::to_string));
+        if let (Some(id), true) = (&made, held) {
+            lease(&host, id);
+        }
+        // Deleted by its page: no hold keeps it any more, nor needs to end it.
+        if let (
+            Ok(Route::Sandbox {
+                id, op: Op::Destroy, ..
+            }),
+            200,
+        ) = (flankbox_edge::Edge::route(&method, &path), answer.status)
+        {
+            leases().remove(&id);
+        }
+        if let (Some(id), Err(_)) = (made, answered.send(answer)) {
+            tracing::info!("edge: the client went away before its create answered; deleting {id}");
+            host.edge.destroy(&id, &io).await;
+        }
+    });
+    let Ok(answer) = answer.await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
-    let answer = edge.handle(&request, &io(&host)).await;
     let mut response = Response::new(if answer.status == 204 {
         Body::empty()
     } else {
@@ -160,6 +213,141 @@ pub(super) async fn handle(State(host): State<Arc<Host>>, request: Request) -> R
         }
     }
     response
+}
+
+/// Where a page holds its sandbox: a WebSocket to `{HOLD}{id}`, whose first message is the
+/// sandbox's capability.
+const HOLD: &str = "/hold/";
+/// The tag by which a create asks to be held (the proxy strips `flankbox-` tags before upstream).
+const HOLD_TAG: &str = "flankbox-hold";
+/// How long a held create waits for its first hold before it is deleted.
+const FIRST_HOLD: Duration = Duration::from_secs(10);
+/// How long a held sandbox outlives its last hold (a page that reconnects keeps it).
+const HOLD_GRACE: Duration = Duration::from_secs(5);
+
+// A page's own clean-up (a keepalive DELETE on pagehide) is best effort: a browser may skip
+// unload handlers or drop their requests (headless Chromium does, now and then, when a page
+// is closed), and a page that crashes runs none. So a create can ask to be held: the sandbox
+// then lives while a page holds a WebSocket open for it, and is deleted HOLD_GRACE after the
+// last one closes (a browser closes a gone page's sockets whatever its scripts did), or
+// FIRST_HOLD after its create if no page ever came to hold it (its answer was never read). The
+// state lives in this process: a Worker has no such route (its pages' holds fail, and the
+// lifetime ends their sandboxes).
+
+/// Held sandboxes: how many holds each has, and a generation that a pending expiry checks.
+struct Lease {
+    holds: usize,
+    generation: u64,
+}
+
+static LEASES: LazyLock<Mutex<HashMap<String, Lease>>> = LazyLock::new(Default::default);
+
+fn leases() -> MutexGuard<'static, HashMap<String, Lease>> {
+    LEASES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Whether a create body asks to be held.
+fn wants_hold(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|b| b["tags"].as_array().map(|t| t.iter().any(|t| t == HOLD_TAG)))
+        .unwrap_or(false)
+}
+
+/// A held create was made: it waits FIRST_HOLD for a page to hold it.
+fn lease(host: &Arc<Host>, id: &str) {
+    leases().insert(
+        id.into(),
+        Lease {
+            holds: 0,
+            generation: 0,
+        },
+    );
+    expire(host, id, 0, FIRST_HOLD);
+}
+
+/// After `after`, deletes the sandbox if nothing held it meanwhile.
+fn expire(host: &Arc<Host>, id: &str, generation: u64, after: Duration) {
+    let (host, id) = (host.clone(), id.to_string());
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        {
+            let mut leases = leases();
+            match leases.get(&id) {
+                Some(l) if l.holds == 0 && l.generation == generation => leases.remove(&id),
+                _ => return,
+            };
+        }
+        tracing::info!("edge: no page holds {id} any more; deleting it");
+        host.edge.destroy(&id, &io(&host)).await;
+    });
+}
+
+/// Holds a sandbox for as long as the socket is open, once its first message, the sandbox's
+/// capability, is checked (by asking the proxy for the sandbox's status with it).
+async fn hold(
+    host: Arc<Host>,
+    id: String,
+    client: String,
+    origin: Option<String>,
+    own_origin: Option<String>,
+    mut socket: WebSocket,
+) {
+    let capability = match tokio::time::timeout(FIRST_HOLD, socket.recv()).await {
+        Ok(Some(Ok(AxumMessage::Text(t)))) => t.to_string(),
+        _ => return,
+    };
+    let authorization = format!("Bearer {capability}");
+    let path = format!("/v1/projects/edge/services/{id}");
+    let request = EdgeRequest {
+        method: "GET",
+        path: &path,
+        query: "",
+        authorization: Some(&authorization),
+        origin: origin.as_deref(),
+        own_origin: own_origin.as_deref(),
+        client: &client,
+        body: "",
+        now: now(),
+    };
+    let answer = host.edge.handle(&request, &io(&host)).await;
+    if answer.status != 200 {
+        let close = CloseFrame {
+            code: 1008,
+            reason: "not this sandbox's capability".into(),
+        };
+        let _ = socket.send(AxumMessage::Close(Some(close))).await;
+        return;
+    }
+    // Only a sandbox whose create asked to be held can be (a hold may end it).
+    let held = leases().get_mut(&id).map(|lease| {
+        lease.holds += 1;
+        lease.generation += 1;
+    });
+    if held.is_none() {
+        let close = CloseFrame {
+            code: 1008,
+            reason: "this sandbox is not held".into(),
+        };
+        let _ = socket.send(AxumMessage::Close(Some(close))).await;
+        return;
+    }
+    // Whatever ends the hold (a close, an error, the page gone) lets go of it.
+    while let Some(Ok(message)) = socket.recv().await {
+        if matches!(message, AxumMessage::Close(_)) {
+            break;
+        }
+    }
+    let generation = {
+        let mut leases = leases();
+        let Some(lease) = leases.get_mut(&id) else { return };
+        lease.holds -= 1;
+        lease.generation += 1;
+        (lease.holds == 0).then_some(lease.generation)
+    };
+    if let Some(generation) = generation {
+        expire(&host, &id, generation, HOLD_GRACE);
+    }
 }
 
 /// Aborts a task when dropped: a refused session leaves no upstream dial behind.
@@ -283,5 +471,18 @@ async fn relay(host: Arc<Host>, grant: ExecGrant, origin: Option<String>, mut so
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_create_asks_to_be_held_by_its_tag() {
+        assert!(wants_hold(r#"{"name": "x", "tags": ["playground", "flankbox-hold"]}"#));
+        assert!(!wants_hold(r#"{"name": "x", "tags": ["playground"]}"#));
+        assert!(!wants_hold(r#"{"name": "x"}"#));
+        assert!(!wants_hold("not json"));
     }
 }

@@ -29,16 +29,11 @@ async fn create_and_exec(host: &TestHost, i: usize) -> Result<(String, Duration)
         .call(
             "POST",
             &format!("/v1/projects/{PROJECT}/services/deployment"),
-            Some(json!({
-                "name": format!("c-{i}"),
-                "billing": { "deploymentPlan": "nf-compute-20" },
-                "deployment": {
-                    "instances": 1,
-                    "docker": { "configType": "customCommand", "customCommand": "sleep infinity" },
-                    "external": { "imagePath": "ubuntu:22.04" },
-                    "storage": { "ephemeralStorage": { "storageSize": 1024 } }
-                }
-            })),
+            Some({
+                let mut body = common::guide_body(&format!("c-{i}"));
+                common::merge(&mut body, json!({ "billing": { "deploymentPlan": "nf-compute-20" } }));
+                body
+            }),
         )
         .await;
     if code != 200 {

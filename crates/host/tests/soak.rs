@@ -178,16 +178,10 @@ impl Api {
 }
 
 fn sandbox_body(name: &str, volume: Option<&str>) -> Value {
-    let mut body = json!({
-        "name": name,
-        "billing": { "deploymentPlan": "nf-compute-20" },
-        "deployment": {
-            "instances": 1,
-            "docker": { "configType": "customCommand", "customCommand": "echo started; sleep infinity" },
-            "external": { "imagePath": "ubuntu:22.04" },
-            "storage": { "ephemeralStorage": { "storageSize": 1024 } }
-        }
-    });
+    let mut body = common::guide_body(name);
+    let small = json!({ "billing": { "deploymentPlan": "nf-compute-20" },
+        "deployment": { "docker": { "customCommand": "echo started; sleep infinity" } } });
+    common::merge(&mut body, small);
     if let Some(v) = volume {
         body["createOptions"] = json!({ "volumesToAttach": [v] });
     }

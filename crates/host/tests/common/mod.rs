@@ -183,16 +183,7 @@ impl TestHost {
 
     /// Creates a sandbox like the guide does, without waiting for it; returns its id.
     pub async fn create_sandbox(&self, project: &str, name: &str, extra: Value) -> String {
-        let mut body = json!({
-            "name": name,
-            "billing": { "deploymentPlan": "nf-compute-200" },
-            "deployment": {
-                "instances": 1,
-                "docker": { "configType": "customCommand", "customCommand": "sleep infinity" },
-                "external": { "imagePath": "ubuntu:22.04" },
-                "storage": { "ephemeralStorage": { "storageSize": 1024 } }
-            }
-        });
+        let mut body = guide_body(name);
         merge(&mut body, extra);
         let created = self.create(project, body).await;
         created["id"].as_str().unwrap().to_string()
@@ -264,6 +255,20 @@ impl Drop for TestHost {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A create body as the guide writes it: one instance running `sleep infinity` on ubuntu.
+pub fn guide_body(name: &str) -> Value {
+    json!({
+        "name": name,
+        "billing": { "deploymentPlan": "nf-compute-200" },
+        "deployment": {
+            "instances": 1,
+            "docker": { "configType": "customCommand", "customCommand": "sleep infinity" },
+            "external": { "imagePath": "ubuntu:22.04" },
+            "storage": { "ephemeralStorage": { "storageSize": 1024 } }
+        }
+    })
 }
 
 pub fn merge(target: &mut Value, patch: Value) {

@@ -7,18 +7,15 @@ use serde_json::{json, Value};
 
 const P: &str = "/v1/projects/proj";
 
+/// The guide's body, with its 2 GB of ephemeral storage and an environment variable.
 fn guide_body(name: &str) -> Value {
-    json!({
-        "name": name,
-        "billing": { "deploymentPlan": "nf-compute-200" },
-        "deployment": {
-            "instances": 1,
-            "docker": { "configType": "customCommand", "customCommand": "sleep infinity" },
-            "external": { "imagePath": "ubuntu:22.04" },
-            "storage": { "ephemeralStorage": { "storageSize": 2048 } }
-        },
+    let mut body = common::guide_body(name);
+    let extra = json!({
+        "deployment": { "storage": { "ephemeralStorage": { "storageSize": 2048 } } },
         "runtimeEnvironment": { "MY_VAR": "hello-world" }
-    })
+    });
+    common::merge(&mut body, extra);
+    body
 }
 
 #[tokio::test]

@@ -194,7 +194,7 @@ struct Ledger {
     /// Service id → (volume id, file content acknowledged on it).
     acknowledged: Mutex<BTreeMap<String, (String, String)>>,
     /// Services whose delete was asked for (answered or cut by a kill).
-    deleting: Mutex<Vec<String>>,
+    deleting: Mutex<std::collections::BTreeSet<String>>,
 }
 
 /// create → exec with stdin → ports → logs → delete.
@@ -267,7 +267,7 @@ async fn with_volume(api: &Api, ledger: &Ledger, name: &str) -> Result<(), Step>
 async fn delete_service(api: &Api, ledger: &Ledger, name: &str, volume: bool) -> Result<(), Step> {
     // Until the delete is answered, the service may be there or not; only a service still
     // there must hold its bytes.
-    ledger.deleting.lock().unwrap().push(name.to_string());
+    ledger.deleting.lock().unwrap().insert(name.to_string());
     let path = format!("/services/{name}?delete_child_objects=true");
     match api.call("DELETE", &path, None).await? {
         (200 | 404, _) => {}

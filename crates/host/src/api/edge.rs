@@ -89,6 +89,34 @@ fn refusal(e: &EdgeError) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], e.body()).into_response()
 }
 
+/// A REST request below `/edge`, owned, so that a create can run on in a task of its own.
+struct Rest {
+    method: String,
+    path: String,
+    query: String,
+    authorization: Option<String>,
+    origin: Option<String>,
+    own_origin: Option<String>,
+    client: String,
+    body: String,
+}
+
+impl Rest {
+    fn request(&self) -> EdgeRequest<'_> {
+        EdgeRequest {
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            authorization: self.authorization.as_deref(),
+            origin: self.origin.as_deref(),
+            own_origin: self.own_origin.as_deref(),
+            client: &self.client,
+            body: &self.body,
+            now: now(),
+        }
+    }
+}
+
 /// Any request below `/edge`.
 pub(super) async fn handle(State(host): State<Arc<Host>>, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
@@ -147,59 +175,61 @@ pub(super) async fn handle(State(host): State<Arc<Host>>, request: Request) -> R
         Ok(b) => b,
         Err(_) => return refusal(&EdgeError::BadRequest(format!("the body is over {MAX_BODY} bytes"))),
     };
-    let body = String::from_utf8_lossy(&bytes).into_owned();
-    let authorization = header(header::AUTHORIZATION);
-    let method = parts.method.as_str().to_string();
-    let is_create = matches!(flankbox_edge::Edge::route(&method, &path), Ok(Route::Create));
-    let held = is_create && wants_hold(&body);
-    // A page that goes away while its create is in flight never learns the sandbox's name and
-    // capability, so nothing it does later can delete it. hyper drops this handler when an
-    // HTTP/1 client hangs up, which may be mid-way through the upstream create, where whether
-    // the sandbox exists is unknown. So the request runs to its end in a task of its own, and a
-    // create whose answer finds nobody waiting is deleted at once. An answer that reaches a
-    // closing page too late to be read is covered by the hold (below): a held create nobody
-    // comes to hold is deleted.
-    let (answered, answer) = tokio::sync::oneshot::channel();
-    let task_host = host.clone();
-    tokio::spawn(async move {
-        let host = task_host;
-        let request = EdgeRequest {
-            method: &method,
-            path: &path,
-            query: &query,
-            authorization: authorization.as_deref(),
-            origin: origin.as_deref(),
-            own_origin: own_origin.as_deref(),
-            client: &client,
-            body: &body,
-            now: now(),
-        };
-        let io = io(&host);
-        let answer = host.edge.handle(&request, &io).await;
-        let made = (is_create && answer.status == 200)
-            .then(|| serde_json::from_str::<serde_json::Value>(&answer.body).ok())
-            .flatten()
-            .and_then(|made| made["data"]["id"].as_str().map(str::to_string));
-        if let (Some(id), true) = (&made, held) {
-            lease(&host, id);
+    let rest = Rest {
+        method: parts.method.as_str().to_string(),
+        path,
+        query,
+        authorization: header(header::AUTHORIZATION),
+        origin,
+        own_origin,
+        client,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    };
+    let answer = match flankbox_edge::Edge::route(&rest.method, &rest.path) {
+        // A page that goes away while its create is in flight never learns the sandbox's name
+        // and capability, so nothing it does later can delete it. hyper drops this handler when
+        // an HTTP/1 client hangs up, which may be mid-way through the upstream create, where
+        // whether the sandbox exists is unknown. So a create runs to its end in a task of its
+        // own, and one whose answer finds nobody waiting is deleted at once. An answer that
+        // reaches a closing page too late to be read is covered by the hold (below): a held
+        // create nobody comes to hold is deleted.
+        Ok(Route::Create) => {
+            let (answered, answer) = tokio::sync::oneshot::channel();
+            let held = wants_hold(&rest.body);
+            tokio::spawn(async move {
+                let io = io(&host);
+                let answer = host.edge.handle(&rest.request(), &io).await;
+                let made = (answer.status == 200)
+                    .then(|| serde_json::from_str::<serde_json::Value>(&answer.body).ok())
+                    .flatten()
+                    .and_then(|made| made["data"]["id"].as_str().map(str::to_string));
+                if let (Some(id), true) = (&made, held) {
+                    lease(&host, id);
+                }
+                if let (Some(id), Err(_)) = (made, answered.send(answer)) {
+                    tracing::info!("edge: the client went away before its create answered; deleting {id}");
+                    host.edge.destroy(&id, &io).await;
+                }
+            });
+            let Ok(answer) = answer.await else {
+                return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+            };
+            answer
         }
-        // Deleted by its page: no hold keeps it any more, nor needs to end it.
-        if let (
-            Ok(Route::Sandbox {
-                id, op: Op::Destroy, ..
-            }),
-            200,
-        ) = (flankbox_edge::Edge::route(&method, &path), answer.status)
-        {
-            leases().remove(&id);
+        route => {
+            let answer = edge.handle(&rest.request(), &io(&host)).await;
+            // Deleted by its page: no hold keeps it any more, nor needs to end it.
+            if let (
+                Ok(Route::Sandbox {
+                    id, op: Op::Destroy, ..
+                }),
+                200,
+            ) = (route, answer.status)
+            {
+                leases().remove(&id);
+            }
+            answer
         }
-        if let (Some(id), Err(_)) = (made, answered.send(answer)) {
-            tracing::info!("edge: the client went away before its create answered; deleting {id}");
-            host.edge.destroy(&id, &io).await;
-        }
-    });
-    let Ok(answer) = answer.await else {
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let mut response = Response::new(if answer.status == 204 {
         Body::empty()

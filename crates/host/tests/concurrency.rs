@@ -161,3 +161,66 @@ async fn creates_at_concurrency_all_complete_answer_exec_and_leave_nothing() {
         .collect();
     assert!(orphans.is_empty(), "processes still in the host's cgroups: {orphans:?}");
 }
+
+/// What a stopped host leaves: nothing (its own pid may be reused, so processes are left out;
+/// the agents are in the cgroup check), and a data directory that can be deleted.
+fn assert_stopped_clean(pid: u32, data_dir: &std::path::Path, when: &str) {
+    let mut left = Leftovers::read(pid, data_dir, &[]);
+    left.processes.clear();
+    assert!(left.is_empty(), "{when}: {left:#?}");
+    let removed = std::fs::remove_dir_all(data_dir);
+    assert!(removed.is_ok(), "{when}: data directory: {removed:?}");
+}
+
+/// A host stopped while something other than a request is ending a sandbox (here the reaper
+/// deleting an expired service, whose main process makes the stop last its 5 s grace) must
+/// still end it and leave nothing: the playground suite once could not delete the data
+/// directory of a host it had just stopped, a sandbox's mount still in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_stopped_while_its_reaper_deletes_a_sandbox_leaves_nothing() {
+    require_root();
+    let mut host = TestHost::start_with(&["--warm-pool", "1"]);
+    let (pid, data_dir) = (host.pid(), host.data_dir.clone());
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
+    let extra = json!({
+        "tags": [format!("flankbox-expires-{expires}")],
+        "deployment": { "docker": { "customCommand": "trap '' TERM; while :; do sleep 1; done" } },
+    });
+    let id = host.sandbox(PROJECT, "mayfly", extra).await;
+    // The reaper takes the service off the list first, then stops it for up to 5 s.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (code, _) = host
+            .call("GET", &format!("/v1/projects/{PROJECT}/services/{id}"), None)
+            .await;
+        if code == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the expired service was never reaped");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    host.stop();
+    assert_stopped_clean(pid, &data_dir, "stopped while the reaper deleted a sandbox");
+}
+
+/// A host stopped while it prepares a warm sandbox (100 ms after a create takes one from the
+/// pool) must not leave that sandbox behind either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_stopped_while_it_refills_its_warm_pool_leaves_nothing() {
+    require_root();
+    for step in 0..12u64 {
+        let mut host = TestHost::start_with(&["--warm-pool", "1"]);
+        let (pid, data_dir) = (host.pid(), host.data_dir.clone());
+        // Once the pool is full, a create takes from it and a refill follows.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        host.create_sandbox(PROJECT, "refill", json!({})).await;
+        let delay = step * 10;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        host.stop();
+        assert_stopped_clean(pid, &data_dir, &format!("stopped {delay} ms after a create"));
+    }
+}

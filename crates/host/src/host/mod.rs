@@ -54,6 +54,8 @@ const REAP_EVERY: Duration = Duration::from_secs(5);
 
 /// Pause before the warm pool refills after a create.
 const REFILL_DELAY: Duration = Duration::from_millis(100);
+/// Longest a shutdown waits for a refill in flight (one prepare; slow only on a busy machine).
+const SHUTDOWN_REFILL_WAIT: Duration = Duration::from_secs(30);
 /// Lines of main-process output kept per service.
 pub(crate) const LOG_LINES: usize = 5000;
 
@@ -198,6 +200,10 @@ pub struct Host {
     images: ImageCatalog,
     store: Store,
     services: Mutex<Vec<Arc<ServiceEntry>>>,
+    /// Services taken off the list whose sandbox is still being stopped: a shutdown waits for
+    /// them too, or the sandbox would outlive the host (a delete need not be a request, which
+    /// the server would wait for: the reaper and the edge's holds delete too).
+    deleting: Mutex<Vec<Arc<ServiceEntry>>>,
     volumes: Mutex<Vec<VolumeRecord>>,
     /// Prepared sandboxes waiting for a service (see [`Host::refill`]).
     warm: Mutex<Vec<Prepared>>,
@@ -253,6 +259,7 @@ impl Host {
             images,
             store,
             services: Mutex::new(services.into_iter().map(ServiceEntry::new).collect()),
+            deleting: Mutex::new(Vec::new()),
             volumes: Mutex::new(volumes),
             warm: Mutex::new(Vec::new()),
             warm_mb: AtomicU64::new(crate::model::DEFAULT_EPHEMERAL_MB),
@@ -387,9 +394,16 @@ impl Host {
     /// Stops every sandbox (on shutdown). Wanted states are kept: the next start boots them.
     pub async fn shutdown(&self) {
         self.closing.store(true, Ordering::SeqCst);
+        // A refill may be preparing a sandbox right now: let it land in the pool first, or it
+        // would be pushed after the pool is emptied and its mounts outlive the host.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_REFILL_WAIT;
+        while self.refilling.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let pool = std::mem::take(&mut *lock(&self.warm));
         let _ = tokio::task::spawn_blocking(move || drop(pool)).await;
-        let entries = lock(&self.services).clone();
+        let mut entries = lock(&self.services).clone();
+        entries.extend(lock(&self.deleting).iter().cloned());
         for entry in entries {
             let _guard = entry.reconcile.lock().await;
             self.stop_instance(&entry).await;

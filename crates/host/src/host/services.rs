@@ -251,7 +251,10 @@ impl Host {
                     r.project_id == scope.project_id && r.id == id
                 })
                 .ok_or_else(|| Error::no_service(id))?;
-            services.remove(index)
+            let entry = services.remove(index);
+            // Under the list's lock, so that a shutdown finds it in one list or the other.
+            lock(&self.deleting).push(entry.clone());
+            entry
         };
         entry.deleted.store(true, Ordering::SeqCst);
         for (_, forward) in lock(&entry.tcp).drain() {
@@ -261,6 +264,7 @@ impl Host {
             let _guard = entry.reconcile.lock().await;
             self.stop_instance(&entry).await;
         }
+        lock(&self.deleting).retain(|e| !Arc::ptr_eq(e, &entry));
         let record = entry.record();
         self.store.delete(Table::Services, &record.project_id, &record.id)?;
         for vid in &record.volumes {

@@ -258,6 +258,10 @@ impl Backend for LinuxBackend {
     }
 
     fn shutdown(&self) {
+        // Every sandbox the host knew of is stopped by now. Anything still here belongs to one
+        // whose stop was cut short (a task ended with the runtime, a release thread that never
+        // ran): clear it as a restart would, rather than leave mounts behind.
+        self.sweep();
         self.cgroups.remove_parent(&self.cgroup_parent);
     }
 

@@ -9,12 +9,14 @@
 //! - [`service`]: deployment services, their status, scaling and ports;
 //! - [`volume`]: volumes and attachments;
 //! - [`exec`]: the command-exec WebSocket frames;
+//! - [`detached`]: processes that outlive their connection, over exec alone;
 //! - [`logs`]: log tail frames and log lines;
 //! - [`plans`]: deployment plan ids and sizes;
 //! - [`names`]: name rules and the id derived from a name;
 //! - [`validate`]: request checks with errors that name the field;
 //! - [`text`]: output bytes as valid UTF-8 text.
 
+pub mod detached;
 pub mod envelope;
 pub mod exec;
 pub mod logs;

@@ -1,0 +1,227 @@
+//! Detached processes over the exec channel alone (`flankbox_protocol::detached`), run in a
+//! real sandbox through real exec sessions: a process outlives the exec that started it and
+//! the attach that was cut, an attach from the delivered offsets continues with no gap and no
+//! repeat, a second reader replays from 0, stdin and signals reach it from any session, and
+//! output past the kept window is reported as gone.
+
+mod common;
+
+use common::{require_root, ExecResult, TestHost};
+use flankbox_protocol::detached::{
+    attach_command, close_stdin_command, list_command, parse_list, signal_command, spawn_command, AttachDecoder,
+    AttachEvent, Offsets, Stream,
+};
+use serde_json::{json, Value};
+
+const PROJECT: &str = "detached";
+
+async fn run(host: &TestHost, sandbox: &str, argv: Vec<String>, inputs: &[Value]) -> ExecResult {
+    host.exec(PROJECT, sandbox, json!({ "command": argv, "shell": "none" }), inputs)
+        .await
+}
+
+/// What an attach delivered: stdout, stderr, the other events, in order.
+#[derive(Debug, Default)]
+struct Attached {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    events: Vec<AttachEvent>,
+}
+
+impl Attached {
+    fn take(&mut self, events: Vec<AttachEvent>) {
+        for event in events {
+            match event {
+                AttachEvent::Output(Stream::Stdout, bytes) => self.stdout.extend(bytes),
+                AttachEvent::Output(Stream::Stderr, bytes) => self.stderr.extend(bytes),
+                other => self.events.push(other),
+            }
+        }
+    }
+
+    fn offsets(&self) -> Offsets {
+        Offsets {
+            stdout: self.stdout.len() as u64,
+            stderr: self.stderr.len() as u64,
+        }
+    }
+}
+
+async fn attach(host: &TestHost, sandbox: &str, id: &str, from: Offsets) -> Attached {
+    let result = run(host, sandbox, attach_command(id, from, false).unwrap(), &[]).await;
+    assert_eq!(result.exit_code, Some(0), "attach: {result:?}");
+    let mut attached = Attached::default();
+    attached.take(AttachDecoder::new().push(result.stdout.as_bytes()).unwrap());
+    attached
+}
+
+async fn spawn(host: &TestHost, sandbox: &str, id: &str, keep: u64, script: &str) {
+    let argv = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+    let described = serde_json::to_string(&argv).unwrap();
+    let result = run(host, sandbox, spawn_command(id, keep, &described, &argv).unwrap(), &[]).await;
+    assert_eq!(
+        (result.exit_code, result.stdout.trim()),
+        (Some(0), id),
+        "spawn: {result:?}"
+    );
+}
+
+fn lines(from: u32, to: u32) -> String {
+    (from..=to).map(|i| format!("line {i}\n")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_detached_process_outlives_its_connections_and_replays_from_any_offset() {
+    require_root();
+    let host = TestHost::start();
+    let sb = host.sandbox(PROJECT, "keeper", json!({})).await;
+
+    // 60 lines over about 1.2 s, a line on stderr, then exit 5.
+    spawn(
+        &host,
+        &sb,
+        "p1",
+        1 << 20,
+        "for i in $(seq 1 60); do echo line $i; sleep 0.02; done; echo oops >&2; exit 5",
+    )
+    .await;
+
+    // An attach cut after its first output: the process runs on.
+    let mut first = Attached::default();
+    {
+        let argv = attach_command("p1", Offsets::default(), false).unwrap();
+        let mut session = host
+            .open_exec(PROJECT, &sb, json!({ "command": argv, "shell": "none" }), common::TOKEN)
+            .await;
+        let mut decoder = AttachDecoder::new();
+        while first.stdout.is_empty() {
+            let frame = session.next().await.expect("output before the cut");
+            if frame["type"] == "stdOut" {
+                first.take(decoder.push(frame["data"].as_str().unwrap().as_bytes()).unwrap());
+            }
+        }
+        // Dropped without a close, as a network cut would.
+    }
+    let listed = parse_list(&run(&host, &sb, list_command(), &[]).await.stdout);
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].id.as_str(), listed[0].running), ("p1", true));
+    assert_eq!(
+        listed[0].command,
+        json!([
+            "sh",
+            "-c",
+            "for i in $(seq 1 60); do echo line $i; sleep 0.02; done; echo oops >&2; exit 5"
+        ])
+    );
+
+    // Resumed from what was delivered: everything once, in order, and the real exit code.
+    let rest = attach(&host, &sb, "p1", first.offsets()).await;
+    let mut whole = first.stdout.clone();
+    whole.extend(&rest.stdout);
+    assert_eq!(String::from_utf8(whole).unwrap(), lines(1, 60));
+    assert_eq!(rest.stderr, b"oops\n");
+    assert_eq!(rest.events, vec![AttachEvent::Exit(Some(5))]);
+
+    // A second reader, after the end, from 0: all of it again.
+    let again = attach(&host, &sb, "p1", Offsets::default()).await;
+    assert_eq!(String::from_utf8(again.stdout).unwrap(), lines(1, 60));
+    assert_eq!(again.events, vec![AttachEvent::Exit(Some(5))]);
+    let listed = parse_list(&run(&host, &sb, list_command(), &[]).await.stdout);
+    assert_eq!((listed[0].running, listed[0].exit_code), (false, Some(5)));
+
+    // From the middle of stderr only.
+    let tail = attach(
+        &host,
+        &sb,
+        "p1",
+        Offsets {
+            stdout: 9999,
+            stderr: 2,
+        },
+    )
+    .await;
+    assert_eq!((tail.stdout.len(), tail.stderr.as_slice()), (0, &b"ps\n"[..]));
+
+    // Nothing of that id.
+    let none = attach(&host, &sb, "nope", Offsets::default()).await;
+    assert_eq!(none.events, vec![AttachEvent::NoSuchProcess]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdin_signals_and_the_kept_window_work_from_any_session() {
+    require_root();
+    let host = TestHost::start();
+    let sb = host.sandbox(PROJECT, "inputs", json!({})).await;
+
+    // stdin from an attach, then its end closes the process's stdin.
+    spawn(
+        &host,
+        &sb,
+        "reader",
+        1 << 20,
+        "while read -r l; do echo got $l; done; echo eof",
+    )
+    .await;
+    let argv = attach_command("reader", Offsets::default(), true).unwrap();
+    let inputs = [
+        json!({ "type": "payload", "data": "one\ntwo\n" }),
+        json!({ "type": "stdInEnd" }),
+    ];
+    let result = run(&host, &sb, argv, &inputs).await;
+    let mut attached = Attached::default();
+    attached.take(AttachDecoder::new().push(result.stdout.as_bytes()).unwrap());
+    assert_eq!(String::from_utf8(attached.stdout).unwrap(), "got one\ngot two\neof\n");
+    assert_eq!(attached.events, vec![AttachEvent::Exit(Some(0))]);
+
+    // A kill from another session ends the whole group.
+    spawn(&host, &sb, "sleeper", 1 << 20, "sleep 600 & sleep 600; echo never").await;
+    let killed = run(&host, &sb, signal_command("sleeper", "KILL").unwrap(), &[]).await;
+    assert_eq!(killed.exit_code, Some(0), "{killed:?}");
+    let ended = attach(&host, &sb, "sleeper", Offsets::default()).await;
+    assert_eq!(ended.events, vec![AttachEvent::Exit(Some(137))]);
+    let sleeping = run(
+        &host,
+        &sb,
+        vec!["sh".into(), "-c".into(), "pgrep -fc '^sleep 600$' || true".into()],
+        &[],
+    )
+    .await;
+    assert_eq!(sleeping.stdout.trim(), "0", "sleeps left running");
+    let unknown = run(&host, &sb, signal_command("ghost", "TERM").unwrap(), &[]).await;
+    assert_eq!(unknown.exit_code, Some(3));
+
+    // Closing stdin from a session of its own.
+    spawn(&host, &sb, "cat", 1 << 20, "cat; echo closed").await;
+    let closed = run(&host, &sb, close_stdin_command("cat").unwrap(), &[]).await;
+    assert_eq!(closed.exit_code, Some(0), "{closed:?}");
+    let ended = attach(&host, &sb, "cat", Offsets::default()).await;
+    assert_eq!(
+        (ended.stdout.as_slice(), ended.events.as_slice()),
+        (&b"closed\n"[..], &[AttachEvent::Exit(Some(0))][..])
+    );
+
+    // 5 MiB with 2 MiB kept (two 1 MiB segments): an attach from 0 learns where the kept
+    // output starts, then gets all of it.
+    spawn(&host, &sb, "flood", 2 << 20, "head -c 5242880 /dev/zero | tr '\\0' x").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while parse_list(&run(&host, &sb, list_command(), &[]).await.stdout)
+        .iter()
+        .any(|p| p.id == "flood" && p.running)
+    {
+        assert!(std::time::Instant::now() < deadline, "the flood never ended");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let flood = attach(&host, &sb, "flood", Offsets::default()).await;
+    assert_eq!(
+        flood.events,
+        vec![
+            AttachEvent::Gone {
+                stream: Stream::Stdout,
+                kept_from: 3 << 20
+            },
+            AttachEvent::Exit(Some(0))
+        ]
+    );
+    assert_eq!(flood.stdout.len(), 2 << 20);
+    assert!(flood.stdout.iter().all(|&b| b == b'x'));
+}

@@ -1,0 +1,373 @@
+//! Detached processes, built on the exec channel alone so that they work against Northflank as
+//! they do against the local host: a process that outlives every connection, a listing of
+//! them, and an attach that replays its output from a byte offset and then goes on live.
+//!
+//! Every operation is one exec of `sh -c` [`SUPERVISOR`] with a subcommand (see the script for
+//! the layout it keeps in the sandbox). An image needs `sh`, coreutils (`split`, `tail`, `head`,
+//! `stat`, `mkfifo`, `sleep` with fractions, `date`) and `setsid` (util-linux, in every Debian
+//! and Ubuntu image; BusyBox has it too). Without `setsid` a spawn fails with exit code 127
+//! and "setsid: not found" on stderr, and nothing is left running.
+//!
+//! An attach's stdout is a sequence of frames ([`AttachDecoder`]); it is read as bytes (the
+//! exec's `base64` encoding), since offsets count bytes.
+
+use std::fmt;
+
+/// The supervisor script; its subcommands are `spawn`, `list`, `attach`, `signal` and
+/// `close-stdin`.
+pub const SUPERVISOR: &str = include_str!("detached.sh");
+
+/// Output kept per stream of a process unless a spawn says otherwise: 16 MiB.
+pub const DEFAULT_KEEP_BYTES: u64 = 16 << 20;
+
+/// `$0` of the script, shown by `ps` in the sandbox.
+const SCRIPT_NAME: &str = "flankbox-detached";
+
+/// Why a detached-process request or answer is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DetachedError {
+    /// A process id that is not 1 to 64 of `[a-z0-9-]`.
+    #[error("a process id is 1 to 64 characters of a-z, 0-9 and '-', got {0:?}")]
+    BadId(String),
+    /// A detached process with a terminal: the exec channel cannot hand a terminal over from
+    /// one connection to the next with only `sh` and coreutils in the image.
+    #[error("a detached process cannot have a terminal (tty): reattaching a terminal needs more than sh and coreutils in the image")]
+    Tty,
+    /// The attach stream broke its own framing.
+    #[error("the detached-process supervisor sent a malformed frame: {0}")]
+    Malformed(String),
+}
+
+/// Checks a process id: it names a directory in the sandbox.
+pub fn check_id(id: &str) -> Result<(), DetachedError> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(DetachedError::BadId(id.to_string()))
+    }
+}
+
+fn script(subcommand: &str, args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut argv = vec![
+        "sh".to_string(),
+        "-c".to_string(),
+        SUPERVISOR.to_string(),
+        SCRIPT_NAME.to_string(),
+        subcommand.to_string(),
+    ];
+    argv.extend(args);
+    argv
+}
+
+/// The exec command that starts `argv` detached as process `id`, keeping the last
+/// `keep_bytes` of each stream. `described` is the command as the caller gave it (one line of
+/// JSON, shown by [`list_command`]). Its stdout is the id once the process runs.
+pub fn spawn_command(
+    id: &str,
+    keep_bytes: u64,
+    described: &str,
+    argv: &[String],
+) -> Result<Vec<String>, DetachedError> {
+    check_id(id)?;
+    let described = described.replace('\n', " ");
+    let head = [id.to_string(), keep_bytes.max(1).to_string(), described];
+    Ok(script("spawn", head.into_iter().chain(argv.iter().cloned())))
+}
+
+/// The exec command that lists every detached process; parse its stdout with [`parse_list`].
+pub fn list_command() -> Vec<String> {
+    script("list", [])
+}
+
+/// Where an attach starts reading, per stream, in bytes since the process started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Offsets {
+    /// Into stdout.
+    pub stdout: u64,
+    /// Into stderr.
+    pub stderr: u64,
+}
+
+/// The exec command that attaches to process `id` from `from`; with `stdin`, the exec's stdin
+/// goes to the process, and its end closes the process's stdin. Decode its stdout with
+/// [`AttachDecoder`].
+pub fn attach_command(id: &str, from: Offsets, stdin: bool) -> Result<Vec<String>, DetachedError> {
+    check_id(id)?;
+    let args = [
+        id.to_string(),
+        from.stdout.to_string(),
+        from.stderr.to_string(),
+        u8::from(stdin).to_string(),
+    ];
+    Ok(script("attach", args))
+}
+
+/// The exec command that sends `signal` (a name such as `TERM` or `KILL`) to process `id`'s
+/// group. Exit code 3: no such process.
+pub fn signal_command(id: &str, signal: &str) -> Result<Vec<String>, DetachedError> {
+    check_id(id)?;
+    let name = signal.trim_start_matches("SIG");
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
+        return Err(DetachedError::Malformed(format!("not a signal name: {signal:?}")));
+    }
+    Ok(script("signal", [id.to_string(), name.to_string()]))
+}
+
+/// The exec command that closes process `id`'s stdin. Exit code 3: no such process.
+pub fn close_stdin_command(id: &str) -> Result<Vec<String>, DetachedError> {
+    check_id(id)?;
+    Ok(script("close-stdin", [id.to_string()]))
+}
+
+/// One detached process, as [`list_command`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessEntry {
+    /// Its id.
+    pub id: String,
+    /// The command as its spawner described it (JSON; `Null` if that was not JSON).
+    pub command: serde_json::Value,
+    /// Start, in seconds since the epoch.
+    pub started_at: u64,
+    /// Still running.
+    pub running: bool,
+    /// Its exit code once it ended; `None` while it runs, or if its supervisor vanished
+    /// (the sandbox restarted) before it could record one.
+    pub exit_code: Option<i32>,
+}
+
+/// Reads a listing. Lines it cannot read (a process being made at that moment) are skipped.
+pub fn parse_list(stdout: &str) -> Vec<ProcessEntry> {
+    stdout
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.splitn(4, '\t');
+            let (id, started, state, command) = (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+            check_id(id).ok()?;
+            let (running, exit_code) = match state {
+                "running" => (true, None),
+                "lost" => (false, None),
+                other => (false, Some(other.strip_prefix("exited ")?.parse().ok()?)),
+            };
+            Some(ProcessEntry {
+                id: id.to_string(),
+                command: serde_json::from_str(command).unwrap_or(serde_json::Value::Null),
+                started_at: started.parse().unwrap_or(0),
+                running,
+                exit_code,
+            })
+        })
+        .collect()
+}
+
+/// A stream of a process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl fmt::Display for Stream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Stdout => "stdout",
+            Self::Stderr => "stderr",
+        })
+    }
+}
+
+/// What an attach reports, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttachEvent {
+    /// Bytes of a stream, continuing from the last.
+    Output(Stream, Vec<u8>),
+    /// The stream's bytes before `kept_from` are no longer kept: what follows starts there.
+    Gone {
+        /// Which stream.
+        stream: Stream,
+        /// The oldest byte still kept.
+        kept_from: u64,
+    },
+    /// The process ended: its exit code, or `None` if its supervisor vanished without one.
+    Exit(Option<i32>),
+    /// There is no process of that id.
+    NoSuchProcess,
+}
+
+/// Decodes an attach's stdout, fed in whatever pieces the exec delivers.
+#[derive(Debug, Default)]
+pub struct AttachDecoder {
+    pending: Vec<u8>,
+    /// Bytes still owed to the stream of the frame being read.
+    body: Option<(Stream, usize)>,
+}
+
+/// The longest frame header the supervisor writes ("G stderr <offset>").
+const MAX_HEADER: usize = 64;
+
+impl AttachDecoder {
+    /// A decoder at the start of an attach.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds `bytes`; returns the events they complete.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<AttachEvent>, DetachedError> {
+        self.pending.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        let mut at = 0;
+        loop {
+            if let Some((stream, owed)) = self.body {
+                let take = owed.min(self.pending.len() - at);
+                if take == 0 {
+                    break;
+                }
+                events.push(AttachEvent::Output(stream, self.pending[at..at + take].to_vec()));
+                at += take;
+                self.body = (owed > take).then_some((stream, owed - take));
+                continue;
+            }
+            let Some(end) = self.pending[at..].iter().position(|&b| b == b'\n') else {
+                if self.pending.len() - at > MAX_HEADER {
+                    return Err(DetachedError::Malformed("a header without its end".into()));
+                }
+                break;
+            };
+            let header = std::str::from_utf8(&self.pending[at..at + end])
+                .map_err(|_| DetachedError::Malformed("a header that is not text".into()))?;
+            at += end + 1;
+            match header_event(header)? {
+                Header::Body(stream, 0) => {
+                    let _ = stream;
+                }
+                Header::Body(stream, len) => self.body = Some((stream, len)),
+                Header::Event(event) => events.push(event),
+            }
+        }
+        self.pending.drain(..at);
+        Ok(events)
+    }
+}
+
+enum Header {
+    Body(Stream, usize),
+    Event(AttachEvent),
+}
+
+fn header_event(header: &str) -> Result<Header, DetachedError> {
+    let malformed = || DetachedError::Malformed(format!("{header:?}"));
+    let mut words = header.split(' ');
+    let kind = words.next().ok_or_else(malformed)?;
+    let arg = words.next();
+    let stream = |name: &str| match name {
+        "out" => Ok(Stream::Stdout),
+        "err" => Ok(Stream::Stderr),
+        _ => Err(malformed()),
+    };
+    let header = match (kind, arg) {
+        ("O", Some(n)) => Header::Body(Stream::Stdout, n.parse().map_err(|_| malformed())?),
+        ("E", Some(n)) => Header::Body(Stream::Stderr, n.parse().map_err(|_| malformed())?),
+        ("G", Some(name)) => Header::Event(AttachEvent::Gone {
+            stream: stream(name)?,
+            kept_from: words.next().and_then(|o| o.parse().ok()).ok_or_else(malformed)?,
+        }),
+        ("X", Some("-")) => Header::Event(AttachEvent::Exit(None)),
+        ("X", Some(code)) => Header::Event(AttachEvent::Exit(Some(code.parse().map_err(|_| malformed())?))),
+        ("N", None) => Header::Event(AttachEvent::NoSuchProcess),
+        _ => return Err(malformed()),
+    };
+    Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_in_pieces(bytes: &[u8], piece: usize) -> Vec<AttachEvent> {
+        let mut decoder = AttachDecoder::new();
+        let mut events = Vec::new();
+        for chunk in bytes.chunks(piece) {
+            events.extend(decoder.push(chunk).unwrap());
+        }
+        events
+    }
+
+    /// Joins consecutive output of one stream, as a reader would see it.
+    fn joined(events: Vec<AttachEvent>) -> Vec<AttachEvent> {
+        let mut out: Vec<AttachEvent> = Vec::new();
+        for e in events {
+            match (out.last_mut(), e) {
+                (Some(AttachEvent::Output(s, acc)), AttachEvent::Output(t, more)) if *s == t => acc.extend(more),
+                (_, e) => out.push(e),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn frames_decode_the_same_in_any_pieces() {
+        let stream = b"O 6\nline\n\nE 3\ne\nrG err 4096\nO 2\nhiX 7\n";
+        let want = vec![
+            AttachEvent::Output(Stream::Stdout, b"line\n\n".to_vec()),
+            AttachEvent::Output(Stream::Stderr, b"e\nr".to_vec()),
+            AttachEvent::Gone {
+                stream: Stream::Stderr,
+                kept_from: 4096,
+            },
+            AttachEvent::Output(Stream::Stdout, b"hi".to_vec()),
+            AttachEvent::Exit(Some(7)),
+        ];
+        for piece in 1..stream.len() {
+            assert_eq!(joined(decode_in_pieces(stream, piece)), want, "pieces of {piece}");
+        }
+    }
+
+    #[test]
+    fn an_exit_without_a_code_and_a_missing_process_are_reported() {
+        assert_eq!(decode_in_pieces(b"X -\n", 4), vec![AttachEvent::Exit(None)]);
+        assert_eq!(decode_in_pieces(b"N\n", 1), vec![AttachEvent::NoSuchProcess]);
+    }
+
+    #[test]
+    fn broken_framing_is_an_error() {
+        for bad in [&b"Q 1\n"[..], b"O x\n", b"X 1.5\n", b"G foo 1\n", &[b'O'; 100][..]] {
+            assert!(AttachDecoder::new().push(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn listings_are_read_and_odd_lines_skipped() {
+        let out = "a1\t1700000000\trunning\t[\"sleep\",\"9\"]\n\
+                   b2\t1700000001\texited 3\t\"make\"\n\
+                   c3\t1700000002\tlost\tnot json\n\
+                   Bad\t1\trunning\t[]\n\
+                   half\n";
+        let list = parse_list(out);
+        assert_eq!(list.len(), 3);
+        assert_eq!((list[0].running, list[0].exit_code), (true, None));
+        assert_eq!(list[0].command, serde_json::json!(["sleep", "9"]));
+        assert_eq!(
+            (list[1].running, list[1].exit_code, list[1].started_at),
+            (false, Some(3), 1700000001)
+        );
+        assert_eq!(
+            (list[2].running, list[2].exit_code, &list[2].command),
+            (false, None, &serde_json::Value::Null)
+        );
+    }
+
+    #[test]
+    fn ids_and_signals_are_checked() {
+        assert!(spawn_command("ok-1", 1, "x", &["true".into()]).is_ok());
+        for bad in ["", "UPPER", "a/b", "../x", &"x".repeat(65)] {
+            assert_eq!(check_id(bad), Err(DetachedError::BadId(bad.to_string())));
+        }
+        assert_eq!(signal_command("p", "SIGTERM").unwrap().last().unwrap(), "TERM");
+        assert!(signal_command("p", "TERM; rm -rf /").is_err());
+    }
+}

@@ -142,6 +142,19 @@ async fn a_detached_process_outlives_its_connections_and_replays_from_any_offset
     .await;
     assert_eq!((tail.stdout.len(), tail.stderr.as_slice()), (0, &b"ps\n"[..]));
 
+    // An image without setsid: a clear refusal, and nothing started.
+    let argv = spawn_command("p2", 1 << 20, "[]", &["true".to_string()]).unwrap();
+    let tools = "mkdir -p /tmp/no-setsid && for t in split stat mkfifo tail head sleep date cat; do ln -sf \"$(command -v $t)\" /tmp/no-setsid/; done";
+    run(&host, &sb, vec!["sh".into(), "-c".into(), tools.into()], &[]).await;
+    let mut script = argv.clone();
+    script[2] = format!("PATH=/tmp/no-setsid; {}", argv[2]);
+    let refused = run(&host, &sb, script, &[]).await;
+    assert_eq!(refused.exit_code, Some(127), "{refused:?}");
+    assert!(refused.stderr.contains("need 'setsid' in the image"), "{refused:?}");
+    assert!(parse_list(&run(&host, &sb, list_command(), &[]).await.stdout)
+        .iter()
+        .all(|p| p.id != "p2"));
+
     // Nothing of that id.
     let none = attach(&host, &sb, "nope", Offsets::default()).await;
     assert_eq!(none.events, vec![AttachEvent::NoSuchProcess]);

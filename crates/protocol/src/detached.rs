@@ -5,8 +5,8 @@
 //! Every operation is one exec of `sh -c` [`SUPERVISOR`] with a subcommand (see the script for
 //! the layout it keeps in the sandbox). An image needs `sh`, coreutils (`split`, `tail`, `head`,
 //! `stat`, `mkfifo`, `sleep` with fractions, `date`) and `setsid` (util-linux, in every Debian
-//! and Ubuntu image; BusyBox has it too). Without `setsid` a spawn fails with exit code 127
-//! and "setsid: not found" on stderr, and nothing is left running.
+//! and Ubuntu image; BusyBox has it too). Where one is missing, a spawn starts nothing and
+//! exits with code 127, naming the tool on stderr.
 //!
 //! An attach's stdout is a sequence of frames ([`AttachDecoder`]); it is read as bytes (the
 //! exec's `base64` encoding), since offsets count bytes.

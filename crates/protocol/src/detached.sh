@@ -45,6 +45,12 @@ spawn() { # id keep_bytes cmd_json argv...
   id=$1 keep=$2 cmd=$3
   shift 3
   d=$ROOT/$id
+  for tool in setsid split stat mkfifo tail head sleep date; do
+    command -v "$tool" >/dev/null 2>&1 || {
+      echo "flankbox: detached processes need '$tool' in the image (setsid: util-linux; the rest: coreutils)" >&2
+      exit 127
+    }
+  done
   umask 077
   mkdir -p "$ROOT" && mkdir "$d" || { echo "flankbox: cannot make $d" >&2; exit 1; }
   printf '%s\n' "$cmd" >"$d/cmd"

@@ -167,9 +167,9 @@ pub fn parse_list(stdout: &str) -> Vec<ProcessEntry> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stream {
     /// Standard output.
-    Stdout,
+    Stdout = 0,
     /// Standard error.
-    Stderr,
+    Stderr = 1,
 }
 
 impl fmt::Display for Stream {
@@ -284,6 +284,182 @@ fn header_event(header: &str) -> Result<Header, DetachedError> {
     Ok(header)
 }
 
+/// Why a follower stops reading a process.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FollowError {
+    /// No detached process has that id.
+    #[error("no detached process {0:?}")]
+    NoSuchProcess(String),
+    /// An attach asked for output older than what is kept.
+    #[error("{stream} from byte {asked} is no longer kept; the oldest kept byte is {kept_from}")]
+    OffsetGone {
+        /// Which stream.
+        stream: Stream,
+        /// The offset asked for.
+        asked: u64,
+        /// The oldest byte still kept.
+        kept_from: u64,
+    },
+    /// While resuming, output the reader had not yet had was dropped from the kept window.
+    #[error("{stream} bytes {delivered} to {kept_from} were dropped before they could be resumed")]
+    OutputLost {
+        /// Which stream.
+        stream: Stream,
+        /// Bytes delivered before the connection dropped.
+        delivered: u64,
+        /// Where the kept output now starts.
+        kept_from: u64,
+    },
+    /// The supervisor broke its framing.
+    #[error(transparent)]
+    Detached(#[from] DetachedError),
+}
+
+/// What a follower hands its reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// Output of a stream: bytes, or text when following as UTF-8 (never half a character).
+    Output(Stream, Chunk),
+    /// The process ended: its exit code, `None` if that was lost with its supervisor.
+    Exit(Option<i32>),
+}
+
+/// A piece of output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Chunk {
+    /// Raw bytes.
+    Bytes(Vec<u8>),
+    /// Text.
+    Text(String),
+}
+
+/// The reading side of a detached process across any number of attaches: it counts the bytes
+/// delivered per stream, so that after a dropped connection [`Follower::resume_from`] says
+/// where to attach again and nothing is repeated or skipped; and, following as UTF-8, it never
+/// splits a character (an offset inside one starts at the next whole character).
+#[derive(Debug)]
+pub struct Follower {
+    id: String,
+    /// Bytes of each stream read so far (the next attach starts here).
+    read: Offsets,
+    /// An attach in progress, and whether it resumes one that dropped.
+    decoder: AttachDecoder,
+    resuming: bool,
+    text: Option<[crate::text::Utf8Carry; 2]>,
+    /// Continuation bytes still to skip at a start inside a character.
+    skip_partial: [bool; 2],
+}
+
+impl Follower {
+    /// A follower of process `id` from `from`, as bytes or (`utf8`) as text.
+    pub fn new(id: &str, from: Offsets, utf8: bool) -> Result<Self, DetachedError> {
+        check_id(id)?;
+        Ok(Self {
+            id: id.to_string(),
+            read: from,
+            decoder: AttachDecoder::new(),
+            resuming: false,
+            text: utf8.then(Default::default),
+            skip_partial: [utf8 && from.stdout > 0, utf8 && from.stderr > 0],
+        })
+    }
+
+    /// The exec command for the next attach: the first, or a resume after a drop.
+    pub fn attach_command(&mut self, stdin: bool) -> Vec<String> {
+        self.decoder = AttachDecoder::new();
+        // `new` checked the id.
+        attach_command(&self.id, self.read, stdin).unwrap_or_default()
+    }
+
+    /// Marks the connection as dropped: the next attach resumes at what was read.
+    pub fn dropped(&mut self) {
+        self.resuming = true;
+    }
+
+    /// Where the next attach starts.
+    pub fn resume_from(&self) -> Offsets {
+        self.read
+    }
+
+    /// Feeds an attach's stdout; returns what to hand the reader.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Delivery>, FollowError> {
+        let mut out = Vec::new();
+        for event in self.decoder.push(bytes)? {
+            match event {
+                AttachEvent::Output(stream, bytes) => {
+                    let i = stream as usize;
+                    *self.offset_mut(stream) += bytes.len() as u64;
+                    let mut bytes = bytes.as_slice();
+                    if self.skip_partial[i] {
+                        let whole = bytes.iter().position(|b| b & 0b1100_0000 != 0b1000_0000);
+                        bytes = &bytes[whole.unwrap_or(bytes.len())..];
+                        self.skip_partial[i] = whole.is_none();
+                    }
+                    let chunk = match &mut self.text {
+                        Some(carries) => Chunk::Text(carries[i].push(bytes)),
+                        None => Chunk::Bytes(bytes.to_vec()),
+                    };
+                    let empty = matches!(&chunk, Chunk::Text(t) if t.is_empty())
+                        || matches!(&chunk, Chunk::Bytes(b) if b.is_empty());
+                    if !empty {
+                        out.push(Delivery::Output(stream, chunk));
+                    }
+                }
+                AttachEvent::Gone { stream, kept_from } => {
+                    let asked = self.offset(stream);
+                    if kept_from <= asked {
+                        continue;
+                    }
+                    if self.resuming {
+                        return Err(FollowError::OutputLost {
+                            stream,
+                            delivered: asked,
+                            kept_from,
+                        });
+                    }
+                    // Replaying "everything still kept" from 0 starts where the window does.
+                    if asked != 0 {
+                        return Err(FollowError::OffsetGone {
+                            stream,
+                            asked,
+                            kept_from,
+                        });
+                    }
+                    *self.offset_mut(stream) = kept_from;
+                    self.skip_partial[stream as usize] = self.text.is_some();
+                }
+                AttachEvent::Exit(code) => {
+                    if let Some(carries) = &mut self.text {
+                        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+                            let rest = carries[i].finish();
+                            if !rest.is_empty() {
+                                out.push(Delivery::Output(stream, Chunk::Text(rest)));
+                            }
+                        }
+                    }
+                    out.push(Delivery::Exit(code));
+                }
+                AttachEvent::NoSuchProcess => return Err(FollowError::NoSuchProcess(self.id.clone())),
+            }
+        }
+        Ok(out)
+    }
+
+    fn offset(&self, stream: Stream) -> u64 {
+        match stream {
+            Stream::Stdout => self.read.stdout,
+            Stream::Stderr => self.read.stderr,
+        }
+    }
+
+    fn offset_mut(&mut self, stream: Stream) -> &mut u64 {
+        match stream {
+            Stream::Stdout => &mut self.read.stdout,
+            Stream::Stderr => &mut self.read.stderr,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -369,5 +545,84 @@ mod tests {
         }
         assert_eq!(signal_command("p", "SIGTERM").unwrap().last().unwrap(), "TERM");
         assert!(signal_command("p", "TERM; rm -rf /").is_err());
+    }
+
+    fn text(deliveries: &[Delivery]) -> String {
+        deliveries
+            .iter()
+            .map(|d| match d {
+                Delivery::Output(Stream::Stdout, Chunk::Text(t)) => t.clone(),
+                Delivery::Output(Stream::Stdout, Chunk::Bytes(b)) => String::from_utf8_lossy(b).into_owned(),
+                _ => String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_follower_resumes_where_it_was_cut_with_no_gap_or_repeat() {
+        let mut f = Follower::new("p", Offsets::default(), false).unwrap();
+        assert_eq!(f.attach_command(false).last().unwrap(), "0");
+        // Cut inside a frame: the bytes that arrived count, the rest comes with the resume.
+        let first = f.push(b"O 10\nhello").unwrap();
+        f.dropped();
+        assert_eq!(f.resume_from(), Offsets { stdout: 5, stderr: 0 });
+        let argv = f.attach_command(false);
+        assert_eq!(&argv[argv.len() - 4..], ["p", "5", "0", "0"]);
+        let second = f.push(b"O 7\n world\nX 0\n").unwrap();
+        assert_eq!(text(&first) + &text(&second), "hello world\n");
+        assert_eq!(second.last(), Some(&Delivery::Exit(Some(0))));
+    }
+
+    #[test]
+    fn lost_output_and_gone_offsets_are_errors_that_say_which() {
+        // A resume that finds its next bytes dropped.
+        let mut f = Follower::new("p", Offsets { stdout: 100, stderr: 0 }, false).unwrap();
+        f.dropped();
+        let err = f.push(b"G out 4096\n").unwrap_err();
+        assert_eq!(
+            err,
+            FollowError::OutputLost {
+                stream: Stream::Stdout,
+                delivered: 100,
+                kept_from: 4096
+            }
+        );
+        // An attach from an offset that is gone.
+        let mut f = Follower::new("p", Offsets { stdout: 0, stderr: 7 }, false).unwrap();
+        let err = f.push(b"G err 4096\n").unwrap_err();
+        assert_eq!(
+            err,
+            FollowError::OffsetGone {
+                stream: Stream::Stderr,
+                asked: 7,
+                kept_from: 4096
+            }
+        );
+        assert!(err.to_string().contains("no longer kept"));
+        // From 0, "everything still kept" starts at the window.
+        let mut f = Follower::new("p", Offsets::default(), false).unwrap();
+        assert!(f.push(b"G out 4096\nO 2\nabX 1\n").is_ok());
+        assert_eq!(f.resume_from().stdout, 4098);
+        // No such process.
+        let mut f = Follower::new("ghost", Offsets::default(), false).unwrap();
+        assert_eq!(f.push(b"N\n").unwrap_err(), FollowError::NoSuchProcess("ghost".into()));
+    }
+
+    #[test]
+    fn as_text_an_offset_inside_a_character_starts_at_the_next_one() {
+        // "é" is two bytes; from offset 1 the attach begins with its second byte.
+        let mut f = Follower::new("p", Offsets { stdout: 1, stderr: 0 }, true).unwrap();
+        let mut got = f.push(b"O 3\n\xa9ab").unwrap();
+        got.extend(f.push(b"O 2\n\xe2\x98").unwrap());
+        got.extend(f.push(b"O 1\n\x83X 0\n").unwrap());
+        assert_eq!(text(&got), "ab\u{2603}");
+        assert_eq!(f.resume_from().stdout, 1 + 3 + 2 + 1);
+        // A character split by a drop and a resume comes out whole.
+        let mut f = Follower::new("p", Offsets::default(), true).unwrap();
+        let mut got = f.push(b"O 2\nx\xe2").unwrap();
+        f.dropped();
+        f.attach_command(false);
+        got.extend(f.push(b"O 2\n\x98\x83").unwrap());
+        assert_eq!(text(&got), "x\u{2603}");
     }
 }

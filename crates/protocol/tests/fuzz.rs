@@ -1,4 +1,5 @@
 //! Fuzz targets for every wire type read from outside: exec frames both ways, log tail frames,
+//! detached-process attach frames,
 //! and the REST bodies (create service, scale, ports, volume create, attach) with their checks.
 //!
 //! Properties: decoding never panics; a decoded value serialises and decodes to itself; a check
@@ -8,6 +9,7 @@
 #[path = "../../../tests/support/fuzz_runner.rs"]
 mod fuzz_runner;
 
+use flankbox_protocol::detached::{AttachDecoder, AttachEvent, Stream};
 use flankbox_protocol::exec::{
     ClientFrame, Command, Completion, CompletionStatus, ErrorData, ExecContext, IdOrName, InitAuth, InitContext,
     InitReply, InitRequest, ServerFrame, TtySize,
@@ -529,4 +531,62 @@ fn names_and_ids() {
         let _ = flankbox_protocol::validate::check_mount_path(&s, "f");
         Ok(())
     });
+}
+
+/// Frames a detached-process supervisor could write, as (frame bytes, the event they mean).
+fn attach_frame() -> impl Strategy<Value = (Vec<u8>, Option<AttachEvent>)> {
+    let stream = prop_oneof![Just(Stream::Stdout), Just(Stream::Stderr)];
+    prop_oneof![
+        (stream.clone(), prop::collection::vec(any::<u8>(), 0..64)).prop_map(|(s, body)| {
+            let mut frame = format!("{} {}\n", if s == Stream::Stdout { "O" } else { "E" }, body.len()).into_bytes();
+            frame.extend(&body);
+            let event = (!body.is_empty()).then_some(AttachEvent::Output(s, body));
+            (frame, event)
+        }),
+        (stream, any::<u32>()).prop_map(|(s, at)| {
+            let name = if s == Stream::Stdout { "out" } else { "err" };
+            let event = AttachEvent::Gone {
+                stream: s,
+                kept_from: u64::from(at),
+            };
+            (format!("G {name} {at}\n").into_bytes(), Some(event))
+        }),
+        any::<u8>().prop_map(|c| (
+            format!("X {c}\n").into_bytes(),
+            Some(AttachEvent::Exit(Some(i32::from(c))))
+        )),
+    ]
+}
+
+/// Joins consecutive output of one stream.
+fn joined(events: Vec<AttachEvent>) -> Vec<AttachEvent> {
+    let mut out: Vec<AttachEvent> = Vec::new();
+    for e in events {
+        match (out.last_mut(), e) {
+            (Some(AttachEvent::Output(s, acc)), AttachEvent::Output(t, more)) if *s == t => acc.extend(more),
+            (_, e) => out.push(e),
+        }
+    }
+    out
+}
+
+#[test]
+fn detached_attach_frames_decode_in_any_pieces_and_odd_bytes_never_panic() {
+    fuzz(
+        "detached attach frames",
+        || (prop::collection::vec(attach_frame(), 0..12), 1usize..16, raw_input()),
+        |(frames, piece, junk)| {
+            let bytes: Vec<u8> = frames.iter().flat_map(|(b, _)| b.clone()).collect();
+            let want = joined(frames.into_iter().filter_map(|(_, e)| e).collect());
+            let mut decoder = AttachDecoder::new();
+            let mut got = Vec::new();
+            for chunk in bytes.chunks(piece) {
+                got.extend(decoder.push(chunk).map_err(|e| TestCaseError::fail(e.to_string()))?);
+            }
+            prop_assert_eq!(joined(got), want);
+            // Anything at all: events or an error, never a panic.
+            let _ = AttachDecoder::new().push(&junk);
+            Ok(())
+        },
+    );
 }

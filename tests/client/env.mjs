@@ -107,16 +107,15 @@ await sb.destroy();
 window.result = { stdout: r.stdout, chunks: chunks.length, code: r.exitCode };
 `;
 
-/** Serves the bundle in `dist` and opens `page` of it in `browser` with BROWSER_ENTRY's query
- * for project `projectId`; resolves to its `window.result`, and throws if the page raised. */
-export async function runBundleInChromium(browser, dist, page, projectId) {
-  const site = await serveStatic(dist);
+/** Opens `pageUrl` in `browser` with BROWSER_ENTRY's query for project `projectId`; resolves to
+ * its `window.result`, and throws if the page raised. */
+export async function runEntryInChromium(browser, pageUrl, projectId) {
   const tab = await browser.newPage();
   try {
     const errors = [];
     tab.on("pageerror", (e) => errors.push(e.message));
     const q = new URLSearchParams({ token: TOKEN, project: projectId, api: URL_ });
-    await tab.goto(`${site.url}/${page}?${q}`);
+    await tab.goto(`${pageUrl}?${q}`);
     await tab.waitForFunction(() => window.result, null, { timeout: 30_000 }).catch((e) => {
       throw new Error(`no result: ${errors.join("; ") || e.message}`);
     });
@@ -124,6 +123,15 @@ export async function runBundleInChromium(browser, dist, page, projectId) {
     return await tab.evaluate(() => window.result);
   } finally {
     await tab.close();
+  }
+}
+
+/** runEntryInChromium on `page` of the bundle in `dist`, served for the run. */
+export async function runBundleInChromium(browser, dist, page, projectId) {
+  const site = await serveStatic(dist);
+  try {
+    return await runEntryInChromium(browser, `${site.url}/${page}`, projectId);
+  } finally {
     site.close();
   }
 }

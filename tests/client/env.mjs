@@ -1,7 +1,10 @@
 // Where the client tests find the host, its token and the helper server (started by the test
 // command), and small tools: a static file server and headless Chromium.
 import { createServer } from "node:http";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
 import { extname, join, normalize, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -79,4 +82,63 @@ export async function workerdFromBundle(dir, bindings, options = {}) {
     bindings,
     ...options,
   });
+}
+
+/** `npm pack` of the built package (pkg/), installed from its tarball into a new scratch ESM
+ * project, as a user gets it; resolves to the scratch directory. */
+export function installPackedPackage(prefix) {
+  const scratch = mkdtempSync(join(tmpdir(), prefix));
+  const packed = JSON.parse(execFileSync("npm", ["pack", "--json", "--pack-destination", scratch, join(ROOT, "pkg")], { encoding: "utf8" }));
+  writeFileSync(join(scratch, "package.json"), JSON.stringify({ name: "scratch", private: true, type: "module" }));
+  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error", join(scratch, packed[0].filename)], { cwd: scratch, stdio: "inherit" });
+  return scratch;
+}
+
+/** A page's program, for a bundler to bundle: the project and host come in the query string;
+ * it creates a sandbox, runs a command whose output comes in three pieces 0.5 s apart, destroys
+ * the sandbox, and leaves what it saw in `window.result`. */
+export const BROWSER_ENTRY = `import { Northflank, Sandbox } from "flankbox";
+const q = new URLSearchParams(location.search);
+const nf = new Northflank({ token: q.get("token"), projectId: q.get("project"), baseUrl: q.get("api") });
+const chunks = [];
+const sb = await Sandbox.create(nf);
+const r = await sb.exec("for i in 1 2 3; do echo line $i; sleep 0.5; done", { onStdout: (c) => chunks.push(c) });
+await sb.destroy();
+window.result = { stdout: r.stdout, chunks: chunks.length, code: r.exitCode };
+`;
+
+/** Opens `pageUrl` in `browser` with BROWSER_ENTRY's query for project `projectId`; resolves to
+ * its `window.result`, and throws if the page raised. */
+export async function runEntryInChromium(browser, pageUrl, projectId) {
+  const tab = await browser.newPage();
+  try {
+    const errors = [];
+    tab.on("pageerror", (e) => errors.push(e.message));
+    const q = new URLSearchParams({ token: TOKEN, project: projectId, api: URL_ });
+    await tab.goto(`${pageUrl}?${q}`);
+    await tab.waitForFunction(() => window.result, null, { timeout: 30_000 }).catch((e) => {
+      throw new Error(`no result: ${errors.join("; ") || e.message}`);
+    });
+    if (errors.length) throw new Error(`the page raised: ${errors.join("; ")}`);
+    return await tab.evaluate(() => window.result);
+  } finally {
+    await tab.close();
+  }
+}
+
+/** runEntryInChromium on `page` of the bundle in `dist`, served for the run. */
+export async function runBundleInChromium(browser, dist, page, projectId) {
+  const site = await serveStatic(dist);
+  try {
+    return await runEntryInChromium(browser, `${site.url}/${page}`, projectId);
+  } finally {
+    site.close();
+  }
+}
+
+/** The services left in `projectId` on the test host (none, once every sandbox is destroyed). */
+export async function servicesLeft(projectId) {
+  const res = await fetch(`${URL_}/v1/projects/${projectId}/services`, { headers: { authorization: `Bearer ${TOKEN}` } });
+  if (!res.ok) throw new Error(`listing services: ${res.status} ${await res.text()}`);
+  return (await res.json()).data.services;
 }

@@ -4,11 +4,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, readFileSync, copyFileSync, mkdirSync, rmSync } from "node:fs";
+import { writeFileSync, readFileSync, copyFileSync, mkdirSync, rmSync } from "node:fs";
 import { gzipSync } from "node:zlib";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ROOT, URL_, TOKEN, project, serveStatic, launchChromium, workerdFromBundle } from "./env.mjs";
+import { ROOT, URL_, TOKEN, project, installPackedPackage, launchChromium, BROWSER_ENTRY, runBundleInChromium, workerdFromBundle } from "./env.mjs";
 
 /** Past this, the package has grown by accident: wasm + JS glue, gzipped. */
 const SIZE_GUARD = 120 * 1024;
@@ -17,10 +16,7 @@ let scratch;
 const env = { ...process.env, NF_URL: URL_, NF_TOKEN: TOKEN };
 
 before(() => {
-  scratch = mkdtempSync(join(tmpdir(), "flankbox-pkg-"));
-  const packed = JSON.parse(execFileSync("npm", ["pack", "--json", "--pack-destination", scratch, join(ROOT, "pkg")], { encoding: "utf8" }));
-  writeFileSync(join(scratch, "package.json"), JSON.stringify({ name: "scratch", private: true, type: "module" }));
-  execFileSync("npm", ["install", "--no-audit", "--no-fund", "--loglevel=error", join(scratch, packed[0].filename)], { cwd: scratch, stdio: "inherit" });
+  scratch = installPackedPackage("flankbox-pkg-");
 });
 
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -73,38 +69,19 @@ test("the README's examples run as written", () => {
 test("an esbuild browser bundle runs in Chromium", async () => {
   const dist = join(scratch, "dist");
   mkdirSync(dist, { recursive: true });
-  writeFileSync(
-    join(scratch, "browser-entry.mjs"),
-    `import { Northflank, Sandbox } from "flankbox";
-     const q = new URLSearchParams(location.search);
-     const nf = new Northflank({ token: q.get("token"), projectId: q.get("project"), baseUrl: q.get("api") });
-     const chunks = [];
-     const sb = await Sandbox.create(nf);
-     const r = await sb.exec("for i in 1 2 3; do echo line $i; sleep 0.5; done", { onStdout: (c) => chunks.push(c) });
-     await sb.destroy();
-     window.result = { stdout: r.stdout, chunks: chunks.length, code: r.exitCode };`,
-  );
+  writeFileSync(join(scratch, "browser-entry.mjs"), BROWSER_ENTRY);
   execFileSync(join(ROOT, "node_modules/.bin/esbuild"), ["browser-entry.mjs", "--bundle", "--format=esm", "--platform=browser", "--target=es2022", `--outdir=${dist}`], { cwd: scratch, stdio: "inherit" });
   // esbuild leaves `new URL("./flankbox_bg.wasm", import.meta.url)` alone: the wasm goes next to the bundle.
   copyFileSync(join(scratch, "node_modules/flankbox/flankbox_bg.wasm"), join(dist, "flankbox_bg.wasm"));
   writeFileSync(join(dist, "index.html"), `<!doctype html><script type="module" src="./browser-entry.js"></script>`);
-  const site = await serveStatic(dist);
   const browser = await launchChromium();
   try {
-    const page = await browser.newPage();
-    const errors = [];
-    page.on("pageerror", (e) => errors.push(e.message));
-    const q = new URLSearchParams({ token: TOKEN, project: project("pkg-browser"), api: URL_ });
-    await page.goto(`${site.url}/index.html?${q}`);
-    await page.waitForFunction(() => window.result || document.readyState === "never", null, { timeout: 30_000 });
-    const result = await page.evaluate(() => window.result);
-    assert.deepEqual(errors, []);
+    const result = await runBundleInChromium(browser, dist, "index.html", project("pkg-browser"));
     assert.equal(result.stdout, "line 1\nline 2\nline 3\n");
     assert.equal(result.code, 0);
     assert.ok(result.chunks >= 2, "output arrived live, in pieces");
   } finally {
     await browser.close();
-    site.close();
   }
 });
 

@@ -5,26 +5,51 @@
 //   <flankbox-playground language="python">print("hi")</flankbox-playground>
 //
 // This file wires the parts together: the DOM (dom.js), the sandbox's lifecycle (session.js),
-// the output pane (output.js), port previews (ports.js) and the terminal (terminal.js).
-import { EditorView, basicSetup } from "codemirror";
-import { Compartment } from "@codemirror/state";
-import { keymap } from "@codemirror/view";
+// the output pane (output.js), port previews (ports.js), the editor (editor.js) and the
+// terminal (terminal.js).
+//
+// What a page pays up front is this module and its styles: the code shows as text and Run
+// works. The rest loads when it is first needed, each a chunk of its own: the editor
+// (CodeMirror) and the language's mode on the code's first focus, the client and its wasm on
+// that focus or the first Run, xterm.js when the Terminal tab opens.
 import { LANGUAGES, DEFAULT_LANGUAGE } from "./languages.js";
-import { buildUi, dedent, el, injectStyles } from "./dom.js";
+import { buildUi, codeLabel, dedent, el, injectStyles } from "./dom.js";
 import { OutputPane } from "./output.js";
 import { SandboxSession } from "./session.js";
 import { watchPorts } from "./ports.js";
-import { ShellTerminal } from "./terminal.js";
+
+/** Marked on the page once a widget shows its code and Run works (the weight test reads it). */
+const INTERACTIVE_MARK = "flankbox:interactive";
+
+/** Calls `fn` once the page has loaded and the browser is idle, so that work a page asks for
+ * ahead of time never competes with its first paint. */
+function whenIdle(fn) {
+  const idle = () => (window.requestIdleCallback ? requestIdleCallback(fn, { timeout: 2000 }) : setTimeout(fn, 200));
+  if (document.readyState === "complete") idle();
+  else addEventListener("load", idle, { once: true });
+}
+
+/** The caret offset in `pre`'s text under the point (x, y), if the browser can tell. */
+function offsetAt(pre, x, y) {
+  const position = document.caretPositionFromPoint?.(x, y);
+  const range = position ? { node: position.offsetNode, offset: position.offset } : document.caretRangeFromPoint?.(x, y);
+  const node = range?.node ?? range?.startContainer;
+  if (!node || !pre.contains(node)) return undefined;
+  return range.offset ?? range.startOffset;
+}
 
 export class FlankboxPlayground extends HTMLElement {
   #language = DEFAULT_LANGUAGE;
-  #editor;
-  #mode = new Compartment();
+  #code = ""; // the code while the editor is not loaded
+  #editor; // the CodeEditor, once loaded
+  #editorLoading; // Promise<CodeEditor>
+  #caret = 0; // where the caret goes when the editor replaces the code view
   #session;
   #output;
   #proc;
   #writing = Promise.resolve(); // the running program's input, in order: EOF waits for it
-  #terminal;
+  #terminal; // Promise<ShellTerminal>, from the Terminal tab's first opening until its shell ends
+  #shell; // that ShellTerminal, once loaded
   #listeners = new Set();
   #connected; // aborts what is bound to the page while the element is in it
   ui = {};
@@ -43,9 +68,17 @@ export class FlankboxPlayground extends HTMLElement {
       onSandbox: (id) => (id ? (this.dataset.sandbox = id) : delete this.dataset.sandbox),
       onIdle: () => !this.#proc && this.destroy(),
     });
-    this.#build(initial ?? LANGUAGES[this.#language].example);
+    this.#code = initial ?? LANGUAGES[this.#language].example;
+    this.#build();
     this.#setStatus("idle", "Press Run (Ctrl+Enter)");
-    if (this.hasAttribute("prepare")) this.#session.ensure().catch(() => {});
+    performance.mark(INTERACTIVE_MARK);
+    // A page made for running code (the playground page) warms up the sandbox and the editor
+    // once it has painted; an embedded widget waits for the user.
+    if (this.hasAttribute("prepare"))
+      whenIdle(() => {
+        this.#session.ensure().catch(() => {});
+        Promise.all([import("./editor.js"), LANGUAGES[this.#language].mode()]).catch(() => {});
+      });
   }
 
   disconnectedCallback() {
@@ -55,11 +88,17 @@ export class FlankboxPlayground extends HTMLElement {
 
   /** The code in the editor. */
   get code() {
-    return this.#editor.state.doc.toString();
+    return this.#editor?.code ?? this.#code;
   }
 
   set code(text) {
-    this.#editor.dispatch({ changes: { from: 0, to: this.#editor.state.doc.length, insert: text } });
+    if (this.#editor) {
+      this.#editor.code = text;
+    } else {
+      this.#code = text;
+      this.ui.code.textContent = text;
+      this.#changed();
+    }
   }
 
   get language() {
@@ -70,7 +109,13 @@ export class FlankboxPlayground extends HTMLElement {
     if (!LANGUAGES[id] || id === this.#language) return;
     this.#language = id;
     this.ui.language.value = id;
-    this.#editor.dispatch({ effects: this.#mode.reconfigure(LANGUAGES[id].mode()) });
+    this.ui.code.setAttribute("aria-label", codeLabel(id));
+    if (this.#editor) {
+      LANGUAGES[id].mode().then(
+        (mode) => this.#language === id && this.#editor.setMode(mode, codeLabel(id)),
+        (e) => this.#setStatus("error", `the ${LANGUAGES[id].label} mode did not load: ${e.message}`),
+      );
+    }
     this.#changed();
   }
 
@@ -88,19 +133,18 @@ export class FlankboxPlayground extends HTMLElement {
     for (const fn of this.#listeners) fn({ language: this.#language, code: this.code });
   }
 
-  #build(code) {
-    const ui = buildUi(this, { compact: this.getAttribute("layout") !== "page", language: this.#language });
+  #build() {
+    const ui = buildUi(this, { compact: this.getAttribute("layout") !== "page", language: this.#language, code: this.#code });
     Object.assign(this.ui, ui);
-    this.#output = new OutputPane(ui.output);
-    this.#editor = new EditorView({
-      doc: code,
-      parent: ui.editor,
-      extensions: [
-        keymap.of([{ key: "Mod-Enter", run: () => (this.run(), true) }]),
-        basicSetup,
-        this.#mode.of(LANGUAGES[this.#language].mode()),
-        EditorView.updateListener.of((u) => u.docChanged && this.#changed()),
-      ],
+    this.#output = new OutputPane(ui.output, ui.announce);
+    // The code view becomes the editor on its first focus (a click puts the caret where it was).
+    ui.code.addEventListener("pointerdown", (e) => (this.#caret = offsetAt(ui.code, e.clientX, e.clientY) ?? this.#caret));
+    ui.code.addEventListener("focus", () => this.#loadEditor().then((editor) => editor.focus(), () => {}));
+    ui.code.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        this.run();
+      }
     });
     ui.language.addEventListener("change", () => {
       const wasExample = Object.values(LANGUAGES).some((l) => l.example === this.code);
@@ -123,8 +167,49 @@ export class FlankboxPlayground extends HTMLElement {
     ui.eof.addEventListener("click", () => this.endInput());
     ui.outTab.addEventListener("click", () => this.#showTab("output"));
     ui.termTab.addEventListener("click", () => this.#showTab("terminal"));
+    // The tab list is one stop for Tab; the arrow keys move between its tabs.
+    for (const [from, to] of [
+      [ui.outTab, ui.termTab],
+      [ui.termTab, ui.outTab],
+    ]) {
+      from.addEventListener("keydown", (e) => {
+        if (!["ArrowLeft", "ArrowRight", "Home", "End"].includes(e.key)) return;
+        e.preventDefault();
+        to.focus();
+        to.click();
+      });
+    }
     // Warm a sandbox up while the user is still typing.
     ui.editor.addEventListener("focusin", () => this.#session.ensure().catch(() => {}), { once: true });
+  }
+
+  /** Loads the editor (once) and puts it in the code view's place. */
+  #loadEditor() {
+    this.#editorLoading ??= (async () => {
+      const language = this.#language;
+      const [{ CodeEditor }, mode] = await Promise.all([import("./editor.js"), LANGUAGES[language].mode()]);
+      this.#editor = new CodeEditor({
+        parent: this.ui.editor,
+        doc: this.#code,
+        caret: this.#caret,
+        mode,
+        label: codeLabel(language),
+        onRun: () => this.run(),
+        onChange: () => this.#changed(),
+      });
+      this.ui.code.remove();
+      // The language changed while the editor loaded: its mode follows.
+      if (this.#language !== language) {
+        const id = this.#language;
+        LANGUAGES[id].mode().then((m) => this.#language === id && this.#editor.setMode(m, codeLabel(id)));
+      }
+      return this.#editor;
+    })();
+    this.#editorLoading.catch((e) => {
+      this.#editorLoading = undefined;
+      this.#setStatus("error", `the editor did not load: ${e.message}`);
+    });
+    return this.#editorLoading;
   }
 
   #setStatus(step, detail = "") {
@@ -230,27 +315,40 @@ export class FlankboxPlayground extends HTMLElement {
     const terminal = tab === "terminal";
     this.ui.outputPane.hidden = terminal;
     this.ui.terminal.hidden = !terminal;
-    this.ui.outTab.ariaSelected = String(!terminal);
-    this.ui.termTab.ariaSelected = String(terminal);
-    if (!terminal) return;
-    if (this.#terminal) this.#terminal.show();
-    else {
-      const shell = new ShellTerminal(this.ui.terminal, () => this.#session.ensure(), () => this.#terminal === shell && (this.#terminal = undefined));
-      this.#terminal = shell;
+    for (const [tab, selected] of [
+      [this.ui.outTab, !terminal],
+      [this.ui.termTab, terminal],
+    ]) {
+      tab.setAttribute("aria-selected", String(selected));
+      tab.tabIndex = selected ? 0 : -1;
     }
+    if (!terminal) return;
+    if (this.#terminal) return void this.#terminal.then((shell) => shell?.show());
+    const opening = import("./terminal.js").then(({ ShellTerminal }) => {
+      if (this.#terminal !== opening) return; // destroyed meanwhile
+      const shell = new ShellTerminal(this.ui.terminal, () => this.#session.ensure(), () => this.#terminal === opening && (this.#terminal = undefined));
+      this.#shell = shell;
+      return shell;
+    });
+    this.#terminal = opening;
+    opening.catch((e) => {
+      if (this.#terminal === opening) this.#terminal = undefined;
+      this.ui.terminal.textContent = `The terminal did not load: ${e.message}`;
+    });
   }
 
   /** The terminal's visible text (for tests and screen readers). */
   get terminalText() {
-    return this.#terminal?.text ?? "";
+    return (this.#terminal && this.#shell?.text) ?? "";
   }
 
   /** Destroys the sandbox, also one still being made. With `keepalive`, the request outlives
    * the page. */
   async destroy({ keepalive = false } = {}) {
     this.#proc?.kill();
-    this.#terminal?.kill();
+    if (this.#terminal) this.#shell?.kill();
     this.#terminal = undefined;
+    this.#shell = undefined;
     await this.#session.destroy({ keepalive });
   }
 }

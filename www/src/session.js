@@ -1,6 +1,6 @@
 // A playground's sandbox: made on demand through its connection, held on the host's edge proxy
-// while the page lives, destroyed when the page goes away or after an idle spell.
-import { Sandbox } from "flankbox";
+// while the page lives, destroyed when the page goes away or after an idle spell. The client
+// (a chunk with its wasm) is imported by the first `ensure`, never before.
 import { connect } from "./connect.js";
 
 /** A sandbox nobody ran anything in for this long is destroyed (and made again on demand). */
@@ -90,7 +90,7 @@ export class SandboxSession {
   // it could not deliver the create's answer (crates/host/src/api/edge.rs). Another edge proxy
   // ignores the tag; there the lifetime is the backstop.
   async #create(generation) {
-    const { nf, ttlSeconds, mode, token } = await this.#connect();
+    const [{ nf, ttlSeconds, mode, token }, { Sandbox }] = await Promise.all([this.#connect(), import("flankbox")]);
     const stale = () => generation !== this.#generation;
     if (stale()) throw new Error("the sandbox was destroyed while it was being made");
     this.#onStatus("creating");

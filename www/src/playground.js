@@ -110,12 +110,7 @@ export class FlankboxPlayground extends HTMLElement {
     this.#language = id;
     this.ui.language.value = id;
     this.ui.code.setAttribute("aria-label", codeLabel(id));
-    if (this.#editor) {
-      LANGUAGES[id].mode().then(
-        (mode) => this.#language === id && this.#editor.setMode(mode, codeLabel(id)),
-        (e) => this.#setStatus("error", `the ${LANGUAGES[id].label} mode did not load: ${e.message}`),
-      );
-    }
+    if (this.#editor) this.#followMode(id);
     this.#changed();
   }
 
@@ -199,10 +194,7 @@ export class FlankboxPlayground extends HTMLElement {
       });
       this.ui.code.remove();
       // The language changed while the editor loaded: its mode follows.
-      if (this.#language !== language) {
-        const id = this.#language;
-        LANGUAGES[id].mode().then((m) => this.#language === id && this.#editor.setMode(m, codeLabel(id)));
-      }
+      if (this.#language !== language) this.#followMode(this.#language);
       return this.#editor;
     })();
     this.#editorLoading.catch((e) => {
@@ -210,6 +202,14 @@ export class FlankboxPlayground extends HTMLElement {
       this.#setStatus("error", `the editor did not load: ${e.message}`);
     });
     return this.#editorLoading;
+  }
+
+  /** Loads language `id`'s mode into the editor, unless another language is chosen meanwhile. */
+  #followMode(id) {
+    LANGUAGES[id].mode().then(
+      (mode) => this.#language === id && this.#editor.setMode(mode, codeLabel(id)),
+      (e) => this.#setStatus("error", `the ${LANGUAGES[id].label} mode did not load: ${e.message}`),
+    );
   }
 
   #setStatus(step, detail = "") {
@@ -349,7 +349,7 @@ export class FlankboxPlayground extends HTMLElement {
     if (this.#terminal) this.#shell?.kill();
     this.#terminal = undefined;
     this.#shell = undefined;
-    await this.#session.destroy({ keepalive });
+    await this.#session?.destroy({ keepalive });
   }
 }
 

@@ -77,3 +77,35 @@ for (const [what, path, selector] of [
     }
   });
 }
+
+test("each part loads when first used: the editor on focus, a mode when chosen, xterm.js with the Terminal tab", async () => {
+  const { page, context } = await openFresh("/widget-demo.html");
+  const loaded = async () => (await transferred(page)).files.map((f) => new URL(f.url).pathname).filter((p) => p.endsWith(".js"));
+  /** The scripts that `act` makes the page load. */
+  const loadsOf = async (act) => {
+    const before = new Set(await loaded());
+    await act();
+    await new Promise((r) => setTimeout(r, 500));
+    return (await loaded()).filter((p) => !before.has(p));
+  };
+  try {
+    const editor = await loadsOf(async () => {
+      await page.click("#first .fbx-code");
+      await page.waitForSelector("#first .cm-editor.cm-focused");
+    });
+    assert.ok(editor.some((p) => /\/editor-/.test(p)), `focus loaded the editor: ${editor}`);
+    assert.ok(!editor.some((p) => /terminal-/.test(p)), "but not xterm.js");
+    const c = await loadsOf(() => page.selectOption("#first .fbx-language", "c"));
+    assert.ok(c.length > 0 && !c.some((p) => /editor-|terminal-/.test(p)), `choosing C loaded its mode alone: ${c}`);
+    const cAgain = await loadsOf(async () => {
+      await page.selectOption("#first .fbx-language", "python");
+      await page.selectOption("#first .fbx-language", "c");
+    });
+    assert.deepEqual(cAgain, [], "a mode loads once");
+    const terminal = await loadsOf(() => page.click("#first .fbx-tab-terminal"));
+    assert.ok(terminal.some((p) => /terminal-/.test(p)), `the Terminal tab loaded xterm.js: ${terminal}`);
+  } finally {
+    await page.close({ runBeforeUnload: true });
+    await context.close();
+  }
+});

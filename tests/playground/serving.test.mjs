@@ -73,6 +73,12 @@ test("content-hashed files are immutable; pages, the widget's entry and the pack
     assert.equal(res.headers["cache-control"], "no-cache", path);
   }
   assert.equal((await get(`/${wasm}`)).headers["content-type"], "application/wasm");
+  // Another site's page may import the package (a module script is fetched in CORS mode); the
+  // playground's own pages stay closed to other origins.
+  const origin = { origin: "https://docs.example" };
+  for (const path of ["pkg/widget.js", widgetChunks()[0], "pkg/browser.js", "pkg/flankbox_bg.wasm"])
+    assert.equal((await get(`/${path}`, origin)).headers["access-control-allow-origin"], "*", path);
+  assert.equal((await get("/", origin)).headers["access-control-allow-origin"], undefined);
   assert.match((await get(`/${entry}`)).headers["content-type"], /javascript/);
   // The config holds a token in dev mode: never stored at all.
   assert.equal((await get("/playground/config.json")).headers["cache-control"], "no-store");

@@ -13,6 +13,9 @@
 //!   and modification time, and its encoding (as nginx makes them, without reading the file);
 //!   `If-None-Match` answers 304, and a range whose `If-Range` no longer matches gets the
 //!   whole file. Ranges themselves are `ServeDir`'s.
+//! - **The package for other sites.** A docs page embeds the widget from `/pkg/` as a module
+//!   script, which a browser fetches in CORS mode: those files are open to every origin (they
+//!   are public and use no credentials). The pages are not.
 
 use std::path::Path;
 
@@ -27,6 +30,8 @@ use tower_http::services::ServeDir;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 /// What every other file is sent with.
 const REVALIDATE: &str = "no-cache";
+/// Where the package lives, for pages of other sites to import.
+const PACKAGE: &str = "/pkg/";
 
 /// Serves the files under `dir`; a path with no file answers the API's 404.
 pub(super) fn serve(dir: &Path) -> MethodRouter {
@@ -46,6 +51,7 @@ async fn respond(mut files: Files, request: Request) -> Response {
     let if_range = parts.headers.get(header::IF_RANGE).cloned();
     let conditional = matches!(parts.method, Method::GET | Method::HEAD);
     let hashed = is_content_hashed(parts.uri.path());
+    let package = parts.uri.path().starts_with(PACKAGE);
     let request = |drop: &[header::HeaderName]| {
         let mut request = Request::new(Body::empty());
         *request.method_mut() = parts.method.clone();
@@ -77,6 +83,9 @@ async fn respond(mut files: Files, request: Request) -> Response {
         header::CACHE_CONTROL,
         HeaderValue::from_static(if hashed { IMMUTABLE } else { REVALIDATE }),
     );
+    if package {
+        headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    }
     let Some(tag) = tag else { return response };
     headers.insert(header::ETAG, tag.clone());
     if conditional
@@ -102,7 +111,13 @@ async fn send(files: &mut Files, request: Request) -> Response {
 /// A 304 carrying the validators and caching headers of the response it stands for.
 fn not_modified(full: &HeaderMap) -> Response {
     let mut response = StatusCode::NOT_MODIFIED.into_response();
-    for name in [header::ETAG, header::CACHE_CONTROL, header::VARY, header::LAST_MODIFIED] {
+    for name in [
+        header::ETAG,
+        header::CACHE_CONTROL,
+        header::VARY,
+        header::LAST_MODIFIED,
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+    ] {
         if let Some(value) = full.get(&name) {
             response.headers_mut().insert(name, value.clone());
         }

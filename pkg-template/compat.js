@@ -145,7 +145,7 @@ export class ApiClient {
   #client(parameters) {
     const context = this.#provider.getCurrentContext();
     if (!context) throw new Error("No context: call contextProvider.addContext first");
-    return new Northflank({ token: context.token, host: context.host, baseUrl: context.host, projectId: parameters.projectId, teamId: parameters.teamId });
+    return new Northflank({ token: context.token, baseUrl: context.host, projectId: parameters.projectId, teamId: parameters.teamId });
   }
 
   async #call(method, rest, { parameters = {}, data, options } = {}, withBody) {

@@ -2,7 +2,8 @@
  * Stop, live output with stdin, and a terminal, on a sandbox of its own. Importing this module
  * defines the element. Attributes: `language` (python, javascript, bash, c, java), `code`,
  * `api` (the host or proxy; default: this page's origin), `layout` ("page" for full size),
- * `prepare` (make the sandbox at once). */
+ * `prepare` (make the sandbox, and load the editor, once the page is idle). The code shows at once;
+ * the editor, the client and its wasm, and xterm.js load on first use. */
 export class FlankboxPlayground extends HTMLElement {
   code: string;
   language: string;

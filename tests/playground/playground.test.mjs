@@ -3,24 +3,23 @@ import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
-import { startHost, TOKEN } from "../sdk-compat/host.mjs";
-import { ROOT, launchChromium } from "../client/env.mjs";
+import { TOKEN } from "../sdk-compat/host.mjs";
+import { ROOT } from "../client/env.mjs";
+import { startPlayground, status } from "./env.mjs";
 
+let env;
 let host;
 let browser;
 
 before(async () => {
   // The default: capability mode through the host's edge proxy, no token in any page.
-  host = await startHost({ args: ["--www", join(ROOT, "www/dist")] });
-  browser = await launchChromium();
+  env = await startPlayground();
+  ({ host, browser } = env);
 });
 
 afterEach(closeAll);
 
-after(async () => {
-  await browser?.close();
-  await host?.stop();
-});
+after(() => env?.stop());
 
 const pages = new Set();
 
@@ -49,18 +48,16 @@ async function open(language, code) {
 }
 
 /** Puts code in the editor the way a user would: select all, then type (insertText, so the
- * editor's bracket closing does not double what is typed). */
+ * editor's bracket closing does not double what is typed). The first click on the code view
+ * loads the editor in its place. */
 async function setCode(page, language, code) {
   await page.selectOption(".fbx-language", language);
-  await page.click(".cm-content");
+  await page.click(".fbx-code, .cm-content");
+  await page.waitForSelector(".cm-editor.cm-focused");
   await page.keyboard.press("Control+A");
   await page.keyboard.press("Delete");
   await page.keyboard.insertText(code);
   assert.equal(await page.evaluate(() => window.playground.code), code);
-}
-
-function status(page, wanted, timeout = 20_000) {
-  return page.waitForFunction((w) => w.includes(document.querySelector("flankbox-playground")?.dataset.status), wanted, { timeout, polling: 20 });
 }
 
 const output = (page) => page.evaluate(() => window.playground.output);

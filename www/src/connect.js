@@ -2,12 +2,12 @@
 // edge proxy: the page creates sandboxes through it and drives each with the capability it gets
 // back, so no token is ever in a page. In the host's dev mode (loopback only) the config carries
 // a token instead, for pointing the playground at another API.
-import { Northflank } from "flankbox";
 
 /** Resolves to `{ nf, mode, base, projectId, token?, ttlSeconds }`, from the host at `host`
  * (default: this page's origin). */
 export async function connect(host = location.origin) {
-  const res = await fetch(`${host}/playground/config.json`, { cache: "no-store" });
+  // The client (its wasm) loads alongside the config, on the first focus or Run.
+  const [res, { Northflank }] = await Promise.all([fetch(`${host}/playground/config.json`, { cache: "no-store" }), import("flankbox")]);
   const config = await res.json();
   if (!res.ok) throw new Error(config?.error?.message ?? `the playground's config answered ${res.status}`);
   const ttlSeconds = config.ttlSeconds ?? 1800;

@@ -1,11 +1,6 @@
 // The languages the playground offers: each with a file, a command, an editor mode and a
-// small example. Everything runs on the sandbox image's own toolchain.
-import { python } from "@codemirror/lang-python";
-import { javascript } from "@codemirror/lang-javascript";
-import { cpp } from "@codemirror/lang-cpp";
-import { java } from "@codemirror/lang-java";
-import { StreamLanguage } from "@codemirror/language";
-import { shell } from "@codemirror/legacy-modes/mode/shell";
+// small example. Everything runs on the sandbox image's own toolchain. Each mode is a chunk of
+// its own, loaded when the editor first shows that language.
 
 export const LANGUAGES = {
   python: {
@@ -13,7 +8,7 @@ export const LANGUAGES = {
     file: "/workspace/main.py",
     // -u: unbuffered, so output shows as it is printed.
     run: ["python3", "-u", "/workspace/main.py"],
-    mode: () => python(),
+    mode: () => import("@codemirror/lang-python").then((m) => m.python()),
     example: `import time
 
 name = input("What is your name? ")
@@ -26,7 +21,7 @@ for i in range(3):
     label: "JavaScript (Node)",
     file: "/workspace/main.js",
     run: ["node", "/workspace/main.js"],
-    mode: () => javascript(),
+    mode: () => import("@codemirror/lang-javascript").then((m) => m.javascript()),
     example: `const fib = (n) => (n < 2 ? n : fib(n - 1) + fib(n - 2));
 for (let i = 0; i < 10; i++) console.log(i, fib(i));
 console.error("done, on stderr");
@@ -36,7 +31,10 @@ console.error("done, on stderr");
     label: "Bash",
     file: "/workspace/main.sh",
     run: ["bash", "/workspace/main.sh"],
-    mode: () => StreamLanguage.define(shell),
+    mode: async () => {
+      const [{ StreamLanguage }, { shell }] = await Promise.all([import("@codemirror/language"), import("@codemirror/legacy-modes/mode/shell")]);
+      return StreamLanguage.define(shell);
+    },
     example: `echo "Running on $(uname -sr) as $(whoami)"
 for f in /usr/bin/python3 /usr/bin/node /usr/bin/gcc; do
   printf '%-20s %s\\n' "$f" "$($f --version 2>&1 | head -1)"
@@ -48,7 +46,7 @@ done
     file: "/workspace/main.c",
     // stdbuf: C buffers stdout fully on a pipe; line-live output is what a playground wants.
     run: ["bash", "-c", "gcc -O2 -Wall -o /tmp/main /workspace/main.c && exec stdbuf -o0 /tmp/main"],
-    mode: () => cpp(),
+    mode: () => import("@codemirror/lang-cpp").then((m) => m.cpp()),
     example: `#include <stdio.h>
 
 int main(void) {
@@ -66,7 +64,7 @@ int main(void) {
     label: "Java",
     file: "/workspace/Main.java",
     run: ["bash", "-c", "mkdir -p /tmp/java && cd /tmp/java && javac -d . /workspace/Main.java && exec java -cp . Main"],
-    mode: () => java(),
+    mode: () => import("@codemirror/lang-java").then((m) => m.java()),
     example: `public class Main {
     public static void main(String[] args) {
         System.out.println("Hello from Java " + System.getProperty("java.version"));

@@ -3,97 +3,102 @@
 //
 //   <script type="module" src="…/flankbox/widget.js"></script>
 //   <flankbox-playground language="python">print("hi")</flankbox-playground>
-import { EditorView, basicSetup } from "codemirror";
-import { Compartment } from "@codemirror/state";
-import { keymap } from "@codemirror/view";
-import { Terminal } from "@xterm/xterm";
-import { FitAddon } from "@xterm/addon-fit";
-import { Sandbox } from "flankbox";
-import xtermCss from "@xterm/xterm/css/xterm.css";
-import css from "./style.css";
+//
+// This file wires the parts together: the DOM (dom.js), the sandbox's lifecycle (session.js),
+// the output pane (output.js), port previews (ports.js), the editor (editor.js) and the
+// terminal (terminal.js).
+//
+// What a page pays up front is this module and its styles: the code shows as text and Run
+// works. The rest loads when it is first needed, each a chunk of its own: the editor
+// (CodeMirror) and the language's mode on the code's first focus, the client and its wasm on
+// that focus or the first Run, xterm.js when the Terminal tab opens.
 import { LANGUAGES, DEFAULT_LANGUAGE } from "./languages.js";
-import { connect } from "./connect.js";
-import { listeningPorts } from "./preview.js";
+import { buildUi, codeLabel, dedent, el, injectStyles } from "./dom.js";
+import { OutputPane } from "./output.js";
+import { SandboxSession } from "./session.js";
+import { watchPorts } from "./ports.js";
 
-/** Characters of output kept on screen; past it a marker counts what was dropped. */
-const OUTPUT_CAP = 200_000;
-/** How often a running program's listening ports are looked for. */
-const PORT_POLL_MS = 1000;
-/** A sandbox nobody ran anything in for this long is destroyed (and made again on demand). */
-const IDLE_MS = 10 * 60_000;
+/** Marked on the page once a widget shows its code and Run works (the weight test reads it). */
+const INTERACTIVE_MARK = "flankbox:interactive";
 
-function injectStyles() {
-  if (document.getElementById("flankbox-playground-styles")) return;
-  const style = document.createElement("style");
-  style.id = "flankbox-playground-styles";
-  style.textContent = xtermCss + css;
-  document.head.append(style);
+/** Calls `fn` once the page has loaded and the browser is idle, so that work a page asks for
+ * ahead of time never competes with its first paint. */
+function whenIdle(fn) {
+  const idle = () => (window.requestIdleCallback ? requestIdleCallback(fn, { timeout: 2000 }) : setTimeout(fn, 200));
+  if (document.readyState === "complete") idle();
+  else addEventListener("load", idle, { once: true });
 }
 
-function el(tag, props = {}, ...children) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
-
-/** `bytes` random bytes in hex (crypto.randomUUID needs a secure context; this does not). */
-function randomHex(bytes) {
-  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** Removes the indentation every line of an element's text shares. */
-function dedent(text) {
-  const lines = text.replace(/^\n+|\s+$/g, "").split("\n");
-  const indent = Math.min(...lines.filter((l) => l.trim()).map((l) => l.match(/^ */)[0].length));
-  return lines.map((l) => l.slice(indent)).join("\n") + "\n";
+/** The caret offset in `pre`'s text under the point (x, y), if the browser can tell. */
+function offsetAt(pre, x, y) {
+  const position = document.caretPositionFromPoint?.(x, y);
+  const range = position ? { node: position.offsetNode, offset: position.offset } : document.caretRangeFromPoint?.(x, y);
+  const node = range?.node ?? range?.startContainer;
+  if (!node || !pre.contains(node)) return undefined;
+  return range.offset ?? range.startOffset;
 }
 
 export class FlankboxPlayground extends HTMLElement {
   #language = DEFAULT_LANGUAGE;
-  #editor;
-  #mode = new Compartment();
-  #sandbox; // Promise<Sandbox>
-  #generation = 0; // counts destroys: a create that started before one is stale
-  #connection; // Promise<{ nf, ... }>
-  #info; // the resolved connection, for a destroy that cannot wait
-  #sandboxId;
-  #capability; // the edge proxy's capability for the sandbox, in capability mode
-  #hold; // the WebSocket that keeps the sandbox alive on the host's edge proxy (see #create)
-  #exposed = new Map(); // port → URL, for the current sandbox
+  #code = ""; // the code while the editor is not loaded
+  #editor; // the CodeEditor, once loaded
+  #editorLoading; // Promise<CodeEditor>
+  #caret = 0; // where the caret goes when the editor replaces the code view
+  #session;
+  #output;
   #proc;
   #writing = Promise.resolve(); // the running program's input, in order: EOF waits for it
-  #queue = [];
-  #flushScheduled = false;
-  #shown = 0;
-  #dropped = 0;
-  #idleTimer;
-  #terminal;
+  #terminal; // Promise<ShellTerminal>, from the Terminal tab's first opening until its shell ends
+  #shell; // that ShellTerminal, once loaded
   #listeners = new Set();
+  #connected; // aborts what is bound to the page while the element is in it
   ui = {};
 
   connectedCallback() {
+    this.#connected = new AbortController();
+    addEventListener("pagehide", () => this.destroy({ keepalive: true }), { signal: this.#connected.signal });
     if (this.ui.root) return;
     injectStyles();
     const initial = this.hasAttribute("code") ? this.getAttribute("code") : this.textContent.trim() ? dedent(this.textContent) : undefined;
     this.textContent = "";
     this.#language = LANGUAGES[this.getAttribute("language")] ? this.getAttribute("language") : DEFAULT_LANGUAGE;
-    this.#build(initial ?? LANGUAGES[this.#language].example);
+    this.#session = new SandboxSession({
+      api: this.getAttribute("api") ?? location.origin,
+      onStatus: (step, detail) => this.#setStatus(step, detail),
+      onSandbox: (id) => (id ? (this.dataset.sandbox = id) : delete this.dataset.sandbox),
+      onIdle: () => !this.#proc && this.destroy(),
+    });
+    this.#code = initial ?? LANGUAGES[this.#language].example;
+    this.#build();
     this.#setStatus("idle", "Press Run (Ctrl+Enter)");
-    if (this.hasAttribute("prepare")) this.#ensureSandbox().catch(() => {});
-    addEventListener("pagehide", () => this.destroy({ keepalive: true }));
+    performance.mark(INTERACTIVE_MARK);
+    // A page made for running code (the playground page) warms up the sandbox and the editor
+    // once it has painted; an embedded widget waits for the user.
+    if (this.hasAttribute("prepare"))
+      whenIdle(() => {
+        this.#session.ensure().catch(() => {});
+        Promise.all([import("./editor.js"), LANGUAGES[this.#language].mode()]).catch(() => {});
+      });
   }
 
   disconnectedCallback() {
+    this.#connected.abort();
     this.destroy({ keepalive: true });
   }
 
   /** The code in the editor. */
   get code() {
-    return this.#editor.state.doc.toString();
+    return this.#editor?.code ?? this.#code;
   }
 
   set code(text) {
-    this.#editor.dispatch({ changes: { from: 0, to: this.#editor.state.doc.length, insert: text } });
+    if (this.#editor) {
+      this.#editor.code = text;
+    } else {
+      this.#code = text;
+      this.ui.code.textContent = text;
+      this.#changed();
+    }
   }
 
   get language() {
@@ -104,7 +109,8 @@ export class FlankboxPlayground extends HTMLElement {
     if (!LANGUAGES[id] || id === this.#language) return;
     this.#language = id;
     this.ui.language.value = id;
-    this.#editor.dispatch({ effects: this.#mode.reconfigure(LANGUAGES[id].mode()) });
+    this.ui.code.setAttribute("aria-label", codeLabel(id));
+    if (this.#editor) this.#followMode(id);
     this.#changed();
   }
 
@@ -115,74 +121,95 @@ export class FlankboxPlayground extends HTMLElement {
 
   /** The text of the output pane. */
   get output() {
-    return this.ui.output.textContent;
+    return this.#output.text;
   }
 
   #changed() {
     for (const fn of this.#listeners) fn({ language: this.#language, code: this.code });
   }
 
-  #build(code) {
-    const compact = this.getAttribute("layout") !== "page";
-    const language = el("select", { className: "fbx-language", title: "Language" });
-    for (const [id, l] of Object.entries(LANGUAGES)) language.append(el("option", { value: id, textContent: l.label, selected: id === this.#language }));
-    language.addEventListener("change", () => {
+  #build() {
+    const ui = buildUi(this, { compact: this.getAttribute("layout") !== "page", language: this.#language, code: this.#code });
+    Object.assign(this.ui, ui);
+    this.#output = new OutputPane(ui.output, ui.announce);
+    // The code view becomes the editor on its first focus (a click puts the caret where it was).
+    ui.code.addEventListener("pointerdown", (e) => (this.#caret = offsetAt(ui.code, e.clientX, e.clientY) ?? this.#caret));
+    ui.code.addEventListener("focus", () => this.#loadEditor().then((editor) => editor.focus(), () => {}));
+    ui.code.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        this.run();
+      }
+    });
+    ui.language.addEventListener("change", () => {
       const wasExample = Object.values(LANGUAGES).some((l) => l.example === this.code);
-      this.language = language.value;
-      if (wasExample) this.code = LANGUAGES[language.value].example;
+      this.language = ui.language.value;
+      if (wasExample) this.code = LANGUAGES[ui.language.value].example;
     });
-    const run = el("button", { className: "fbx-run", textContent: "▶ Run", title: "Run (Ctrl+Enter)" });
-    const stop = el("button", { className: "fbx-stop", textContent: "■ Stop", disabled: true });
-    const status = el("span", { className: "fbx-status", role: "status" });
-    const previews = el("span", { className: "fbx-previews" });
-    const output = el("pre", { className: "fbx-output", role: "log" });
-    const stdinField = el("input", { className: "fbx-stdin-input", placeholder: "stdin: type and press Enter", disabled: true });
-    const eof = el("button", { type: "button", className: "fbx-eof", textContent: "EOF", title: "End of input (Ctrl+D)", disabled: true });
-    const stdin = el("form", { className: "fbx-stdin" }, stdinField, eof);
-    const outTab = el("button", { className: "fbx-tab fbx-tab-output", textContent: "Output", ariaSelected: "true" });
-    const termTab = el("button", { className: "fbx-tab fbx-tab-terminal", textContent: "Terminal", ariaSelected: "false" });
-    const terminal = el("div", { className: "fbx-terminal", hidden: true });
-    const outputPane = el("div", { className: "fbx-output-pane" }, output, stdin);
-    const editor = el("div", { className: "fbx-editor" });
-    const footer = el("div", { className: "fbx-footer" });
-    const root = el(
-      "div",
-      { className: `fbx ${compact ? "fbx-compact" : "fbx-page"}` },
-      el("div", { className: "fbx-toolbar" }, language, run, stop, status, previews),
-      el("div", { className: "fbx-main" }, editor, el("div", { className: "fbx-side" }, el("div", { className: "fbx-tabs" }, outTab, termTab), outputPane, terminal)),
-      footer,
-    );
-    this.append(root);
-    Object.assign(this.ui, { root, language, run, stop, status, previews, output, stdin, stdinField, eof, outTab, termTab, terminal, outputPane, footer });
-
-    this.#editor = new EditorView({
-      doc: code,
-      parent: editor,
-      extensions: [
-        keymap.of([{ key: "Mod-Enter", run: () => (this.run(), true) }]),
-        basicSetup,
-        this.#mode.of(LANGUAGES[this.#language].mode()),
-        EditorView.updateListener.of((u) => u.docChanged && this.#changed()),
-      ],
-    });
-    run.addEventListener("click", () => this.run());
-    stop.addEventListener("click", () => this.stop());
-    stdin.addEventListener("submit", (e) => {
+    ui.run.addEventListener("click", () => this.run());
+    ui.stop.addEventListener("click", () => this.stop());
+    ui.stdin.addEventListener("submit", (e) => {
       e.preventDefault();
-      this.sendInput(stdinField.value + "\n");
-      stdinField.value = "";
+      this.sendInput(ui.stdinField.value + "\n");
+      ui.stdinField.value = "";
     });
-    stdinField.addEventListener("keydown", (e) => {
+    ui.stdinField.addEventListener("keydown", (e) => {
       if (e.key === "d" && e.ctrlKey) {
         e.preventDefault();
         this.endInput();
       }
     });
-    eof.addEventListener("click", () => this.endInput());
-    outTab.addEventListener("click", () => this.#showTab("output"));
-    termTab.addEventListener("click", () => this.#showTab("terminal"));
+    ui.eof.addEventListener("click", () => this.endInput());
+    ui.outTab.addEventListener("click", () => this.#showTab("output"));
+    ui.termTab.addEventListener("click", () => this.#showTab("terminal"));
+    // The tab list is one stop for Tab; the arrow keys move between its tabs.
+    for (const [from, to] of [
+      [ui.outTab, ui.termTab],
+      [ui.termTab, ui.outTab],
+    ]) {
+      from.addEventListener("keydown", (e) => {
+        if (!["ArrowLeft", "ArrowRight", "Home", "End"].includes(e.key)) return;
+        e.preventDefault();
+        to.focus();
+        to.click();
+      });
+    }
     // Warm a sandbox up while the user is still typing.
-    editor.addEventListener("focusin", () => this.#ensureSandbox().catch(() => {}), { once: true });
+    ui.editor.addEventListener("focusin", () => this.#session.ensure().catch(() => {}), { once: true });
+  }
+
+  /** Loads the editor (once) and puts it in the code view's place. */
+  #loadEditor() {
+    this.#editorLoading ??= (async () => {
+      const language = this.#language;
+      const [{ CodeEditor }, mode] = await Promise.all([import("./editor.js"), LANGUAGES[language].mode()]);
+      this.#editor = new CodeEditor({
+        parent: this.ui.editor,
+        doc: this.#code,
+        caret: this.#caret,
+        mode,
+        label: codeLabel(language),
+        onRun: () => this.run(),
+        onChange: () => this.#changed(),
+      });
+      this.ui.code.remove();
+      // The language changed while the editor loaded: its mode follows.
+      if (this.#language !== language) this.#followMode(this.#language);
+      return this.#editor;
+    })();
+    this.#editorLoading.catch((e) => {
+      this.#editorLoading = undefined;
+      this.#setStatus("error", `the editor did not load: ${e.message}`);
+    });
+    return this.#editorLoading;
+  }
+
+  /** Loads language `id`'s mode into the editor, unless another language is chosen meanwhile. */
+  #followMode(id) {
+    LANGUAGES[id].mode().then(
+      (mode) => this.#language === id && this.#editor.setMode(mode, codeLabel(id)),
+      (e) => this.#setStatus("error", `the ${LANGUAGES[id].label} mode did not load: ${e.message}`),
+    );
   }
 
   #setStatus(step, detail = "") {
@@ -190,113 +217,19 @@ export class FlankboxPlayground extends HTMLElement {
     this.ui.status.textContent = detail ? `${step}: ${detail}` : step;
   }
 
-  #connect() {
-    this.#connection ??= connect(this.getAttribute("api") ?? location.origin).then((c) => (this.#info = c));
-    return this.#connection;
-  }
-
-  /** The sandbox, made once (and again after an idle timeout). */
-  #ensureSandbox() {
-    this.#touch();
-    if (this.#sandbox) return this.#sandbox;
-    const made = this.#create(this.#generation);
-    this.#sandbox = made;
-    made.catch((e) => {
-      if (this.#sandbox !== made) return;
-      this.#sandbox = undefined;
-      this.#setStatus("error", e.message);
-    });
-    return made;
-  }
-
-  // A page that goes away must not leave its sandbox behind, also mid-create. `destroy` (on
-  // pagehide, with keepalive) deletes whatever id it knows by then:
-  // - token mode: the page names the sandbox, so the id is known before the create is sent
-  //   (a DELETE that overtakes the create on the API's side finds nothing; the lifetime ends it);
-  // - capability mode: the edge proxy names it, and the create's answer carries the name and
-  //   the capability. `onProgress` hands them over as soon as that answer is in ("starting"),
-  //   not when the sandbox is ready, so a page closed while it scales and starts destroys it.
-  // A browser may skip pagehide or drop its requests, and a page closed while its create is in
-  // flight never reads the answer. So in capability mode the create also asks the host's edge
-  // proxy to hold the sandbox (a `flankbox-hold` tag), and the page holds it with a WebSocket
-  // from the moment it knows the name. The proxy deletes the sandbox a few seconds after the
-  // last hold closes (a browser closes a gone page's sockets whatever its scripts did), when no
-  // page came to hold it within seconds of its create (an answer never read), and at once when
-  // it could not deliver the create's answer (crates/host/src/api/edge.rs). Another edge proxy
-  // ignores the tag; there the lifetime is the backstop.
-  async #create(generation) {
-    const { nf, ttlSeconds, mode, token } = await this.#connect();
-    const stale = () => generation !== this.#generation;
-    if (stale()) throw new Error("the sandbox was destroyed while it was being made");
-    this.#setStatus("creating");
-    const name = mode === "token" ? `playground-${randomHex(6)}` : undefined;
-    this.#sandboxId = name;
-    const created = (id, capability) => {
-      if (this.dataset.sandbox === id && this.#capability === capability) return; // known already
-      // Destroyed (idle, or the element removed) before the answer came: delete it now.
-      if (stale()) return void this.#delete(id, capability ?? token, true);
-      this.#sandboxId = id;
-      this.#capability = capability;
-      this.dataset.sandbox = id;
-      if (capability) this.#holdOpen(id, capability, generation);
-    };
-    const sandbox = await Sandbox.create(nf, {
-      name,
-      image: "ubuntu:22.04",
-      plan: "nf-compute-100-1",
-      ttlSeconds,
-      tags: mode === "token" ? ["playground"] : ["playground", "flankbox-hold"],
-      onProgress: (p) => {
-        if (p.id) created(p.id, p.capability);
-        if (p.step !== "ready" && !stale()) this.#setStatus(p.step === "creating" ? "creating" : "starting", p.status ?? "");
-      },
-    });
-    if (stale()) {
-      sandbox.destroy().catch(() => {});
-      throw new Error("the sandbox was destroyed while it was being made");
-    }
-    created(sandbox.id, sandbox.capability);
-    this.#setStatus("ready");
-    return sandbox;
-  }
-
-  /** Holds the sandbox on the edge proxy while this page lives (see #create); reopened if it
-   * drops while the sandbox is still this page's. */
-  #holdOpen(id, capability, generation) {
-    const url = new URL(`${this.#info.base}/hold/${encodeURIComponent(id)}`);
-    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(url);
-    let opened = false;
-    ws.onopen = () => {
-      opened = true;
-      ws.send(capability);
-    };
-    ws.onclose = (e) => {
-      if (this.#hold !== ws) return;
-      this.#hold = undefined;
-      // Never opened (another edge proxy has no such route) or refused: nothing to hold.
-      if (!opened || e.code === 1008) return;
-      setTimeout(() => generation === this.#generation && this.#sandboxId === id && this.#holdOpen(id, capability, generation), 1000);
-    };
-    this.#hold = ws;
-  }
-
-  #touch() {
-    clearTimeout(this.#idleTimer);
-    this.#idleTimer = setTimeout(() => !this.#proc && this.destroy(), IDLE_MS);
-  }
-
   /** Runs the editor's code; output streams into the output pane. */
   async run() {
     if (this.#proc) return;
     const lang = LANGUAGES[this.#language];
-    this.#clearOutput();
+    this.#output.clear();
+    this.ui.footer.textContent = "";
+    delete this.dataset.exitCode;
     this.#showTab("output");
     this.ui.run.disabled = true;
     this.#setStatus("preparing");
     let proc;
     try {
-      const sandbox = await this.#ensureSandbox();
+      const sandbox = await this.#session.ensure();
       await sandbox.writeFile(lang.file, this.code);
       const started = performance.now();
       proc = await sandbox.spawn(lang.run, { encoding: "utf8" });
@@ -306,10 +239,10 @@ export class FlankboxPlayground extends HTMLElement {
       this.#inputEnabled(true);
       this.ui.stop.disabled = false;
       const pumps = [this.#pump(proc.stdout, "stdout"), this.#pump(proc.stderr, "stderr")];
-      this.#watchPorts(sandbox, () => this.#proc === proc);
+      watchPorts(sandbox, { exposed: this.#session.exposed, running: () => this.#proc === proc, show: (open) => this.#showPreviews(open) });
       const exit = await proc.wait();
       await Promise.all(pumps);
-      this.#flush();
+      this.#output.flush();
       const ms = Math.round(performance.now() - started);
       if (exit.status === "Unknown") {
         this.#setStatus("stopped", `after ${ms} ms`);
@@ -319,9 +252,9 @@ export class FlankboxPlayground extends HTMLElement {
       this.ui.footer.textContent = exit.status === "Unknown" ? `stopped after ${ms} ms` : `exit code ${exit.exitCode} · ${ms} ms`;
       this.dataset.exitCode = exit.exitCode;
     } catch (e) {
-      this.#flush();
-      this.#append(`\n${e.name}: ${e.message}\n`, "error");
-      this.#flush();
+      this.#output.flush();
+      this.#output.append(`\n${e.name}: ${e.message}\n`, "error");
+      this.#output.flush();
       this.#setStatus("error", e.message);
     } finally {
       if (this.#proc === proc) this.#proc = undefined;
@@ -329,35 +262,11 @@ export class FlankboxPlayground extends HTMLElement {
       this.#inputEnabled(false);
       this.ui.stop.disabled = true;
       this.ui.run.disabled = false;
-      this.#touch();
+      this.#session.touch();
     }
   }
 
-  /** While the program runs, finds the ports it listens on, exposes them, and shows an "Open
-   * preview" link to each. Links go when their port closes or the program ends. */
-  async #watchPorts(sandbox, running) {
-    while (running()) {
-      try {
-        const { stdout } = await sandbox.exec(["cat", "/proc/net/tcp", "/proc/net/tcp6"], { timeoutMs: 10_000 });
-        const open = [];
-        for (const port of listeningPorts(stdout)) {
-          if (!running()) return;
-          // Exposing is remembered per sandbox; a port already exposed costs nothing again.
-          let url = this.#exposed.get(port);
-          if (!url) {
-            url = await sandbox.exposePort(port, { protocol: "HTTP", public: true });
-            if (url) this.#exposed.set(port, url);
-          }
-          if (url) open.push({ port, url });
-        }
-        if (running()) this.#showPreviews(open);
-      } catch {
-        // A failed look is retried on the next tick; the program's own output is what matters.
-      }
-      await new Promise((r) => setTimeout(r, PORT_POLL_MS));
-    }
-  }
-
+  /** Shows an "Open preview" link to each of `open` ({ port, url }). */
   #showPreviews(open) {
     const links = open.map(({ port, url }) =>
       el("a", { className: "fbx-preview", href: url, target: "_blank", rel: "noopener", textContent: `Open preview :${port}`, title: url }),
@@ -375,7 +284,7 @@ export class FlankboxPlayground extends HTMLElement {
   sendInput(text) {
     const proc = this.#proc;
     if (!proc) return;
-    this.#append(text, "stdin");
+    this.#output.append(text, "stdin");
     this.#writing = this.#writing.then(() => proc.write(text)).catch(() => {});
   }
 
@@ -398,149 +307,49 @@ export class FlankboxPlayground extends HTMLElement {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) return;
-      this.#append(value, kind);
+      this.#output.append(value, kind);
     }
-  }
-
-  #clearOutput() {
-    this.#queue = [];
-    this.#shown = 0;
-    this.#dropped = 0;
-    this.ui.output.textContent = "";
-    this.ui.footer.textContent = "";
-    delete this.dataset.exitCode;
-  }
-
-  /** Queues output; it is drawn once per frame, and only up to OUTPUT_CAP characters, so a
-   * flood costs the page a counter, not a freeze. */
-  #append(text, kind) {
-    const room = OUTPUT_CAP - this.#shown;
-    if (room <= 0) {
-      this.#dropped += text.length;
-    } else {
-      if (text.length > room) {
-        this.#dropped += text.length - room;
-        text = text.slice(0, room);
-      }
-      this.#shown += text.length;
-      const last = this.#queue[this.#queue.length - 1];
-      if (last && last.kind === kind) last.text += text;
-      else this.#queue.push({ text, kind });
-    }
-    if (!this.#flushScheduled) {
-      this.#flushScheduled = true;
-      requestAnimationFrame(() => this.#flush());
-    }
-  }
-
-  #flush() {
-    this.#flushScheduled = false;
-    const out = this.ui.output;
-    const stick = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
-    let marker = out.querySelector(".fbx-truncated");
-    for (const { text, kind } of this.#queue.splice(0)) {
-      // Output of one stream that arrives in pieces stays one piece on screen (one node).
-      const last = marker ? marker.previousSibling : out.lastChild;
-      const same = kind === "stdout" ? last?.nodeType === Node.TEXT_NODE : last?.classList?.contains(`fbx-${kind}`);
-      if (same) last.appendData ? last.appendData(text) : last.append(text);
-      else out.insertBefore(kind === "stdout" ? document.createTextNode(text) : el("span", { className: `fbx-${kind}`, textContent: text }), marker);
-    }
-    if (this.#dropped > 0) {
-      marker ??= out.appendChild(el("span", { className: "fbx-truncated" }));
-      marker.textContent = `\n… output truncated: ${this.#dropped.toLocaleString()} more characters not shown …\n`;
-      out.append(marker);
-    }
-    if (stick) out.scrollTop = out.scrollHeight;
   }
 
   #showTab(tab) {
     const terminal = tab === "terminal";
     this.ui.outputPane.hidden = terminal;
     this.ui.terminal.hidden = !terminal;
-    this.ui.outTab.ariaSelected = String(!terminal);
-    this.ui.termTab.ariaSelected = String(terminal);
-    if (terminal) this.#openTerminal();
-  }
-
-  /** An interactive shell on a PTY, in the same sandbox, sized to its pane. */
-  async #openTerminal() {
-    if (this.#terminal) {
-      this.#terminal.fit.fit();
-      this.#terminal.term.focus();
-      return;
+    for (const [tab, selected] of [
+      [this.ui.outTab, !terminal],
+      [this.ui.termTab, terminal],
+    ]) {
+      tab.setAttribute("aria-selected", String(selected));
+      tab.tabIndex = selected ? 0 : -1;
     }
-    const term = new Terminal({ fontSize: 13, convertEol: false, cursorBlink: true, theme: { background: "#1e1e1e" } });
-    const fit = new FitAddon();
-    term.loadAddon(fit);
-    term.open(this.ui.terminal);
-    fit.fit();
-    this.#terminal = { term, fit };
-    term.write("connecting…\r\n");
-    try {
-      const sandbox = await this.#ensureSandbox();
-      const proc = await sandbox.spawn(undefined, { tty: true, cols: term.cols, rows: term.rows });
-      this.#terminal.proc = proc;
-      term.onData((d) => proc.write(d).catch(() => {}));
-      term.onResize(({ cols, rows }) => proc.resize(cols, rows));
-      new ResizeObserver(() => !this.ui.terminal.hidden && fit.fit()).observe(this.ui.terminal);
-      const reader = proc.stdout.getReader();
-      (async () => {
-        for (;;) {
-          const { done, value } = await reader.read();
-          if (done) break;
-          term.write(value);
-        }
-        term.write("\r\n[the shell ended]\r\n");
-        this.#terminal = undefined;
-      })();
-      term.focus();
-    } catch (e) {
-      term.write(`\r\n${e.message}\r\n`);
-      this.#terminal = undefined;
-    }
+    if (!terminal) return;
+    if (this.#terminal) return void this.#terminal.then((shell) => shell?.show());
+    const opening = import("./terminal.js").then(({ ShellTerminal }) => {
+      if (this.#terminal !== opening) return; // destroyed meanwhile
+      const shell = new ShellTerminal(this.ui.terminal, () => this.#session.ensure(), () => this.#terminal === opening && (this.#terminal = undefined));
+      this.#shell = shell;
+      return shell;
+    });
+    this.#terminal = opening;
+    opening.catch((e) => {
+      if (this.#terminal === opening) this.#terminal = undefined;
+      this.ui.terminal.textContent = `The terminal did not load: ${e.message}`;
+    });
   }
 
   /** The terminal's visible text (for tests and screen readers). */
   get terminalText() {
-    const buffer = this.#terminal?.term.buffer.active;
-    if (!buffer) return "";
-    const lines = [];
-    for (let i = 0; i < buffer.length; i++) lines.push(buffer.getLine(i)?.translateToString(true) ?? "");
-    return lines.join("\n");
+    return (this.#terminal && this.#shell?.text) ?? "";
   }
 
   /** Destroys the sandbox, also one still being made. With `keepalive`, the request outlives
    * the page. */
   async destroy({ keepalive = false } = {}) {
-    const id = this.#sandboxId;
-    const credential = this.#capability ?? this.#info?.token;
-    const hold = this.#hold;
-    this.#generation++;
-    this.#hold = undefined;
     this.#proc?.kill();
-    this.#terminal?.proc?.kill();
+    if (this.#terminal) this.#shell?.kill();
     this.#terminal = undefined;
-    this.#sandbox = undefined;
-    this.#sandboxId = undefined;
-    this.#capability = undefined;
-    delete this.dataset.sandbox;
-    this.#exposed.clear();
-    const deleted = this.#delete(id, credential, keepalive);
-    // Let go of the hold only once the DELETE is on its way (it would end the sandbox anyway).
-    hold?.close();
-    await deleted;
-  }
-
-  async #delete(id, credential, keepalive) {
-    const info = this.#info;
-    if (!id || !info || !credential) return;
-    // No await before the request: on pagehide there is no later.
-    const { base, projectId } = info;
-    await fetch(`${base}/v1/projects/${encodeURIComponent(projectId)}/services/${encodeURIComponent(id)}?delete_child_objects=true`, {
-      method: "DELETE",
-      keepalive,
-      headers: { Authorization: `Bearer ${credential}` },
-    }).catch(() => {});
+    this.#shell = undefined;
+    await this.#session?.destroy({ keepalive });
   }
 }
 

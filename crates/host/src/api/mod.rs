@@ -7,6 +7,7 @@ mod meta;
 mod playground;
 mod ports;
 mod services;
+mod static_files;
 mod volumes;
 
 use std::sync::Arc;
@@ -72,7 +73,7 @@ pub fn app(host: Arc<Host>) -> Router {
         .route("/playground/config.json", get(playground::config));
     let router = match &host.config.www {
         // The playground's files; paths no route takes fall through to them.
-        Some(dir) => router.fallback_service(tower_http::services::ServeDir::new(dir).fallback(get(meta::not_found))),
+        Some(dir) => router.fallback_service(static_files::serve(dir)),
         None => router.route("/", get(meta::index)).fallback(meta::not_found),
     };
     let router = router

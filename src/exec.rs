@@ -4,8 +4,7 @@
 use std::collections::VecDeque;
 
 use flankbox_protocol::exec::{
-    ClientFrame, Command, Completion, CompletionStatus, ExecContext, InitAuth, InitReply, InitRequest, ServerFrame,
-    TtySize,
+    ClientFrame, Command, Completion, CompletionStatus, ExecContext, InitAuth, InitRequest, ServerFrame, TtySize,
 };
 
 use crate::error::{Error, Result};
@@ -128,47 +127,9 @@ pub enum ExecEvent {
     Completed(Completion),
 }
 
-/// A server frame's content, however it was parsed (serde here, `JSON.parse` in wasm).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RawFrame {
-    /// `init`.
-    Init {
-        /// `successful` or not.
-        auth: String,
-        /// The instance.
-        instance: Option<String>,
-        /// Why it failed.
-        message: Option<String>,
-    },
-    /// `stdOut`.
-    StdOut(String),
-    /// `stdErr`.
-    StdErr(String),
-    /// `completion`.
-    Completion(Completion),
-    /// `error`.
-    Error(String),
-}
-
-impl From<ServerFrame> for RawFrame {
-    fn from(f: ServerFrame) -> Self {
-        match f {
-            ServerFrame::Init(r) => Self::Init {
-                auth: r.auth,
-                instance: r.context.map(|c| c.instance_name),
-                message: r.message,
-            },
-            ServerFrame::StdOut(t) => Self::StdOut(t),
-            ServerFrame::StdErr(t) => Self::StdErr(t),
-            ServerFrame::Completion(c) => Self::Completion(c),
-            ServerFrame::Error(e) => Self::Error(e.message),
-        }
-    }
-}
-
 /// What a frame means: output is decoded from base64 when the session asked for it; a failed
 /// `init` is an authentication error; an `error` frame is an exec error.
-pub fn interpret(frame: RawFrame, base64: bool) -> Result<ExecEvent> {
+pub fn interpret(frame: ServerFrame, base64: bool) -> Result<ExecEvent> {
     let data = |text: String| -> Result<Vec<u8>> {
         if base64 {
             crate::base64::decode(&text).ok_or_else(|| Error::Protocol("bad base64 output".into()))
@@ -177,28 +138,19 @@ pub fn interpret(frame: RawFrame, base64: bool) -> Result<ExecEvent> {
         }
     };
     match frame {
-        RawFrame::Init { auth, instance, .. } if auth == InitReply::SUCCESSFUL => Ok(ExecEvent::Started {
-            instance: instance.unwrap_or_default(),
+        ServerFrame::Init(reply) if reply.is_successful() => Ok(ExecEvent::Started {
+            instance: reply.context.map(|c| c.instance_name).unwrap_or_default(),
         }),
-        RawFrame::Init { auth, message, .. } => Err(Error::Api {
+        ServerFrame::Init(reply) => Err(Error::Api {
             status: 401,
-            message: format!("Command initialization failed: {}", message.unwrap_or(auth)),
+            message: format!("Command initialization failed: {}", reply.message.unwrap_or(reply.auth)),
             id: None,
             details: None,
         }),
-        RawFrame::StdOut(text) => Ok(ExecEvent::Stdout(data(text)?)),
-        RawFrame::StdErr(text) => Ok(ExecEvent::Stderr(data(text)?)),
-        RawFrame::Completion(c) => Ok(ExecEvent::Completed(c)),
-        RawFrame::Error(message) => Err(Error::Exec(message)),
-    }
-}
-
-/// The completion status named on the wire.
-pub fn completion_status(name: &str) -> CompletionStatus {
-    match name {
-        "Success" => CompletionStatus::Success,
-        "Failure" => CompletionStatus::Failure,
-        _ => CompletionStatus::Unknown,
+        ServerFrame::StdOut(text) => Ok(ExecEvent::Stdout(data(text)?)),
+        ServerFrame::StdErr(text) => Ok(ExecEvent::Stderr(data(text)?)),
+        ServerFrame::Completion(c) => Ok(ExecEvent::Completed(c)),
+        ServerFrame::Error(e) => Err(Error::Exec(e.message)),
     }
 }
 
@@ -211,11 +163,12 @@ pub fn status_name(s: CompletionStatus) -> &'static str {
     }
 }
 
-/// Decodes one server frame with serde, text or binary.
+/// Decodes one server frame, text or binary (the bytes of either are UTF-8 JSON): the client's
+/// one reader of frames, in `cargo test` and in the package alike.
 pub fn decode_frame(frame: &[u8], base64: bool) -> Result<ExecEvent> {
     let frame: ServerFrame =
         serde_json::from_slice(frame).map_err(|e| Error::Protocol(format!("unable to parse an exec frame: {e}")))?;
-    interpret(frame.into(), base64)
+    interpret(frame, base64)
 }
 
 /// How a session ended, from what arrived before the close: a completion is the result
@@ -444,6 +397,37 @@ mod tests {
             Error::Exec("Service x is paused".into())
         );
         assert_eq!(decode_frame(b"garbage", false).unwrap_err().code(), "PROTOCOL");
+    }
+
+    #[test]
+    fn a_completion_without_an_exit_code_or_with_an_odd_status_still_ends_the_command() {
+        // The status tells the outcome; a missing code reads as -1, as the package always did.
+        assert_eq!(
+            decode_frame(br#"{"type":"completion","data":{"status":"Failure"}}"#, false).unwrap(),
+            ExecEvent::Completed(Completion {
+                exit_code: Completion::NO_EXIT_CODE,
+                status: CompletionStatus::Failure,
+                message: None,
+            })
+        );
+        let odd = decode_frame(
+            br#"{"type":"completion","data":{"exitCode":0,"status":"Cancelled"}}"#,
+            true,
+        )
+        .unwrap();
+        assert!(matches!(
+            odd,
+            ExecEvent::Completed(Completion {
+                status: CompletionStatus::Unknown,
+                ..
+            })
+        ));
+        assert_eq!(
+            decode_frame(br#"{"type":"sideband","data":1}"#, false)
+                .unwrap_err()
+                .code(),
+            "PROTOCOL"
+        );
     }
 
     #[test]

@@ -22,13 +22,13 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::cancel::Cancel;
-use super::http::{data, send};
-use super::types::{boolean, get, object, path, signal, timeout_ms};
+use super::http::{send, send_raw, send_unit};
+use super::types::{get, object, signal, timeout_ms};
 use crate::config::{encode_component, ClientConfig};
 use crate::error::{Error, Result};
 use crate::rest::ApiRequest;
 use crate::retry::PollBackoff;
-use crate::sandbox::{readiness, settled, Readiness};
+use crate::sandbox::{settled, Readiness, ServiceState};
 
 /// Runs `fut` as a Promise, turning errors into JS errors.
 fn promise<F>(fut: F) -> Promise
@@ -106,7 +106,7 @@ impl Northflank {
                 }
                 other => return Err(Error::Invalid(format!("unsupported method {other}"))),
             };
-            send(&config, req, &cancel).await
+            send_raw(&config, req, &cancel).await
         })
     }
 }
@@ -130,35 +130,24 @@ impl Inner {
     }
 
     /// `data` of a GET below the service.
-    async fn get(&self, rest: &str, cancel: &Cancel) -> Result<JsValue> {
-        Ok(data(
-            &send(&self.config, ApiRequest::get(self.path(rest)), cancel).await?,
-        ))
+    async fn get<T: serde::de::DeserializeOwned>(&self, rest: &str, cancel: &Cancel) -> Result<T> {
+        send(&self.config, ApiRequest::get(self.path(rest)), cancel).await
     }
 
     async fn post<B: Serialize>(&self, rest: &str, body: &B, cancel: &Cancel) -> Result<()> {
-        send(&self.config, ApiRequest::post(self.path(rest), body)?, cancel)
-            .await
-            .map(drop)
+        send_unit(&self.config, ApiRequest::post(self.path(rest), body)?, cancel).await
     }
 
-    /// The rollout status, paused and instances of the service.
-    async fn state(&self, cancel: &Cancel) -> Result<(Option<String>, bool, u32)> {
-        let s = self.get("", cancel).await?;
-        let status = path(&s, &["status", "deployment", "status"]).and_then(|v| v.as_string());
-        let paused = boolean(&s, "servicePaused").unwrap_or(false);
-        let instances = path(&s, &["deployment", "instances"])
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0) as u32;
-        Ok((status, paused, instances))
+    /// What the service reports.
+    async fn state(&self, cancel: &Cancel) -> Result<ServiceState> {
+        self.get("", cancel).await
     }
 
     /// Polls until the deployment is ready (or failed), reporting each new status.
     async fn wait_ready(&self, cancel: &Cancel, progress: &Progress) -> Result<()> {
         let mut last = String::new();
         for wait in PollBackoff::default() {
-            let (status, paused, instances) = self.state(cancel).await?;
-            match readiness(status.as_deref(), paused, instances) {
+            match self.state(cancel).await?.readiness() {
                 Readiness::Ready => return Ok(()),
                 Readiness::Failed => {
                     return Err(Error::DeploymentFailed(format!("service {} reports FAILED", self.id)))
@@ -178,7 +167,7 @@ impl Inner {
     /// Polls until the rollout settles (after a pause).
     async fn wait_settled(&self, cancel: &Cancel) -> Result<()> {
         for wait in PollBackoff::default() {
-            if settled(self.state(cancel).await?.0.as_deref()) {
+            if settled(self.state(cancel).await?.rollout()) {
                 return Ok(());
             }
             cancel.sleep(wait).await?;

@@ -6,10 +6,11 @@ use web_sys::{Headers, RequestInit, Response};
 
 use super::cancel::Cancel;
 use super::errors::describe;
-use super::types::{get, string};
+use serde::de::DeserializeOwned;
+
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
-use crate::rest::{api_error, ApiRequest, ErrorParts};
+use crate::rest::{self, ApiRequest};
 use crate::retry::{Outcome, RetryPolicy};
 
 #[wasm_bindgen]
@@ -48,14 +49,13 @@ async fn attempt(config: &ClientConfig, req: &ApiRequest, cancel: &Cancel) -> Re
     Ok((status, text.as_string().unwrap_or_default()))
 }
 
-/// Sends `req` and resolves to the parsed envelope (`{ data, pagination? }`); reads are retried
-/// with backoff on network errors, 429 and 5xx. JSON is read by the runtime's `JSON.parse`:
-/// serde's readers would more than double the package.
-pub(crate) async fn send(config: &ClientConfig, req: ApiRequest, cancel: &Cancel) -> Result<JsValue> {
+/// Sends `req` and resolves to the answer's status and body; reads are retried with backoff on
+/// network errors, 429 and 5xx.
+async fn exchange(config: &ClientConfig, req: &ApiRequest, cancel: &Cancel) -> Result<(u16, String)> {
     let policy = RetryPolicy::default();
     let mut tried = 0;
     loop {
-        let result = cancel.run(attempt(config, &req, cancel)).await;
+        let result = cancel.run(attempt(config, req, cancel)).await;
         let outcome = match &result {
             Ok((status, _)) => Outcome::Status(*status),
             Err(Error::Network(_)) => Outcome::NetworkError,
@@ -66,31 +66,35 @@ pub(crate) async fn send(config: &ClientConfig, req: ApiRequest, cancel: &Cancel
                 tried += 1;
                 cancel.sleep(wait).await?;
             }
-            None => {
-                let (status, body) = result?;
-                let parsed = js_sys::JSON::parse(&body).ok();
-                if status == 200 {
-                    return parsed.filter(|p| p.is_object()).ok_or_else(|| {
-                        Error::Protocol(format!(
-                            "unexpected response body: {}",
-                            body.chars().take(200).collect::<String>()
-                        ))
-                    });
-                }
-                let parts = parsed.as_ref().and_then(|p| get(p, "error")).map(|e| ErrorParts {
-                    message: string(&e, "message").unwrap_or_default(),
-                    id: string(&e, "id"),
-                    details: get(&e, "details")
-                        .and_then(|d| js_sys::JSON::stringify(&d).ok())
-                        .map(String::from),
-                });
-                return Err(api_error(status, parts, &body));
-            }
+            None => return result,
         }
     }
 }
 
-/// `data` of an envelope.
-pub(crate) fn data(envelope: &JsValue) -> JsValue {
-    get(envelope, "data").unwrap_or(JsValue::UNDEFINED)
+/// Sends `req` and reads the answer's `data` as `T` with the core's reader ([`rest::parse`]).
+pub(crate) async fn send<T: DeserializeOwned>(config: &ClientConfig, req: ApiRequest, cancel: &Cancel) -> Result<T> {
+    let (status, body) = exchange(config, &req, cancel).await?;
+    Ok(rest::parse::<T>(status, &body)?.data)
+}
+
+/// Sends `req`; only the status of its answer is read.
+pub(crate) async fn send_unit(config: &ClientConfig, req: ApiRequest, cancel: &Cancel) -> Result<()> {
+    let (status, body) = exchange(config, &req, cancel).await?;
+    rest::check(status, &body)
+}
+
+/// Sends `req` and hands its answer to the caller as it came (`Northflank.call`, `ports()`): the
+/// runtime's `JSON.parse` makes the JS value; an error answer is read by the core.
+pub(crate) async fn send_raw(config: &ClientConfig, req: ApiRequest, cancel: &Cancel) -> Result<JsValue> {
+    let (status, body) = exchange(config, &req, cancel).await?;
+    rest::check(status, &body)?;
+    js_sys::JSON::parse(&body)
+        .ok()
+        .filter(|p| p.is_object())
+        .ok_or_else(|| {
+            Error::Protocol(format!(
+                "unexpected response body: {}",
+                body.chars().take(200).collect::<String>()
+            ))
+        })
 }

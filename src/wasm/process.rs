@@ -10,13 +10,9 @@ use web_sys::{ReadableStream, ReadableStreamDefaultController};
 use super::api::Inner;
 use super::cancel::Cancel;
 use super::socket::{Socket, SocketEvent};
-use super::types::bytes;
-use super::types::{get, object, string};
+use super::types::{bytes, object};
 use crate::error::{Error, Result};
-use crate::exec::{
-    self, init_frame, interpret, payload_frames, resize_frame, session_end, stdin_end_frame, ExecEvent, ExecSpec,
-    RawFrame,
-};
+use crate::exec::{self, init_frame, payload_frames, resize_frame, session_end, stdin_end_frame, ExecEvent, ExecSpec};
 use crate::protocol::exec::Completion;
 
 /// Opens the exec WebSocket of a sandbox and sends `init`.
@@ -26,55 +22,10 @@ pub(crate) async fn open_session(inner: &Inner, spec: &ExecSpec, cancel: &Cancel
     Ok(socket)
 }
 
-#[wasm_bindgen]
-extern "C" {
-    // JSON.parse on the JS string itself: no copy through wasm memory.
-    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
-    fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
-}
-
-/// A server frame's `type` and `data`, parsed by the runtime where the frame lies.
-pub(crate) fn frame_parts(frame: &JsValue) -> Result<(String, JsValue)> {
-    let parsed = if frame.is_string() {
-        json_parse(frame)
-    } else {
-        // A binary frame: its bytes are UTF-8 JSON too.
-        let bytes = super::types::bytes(frame)?;
-        let text = String::from_utf8(bytes).map_err(|_| Error::Protocol("an exec frame is not UTF-8".into()))?;
-        json_parse(&JsValue::from_str(&text))
-    }
-    .map_err(|_| Error::Protocol("unable to parse an exec frame".into()))?;
-    Ok((
-        string(&parsed, "type").unwrap_or_default(),
-        get(&parsed, "data").unwrap_or(JsValue::UNDEFINED),
-    ))
-}
-
-/// Turns a frame's parts into what the core interprets.
-pub(crate) fn raw_frame(kind: &str, data: &JsValue) -> Result<RawFrame> {
-    let text = || super::types::text(data).ok_or_else(|| Error::Protocol("an output frame without text".into()));
-    Ok(match kind {
-        "init" => RawFrame::Init {
-            auth: string(data, "auth").unwrap_or_default(),
-            instance: get(data, "context").and_then(|c| string(&c, "instanceName")),
-            message: string(data, "message"),
-        },
-        "stdOut" => RawFrame::StdOut(text()?),
-        "stdErr" => RawFrame::StdErr(text()?),
-        "completion" => RawFrame::Completion(Completion {
-            exit_code: get(data, "exitCode").and_then(|v| v.as_f64()).unwrap_or(-1.0) as i32,
-            status: exec::completion_status(&string(data, "status").unwrap_or_default()),
-            message: string(data, "message"),
-        }),
-        "error" => RawFrame::Error(string(data, "message").unwrap_or_default()),
-        other => return Err(Error::Protocol(format!("unknown exec frame type {other:?}"))),
-    })
-}
-
-/// Decodes a server frame: parsed by the runtime, interpreted by the core.
+/// Decodes a server frame with the core's reader ([`exec::decode_frame`]): a text frame is copied
+/// into wasm once (`TextEncoder.encodeInto`), a binary one as it is.
 pub(crate) fn decode(frame: &JsValue, base64: bool) -> Result<ExecEvent> {
-    let (kind, data) = frame_parts(frame)?;
-    interpret(raw_frame(&kind, &data)?, base64)
+    exec::decode_frame(&bytes(frame)?, base64)
 }
 
 fn exit_info(code: i32, status: &str, message: Option<&str>) -> JsValue {
@@ -108,6 +59,17 @@ impl Feed {
             .take()
             .ok_or_else(|| Error::Protocol("ReadableStream did not start".into()))?;
         Ok(Self { stream, controller })
+    }
+
+    /// Output into the stream: a `Uint8Array` of bytes, or a string in a text session (whose
+    /// frames are whole UTF-8 text).
+    fn push(&self, output: &[u8], bytes: bool) {
+        let chunk = if bytes {
+            Uint8Array::from(output).into()
+        } else {
+            JsValue::from_str(&String::from_utf8_lossy(output))
+        };
+        let _ = self.controller.enqueue_with_chunk(&chunk);
     }
 }
 
@@ -167,28 +129,9 @@ fn completed(shared: &Shared, c: &Completion) -> JsValue {
 async fn forward(shared: Rc<Shared>, resolve: Function, reject: Function) {
     let outcome = loop {
         match shared.socket.next().await {
-            // Text output goes into the stream as the frame's own JS string.
-            SocketEvent::Message(frame) if !shared.base64 => match frame_parts(&frame) {
-                Ok((kind, data)) if kind == "stdOut" => {
-                    let _ = shared.stdout.controller.enqueue_with_chunk(&data);
-                }
-                Ok((kind, data)) if kind == "stdErr" => {
-                    let _ = shared.stderr.controller.enqueue_with_chunk(&data);
-                }
-                Ok((kind, data)) => match raw_frame(&kind, &data).and_then(|raw| interpret(raw, false)) {
-                    Ok(ExecEvent::Completed(c)) => break Ok(completed(&shared, &c)),
-                    Ok(_) => {}
-                    Err(e) => break Err(e),
-                },
-                Err(e) => break Err(e),
-            },
-            SocketEvent::Message(frame) => match decode(&frame, true) {
-                Ok(ExecEvent::Stdout(b)) => {
-                    let _ = shared.stdout.controller.enqueue_with_chunk(&Uint8Array::from(&b[..]));
-                }
-                Ok(ExecEvent::Stderr(b)) => {
-                    let _ = shared.stderr.controller.enqueue_with_chunk(&Uint8Array::from(&b[..]));
-                }
+            SocketEvent::Message(frame) => match decode(&frame, shared.base64) {
+                Ok(ExecEvent::Stdout(b)) => shared.stdout.push(&b, shared.base64),
+                Ok(ExecEvent::Stderr(b)) => shared.stderr.push(&b, shared.base64),
                 Ok(ExecEvent::Completed(c)) => break Ok(completed(&shared, &c)),
                 Ok(ExecEvent::Started { .. }) => {}
                 Err(e) => break Err(e),

@@ -4,8 +4,9 @@ use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
 use web_sys::AbortSignal;
 
+use serde::de::DeserializeOwned;
+
 use crate::error::{Error, Result};
-use crate::sandbox::{GpuOptions, PortOptions, SandboxOptions, VolumeOptions};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS: &'static str = r#"
@@ -130,73 +131,14 @@ pub(crate) fn boolean(obj: &JsValue, key: &str) -> Option<bool> {
     get(obj, key).and_then(|v| v.as_bool())
 }
 
-/// The `Sandbox.create` options. Read field by field rather than through serde: it keeps the
-/// package small.
-pub(crate) fn sandbox_options(obj: &JsValue) -> Result<SandboxOptions> {
-    let env = match get(obj, "env") {
-        None => None,
-        Some(v) => {
-            let mut env = Vec::new();
-            let o: &js_sys::Object = v
-                .dyn_ref()
-                .ok_or_else(|| Error::Invalid("env must be an object".into()))?;
-            for pair in js_sys::Object::entries(o).iter() {
-                let pair = js_sys::Array::from(&pair);
-                let value = pair
-                    .get(1)
-                    .as_string()
-                    .ok_or_else(|| Error::Invalid("env values must be strings".into()))?;
-                env.push((pair.get(0).as_string().unwrap_or_default(), value));
-            }
-            Some(crate::protocol::service::EnvVars(env))
-        }
-    };
-    let volume = get(obj, "volume").map(|v| {
-        let mount_paths = get(&v, "mountPaths")
-            .map(|p| js_sys::Array::from(&p).iter().filter_map(|s| s.as_string()).collect())
-            .unwrap_or_default();
-        VolumeOptions {
-            size_mb: number(&v, "sizeMb").unwrap_or(0),
-            mount_paths,
-            name: string(&v, "name"),
-        }
-    });
-    let gpu = get(obj, "gpu").map(|g| GpuOptions {
-        gpu_type: string(&g, "type").unwrap_or_default(),
-        count: number(&g, "count").map(|n| n as u32),
-        timesliced: boolean(&g, "timesliced"),
-    });
-    let ports = get(obj, "ports").map(|p| {
-        js_sys::Array::from(&p)
-            .iter()
-            .map(|p| port_options(&p, number(&p, "port").unwrap_or(0) as u32))
-            .collect()
-    });
-    Ok(SandboxOptions {
-        image: string(obj, "image"),
-        plan: string(obj, "plan"),
-        command: string(obj, "command"),
-        env,
-        ephemeral_storage_mb: number(obj, "ephemeralStorageMb"),
-        shm_mb: number(obj, "shmMb"),
-        volume,
-        gpu,
-        ports,
-        name: string(obj, "name"),
-        tags: get(obj, "tags").map(|t| js_sys::Array::from(&t).iter().filter_map(|s| s.as_string()).collect()),
-        ttl_seconds: number(obj, "ttlSeconds"),
-        timeout_ms: timeout_ms(obj),
-    })
-}
-
-/// Port options for `port`.
-pub(crate) fn port_options(obj: &JsValue, port: u32) -> PortOptions {
-    PortOptions {
-        port,
-        protocol: string(obj, "protocol"),
-        public: boolean(obj, "public"),
-        name: string(obj, "name"),
+/// An options object as the core's serde type, read by serde-wasm-bindgen: the same rules
+/// `cargo test` checks. Only the type's own fields are read, so `signal` and callbacks stay in JS;
+/// a missing object reads as the defaults.
+pub(crate) fn options<T: DeserializeOwned + Default>(obj: &JsValue, what: &str) -> Result<T> {
+    if obj.is_undefined() || obj.is_null() {
+        return Ok(T::default());
     }
+    serde_wasm_bindgen::from_value(obj.clone()).map_err(|e| Error::Invalid(format!("{what}: {e}")))
 }
 
 /// A plain object from key/value pairs.
@@ -206,11 +148,6 @@ pub(crate) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
         let _ = Reflect::set(&obj, &JsValue::from_str(k), v);
     }
     obj.into()
-}
-
-/// A nested property, e.g. `status.deployment.status`.
-pub(crate) fn path(obj: &JsValue, keys: &[&str]) -> Option<JsValue> {
-    keys.iter().try_fold(obj.clone(), |v, k| get(&v, k))
 }
 
 /// Bytes from a string (UTF-8) or a `Uint8Array`/`ArrayBuffer`.
@@ -266,14 +203,6 @@ extern "C" {
 
 thread_local! {
     static ENCODER: TextEncoder = TextEncoder::new();
-}
-
-/// A JS string as a Rust `String`, copied once (see [`utf8`]), or `None` for anything else.
-pub(crate) fn text(v: &JsValue) -> Option<String> {
-    let bytes = utf8(v)?;
-    // SAFETY: encodeInto writes only whole UTF-8 sequences (lone surrogates become U+FFFD), so
-    // the bytes are valid UTF-8 and need no second scan.
-    Some(unsafe { String::from_utf8_unchecked(bytes) })
 }
 
 /// A JS string's UTF-8 bytes, or `None` for anything else.

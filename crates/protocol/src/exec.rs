@@ -189,13 +189,24 @@ pub struct InitContext {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Completion {
-    /// Exit code; 128 + signal when killed by a signal.
+    /// Exit code; 128 + signal when killed by a signal. A completion that names none reads as
+    /// [`Completion::NO_EXIT_CODE`]: its status still tells the outcome, so it is not refused.
+    #[serde(default = "Completion::no_exit_code")]
     pub exit_code: i32,
     /// `Success` iff the exit code is 0.
     pub status: CompletionStatus,
     /// Extra detail, e.g. the signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+impl Completion {
+    /// The exit code of a completion that names none, and of a process the client killed.
+    pub const NO_EXIT_CODE: i32 = -1;
+
+    fn no_exit_code() -> i32 {
+        Self::NO_EXIT_CODE
+    }
 }
 
 /// `completion.status`.
@@ -205,7 +216,8 @@ pub enum CompletionStatus {
     Success,
     /// Non-zero exit code.
     Failure,
-    /// The outcome is not known (the sandbox went away).
+    /// The outcome is not known (the sandbox went away), and any status this side does not know.
+    #[serde(other)]
     Unknown,
 }
 

@@ -9,10 +9,10 @@ use wasm_bindgen::prelude::*;
 use super::{call_cancel, promise, Inner, Northflank, Progress, Sandbox};
 use crate::config::encode_component;
 use crate::rest::ApiRequest;
-use crate::sandbox::{self, plan_create};
+use crate::sandbox::{self, plan_create, Created, SandboxOptions, ServiceState};
 use crate::wasm::cancel::Cancel;
-use crate::wasm::http::{data, send};
-use crate::wasm::types::{self, callback, get, signal, string, timeout_ms};
+use crate::wasm::http::{send, send_unit};
+use crate::wasm::types::{self, callback, get, signal, timeout_ms};
 
 fn random_suffix() -> String {
     (0..12)
@@ -33,7 +33,7 @@ impl Sandbox {
     ) -> Promise {
         let config = nf.config.clone();
         promise(async move {
-            let opts = types::sandbox_options(&options)?;
+            let opts: SandboxOptions = types::options(&options, "Sandbox.create")?;
             let timeout = timeout_ms(&options).unwrap_or(sandbox::DEFAULT_CREATE_TIMEOUT_MS);
             let cancel = Cancel::new("Sandbox.create", signal(&options), Some(timeout))?;
             let progress = Progress {
@@ -44,13 +44,13 @@ impl Sandbox {
             let mut volume_id = plan.volume_id();
             if let Some(volume) = &plan.volume {
                 progress.report("creating-volume", None);
-                let made = send(
+                let made: Created = send(
                     &config,
                     ApiRequest::post(config.project_path("/volumes"), volume)?,
                     &cancel,
                 )
                 .await?;
-                if let Some(id) = string(&data(&made), "id") {
+                if let Some(id) = made.id {
                     plan.attach_volume(&id);
                     volume_id = Some(id);
                 }
@@ -61,14 +61,14 @@ impl Sandbox {
                 volume_id: volume_id.clone(),
             });
             progress.report("creating", None);
-            let created = send(
+            let created = send::<Created>(
                 &config,
                 ApiRequest::post(config.project_path("/services/deployment"), &plan.service)?,
                 &cancel,
             )
             .await;
             let created = match created {
-                Ok(created) => data(&created),
+                Ok(created) => created,
                 Err(e) => {
                     cleanup(&inner, false).await;
                     return Err(e);
@@ -76,10 +76,10 @@ impl Sandbox {
             };
             // Through an edge proxy, the answer names the sandbox (the proxy chooses the name)
             // and carries the capability that stands in for a token from here on.
-            let inner = match string(&created, "capability") {
+            let inner = match created.capability {
                 Some(capability) => Rc::new(Inner {
                     config: Rc::new(config.with_capability(capability)),
-                    id: string(&created, "id").unwrap_or_else(|| plan.service_id.clone()),
+                    id: created.id.unwrap_or_else(|| plan.service_id.clone()),
                     volume_id,
                 }),
                 None => inner,
@@ -117,7 +117,7 @@ impl Sandbox {
         });
         promise(async move {
             let cancel = call_cancel("Sandbox.connect", &options)?;
-            inner.get("", &cancel).await?;
+            inner.get::<ServiceState>("", &cancel).await?;
             Ok(Sandbox { inner }.into())
         })
     }
@@ -161,14 +161,14 @@ async fn cleanup(inner: &Inner, service: bool) {
         return;
     };
     if service {
-        let _ = send(
+        let _ = send_unit(
             &inner.config,
             ApiRequest::delete(inner.path("?delete_child_objects=true")),
             &cancel,
         )
         .await;
     } else if let Some(volume) = &inner.volume_id {
-        let _ = send(
+        let _ = send_unit(
             &inner.config,
             ApiRequest::delete(
                 inner

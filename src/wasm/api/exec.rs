@@ -7,12 +7,10 @@ use wasm_bindgen::prelude::*;
 
 use super::{call_cancel, promise, Inner, Sandbox};
 use crate::error::{Error, Result};
-use crate::exec::{
-    self, argv_for, interpret, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecSpec, OutputBuffer,
-};
+use crate::exec::{self, argv_for, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecSpec, OutputBuffer};
 use crate::protocol::text::Utf8Carry;
 use crate::wasm::cancel::Cancel;
-use crate::wasm::process::{frame_parts, open_session, raw_frame, SandboxProcess};
+use crate::wasm::process::{decode, open_session, SandboxProcess};
 use crate::wasm::socket::SocketEvent;
 use crate::wasm::types::{boolean, bytes, callback, command, get, number, object, signal, string, timeout_ms};
 
@@ -117,6 +115,7 @@ struct Stream {
 }
 
 impl Stream {
+    /// Output of a base64 session: bytes, which may end inside a character.
     fn push(&mut self, bytes: &[u8]) {
         self.kept.push(bytes);
         if let Some(cb) = &self.callback {
@@ -127,15 +126,12 @@ impl Stream {
         }
     }
 
-    /// Text output as a JS string: handed to the callback as is.
-    fn push_text(&mut self, data: &JsValue) -> Result<()> {
-        let text =
-            crate::wasm::types::utf8(data).ok_or_else(|| Error::Protocol("an output frame without text".into()))?;
-        self.kept.push(&text);
+    /// Output of a text session: each frame is whole UTF-8 text, handed to the callback as it is.
+    fn push_text(&mut self, text: &[u8]) {
+        self.kept.push(text);
         if let Some(cb) = &self.callback {
-            let _ = cb.call1(&JsValue::NULL, data);
+            let _ = cb.call1(&JsValue::NULL, &JsValue::from_str(&String::from_utf8_lossy(text)));
         }
-        Ok(())
     }
 
     fn finish(mut self) -> (String, bool) {
@@ -196,24 +192,17 @@ async fn run_exec(inner: &Inner, run: Run, cancel: &Cancel) -> Result<JsValue> {
     cancel.on_cancel(session.closer());
     let completion = loop {
         match session.next().await {
-            SocketEvent::Message(frame) => {
-                let (kind, data) = frame_parts(&frame)?;
-                match kind.as_str() {
-                    // Text output: the callback gets the frame's own JS string, and only the kept
-                    // output is copied into wasm.
-                    "stdOut" if !base64 => out.push_text(&data)?,
-                    "stdErr" if !base64 => err.push_text(&data)?,
-                    _ => match interpret(raw_frame(&kind, &data)?, base64)? {
-                        ExecEvent::Started { .. } => {}
-                        ExecEvent::Stdout(b) => out.push(&b),
-                        ExecEvent::Stderr(b) => err.push(&b),
-                        ExecEvent::Completed(c) => {
-                            session.close();
-                            break c;
-                        }
-                    },
+            SocketEvent::Message(frame) => match decode(&frame, base64)? {
+                ExecEvent::Started { .. } => {}
+                ExecEvent::Stdout(b) if base64 => out.push(&b),
+                ExecEvent::Stderr(b) if base64 => err.push(&b),
+                ExecEvent::Stdout(text) => out.push_text(&text),
+                ExecEvent::Stderr(text) => err.push_text(&text),
+                ExecEvent::Completed(c) => {
+                    session.close();
+                    break c;
                 }
-            }
+            },
             SocketEvent::Closed { code, reason } => {
                 if let Some(e) = cancel.error() {
                     return Err(e);

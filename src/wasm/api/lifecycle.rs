@@ -5,9 +5,9 @@ use wasm_bindgen::prelude::*;
 
 use super::{call_cancel, promise, Progress, Sandbox};
 use crate::rest::ApiRequest;
-use crate::sandbox::{self, readiness, Readiness};
+use crate::sandbox::{self, Readiness};
 use crate::wasm::cancel::Cancel;
-use crate::wasm::http::send;
+use crate::wasm::http::send_unit;
 use crate::wasm::types::{boolean, callback, object, signal, timeout_ms};
 
 #[wasm_bindgen]
@@ -18,14 +18,13 @@ impl Sandbox {
         let inner = self.inner.clone();
         promise(async move {
             let cancel = call_cancel("status", &options)?;
-            let (status, paused, instances) = inner.state(&cancel).await?;
-            let ready = readiness(status.as_deref(), paused, instances) == Readiness::Ready;
+            let state = inner.state(&cancel).await?;
             Ok(object(&[
                 ("id", JsValue::from_str(&inner.id)),
-                ("status", JsValue::from_str(status.as_deref().unwrap_or("UNKNOWN"))),
-                ("paused", JsValue::from(paused)),
-                ("instances", JsValue::from(instances)),
-                ("ready", JsValue::from(ready)),
+                ("status", JsValue::from_str(state.rollout().unwrap_or("UNKNOWN"))),
+                ("paused", JsValue::from(state.paused())),
+                ("instances", JsValue::from(state.instances())),
+                ("ready", JsValue::from(state.readiness() == Readiness::Ready)),
             ]))
         })
     }
@@ -73,7 +72,7 @@ impl Sandbox {
             let cancel = call_cancel("destroy", &options)?;
             let children = boolean(&options, "deleteVolume").unwrap_or(false);
             let query = if children { "?delete_child_objects=true" } else { "" };
-            send(&inner.config, ApiRequest::delete(inner.path(query)), &cancel)
+            send_unit(&inner.config, ApiRequest::delete(inner.path(query)), &cancel)
                 .await
                 .map(|_| JsValue::UNDEFINED)
         })

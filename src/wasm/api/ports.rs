@@ -4,10 +4,13 @@ use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
 use super::{call_cancel, promise, Sandbox};
+use crate::error::Result;
 use crate::protocol::service::{PortList, PortSpec};
+use crate::rest::ApiRequest;
 use crate::retry::PollBackoff;
-use crate::sandbox::{port_spec, port_url};
-use crate::wasm::types::{get, number, port_options, string};
+use crate::sandbox::{port_spec, port_url, PortOptions, PortView};
+use crate::wasm::http::send_raw;
+use crate::wasm::types::{get, options as options_of};
 
 #[wasm_bindgen]
 impl Sandbox {
@@ -23,30 +26,27 @@ impl Sandbox {
     ) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let wanted = port_spec(&port_options(&options, port))?;
+            let mut asked: PortOptions = options_of(&options, "exposePort")?;
+            asked.port = port;
+            let wanted = port_spec(&asked)?;
             let (protocol, public) = (wanted.protocol, wanted.public == Some(true));
             let cancel = call_cancel("exposePort", &options)?;
-            let mut ports: Vec<PortSpec> = Vec::new();
-            for p in port_list(&inner.get("/ports", &cancel).await?) {
-                let (number, name) = (
-                    number(&p, "internalPort").unwrap_or(0) as u32,
-                    string(&p, "name").unwrap_or_default(),
-                );
-                if number == port || name == wanted.name {
-                    continue;
-                }
-                let mut spec = port_spec(&port_options(&p, number))?;
-                spec.id = string(&p, "id");
-                ports.push(spec);
-            }
+            let current: PortList<PortView> = inner.get("/ports", &cancel).await?;
+            let mut ports = current
+                .ports
+                .iter()
+                .filter(|p| p.internal_port != port && p.name != wanted.name)
+                .map(PortView::keep)
+                .collect::<Result<Vec<PortSpec>>>()?;
             ports.push(wanted);
             inner.post("/ports", &PortList { ports }, &cancel).await?;
             for wait in PollBackoff::default() {
-                let after = port_list(&inner.get("/ports", &cancel).await?);
+                let after: PortList<PortView> = inner.get("/ports", &cancel).await?;
                 let dns = after
-                    .iter()
-                    .find(|p| number(p, "internalPort") == Some(u64::from(port)))
-                    .and_then(|p| string(p, "dns"));
+                    .ports
+                    .into_iter()
+                    .find(|p| p.internal_port == port)
+                    .and_then(|p| p.dns);
                 match dns {
                     Some(dns) => return Ok(JsValue::from_str(&port_url(&inner.config.base_url, protocol, &dns))),
                     None if !public => return Ok(JsValue::UNDEFINED),
@@ -63,14 +63,8 @@ impl Sandbox {
         let inner = self.inner.clone();
         promise(async move {
             let cancel = call_cancel("ports", &options)?;
-            Ok(get(&inner.get("/ports", &cancel).await?, "ports").unwrap_or_else(|| js_sys::Array::new().into()))
+            let data = send_raw(&inner.config, ApiRequest::get(inner.path("/ports")), &cancel).await?;
+            Ok(get(&get(&data, "data").unwrap_or_default(), "ports").unwrap_or_else(|| js_sys::Array::new().into()))
         })
     }
-}
-
-/// The `ports` array of a ports answer.
-fn port_list(data: &JsValue) -> Vec<JsValue> {
-    get(data, "ports")
-        .map(|p| js_sys::Array::from(&p).iter().collect())
-        .unwrap_or_default()
 }

@@ -4,8 +4,11 @@
 use std::collections::VecDeque;
 
 use flankbox_protocol::exec::{
-    ClientFrame, Command, Completion, CompletionStatus, ExecContext, InitAuth, InitRequest, ServerFrame, TtySize,
+    command_argv, ClientFrame, Command, Completion, CompletionStatus, ExecContext, InitAuth, InitRequest, ServerFrame,
+    TtySize,
 };
+
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 
@@ -29,26 +32,15 @@ pub struct ExecSpec {
     pub instance: Option<String>,
 }
 
-/// The argv for a command: an array runs as is; a string goes to `shell` (default `bash -c`).
-pub fn argv_for(command: Command, shell: Option<&str>) -> Result<Vec<String>> {
-    let argv = match command {
-        Command::Argv(a) => a,
-        Command::Line(line) => {
-            let shell = shell.unwrap_or(DEFAULT_SHELL);
-            if shell == "none" {
-                shlex::split(&line).ok_or_else(|| Error::Invalid(format!("unbalanced quotes in {line:?}")))?
-            } else {
-                let mut argv = shlex::split(shell)
-                    .ok_or_else(|| Error::Invalid(format!("unbalanced quotes in shell {shell:?}")))?;
-                argv.push(line);
-                argv
-            }
-        }
+/// The argv for a command: an array runs as is; a string goes to `shell` (default `bash -c`);
+/// none is the interactive login shell. The rule itself is the protocol's
+/// ([`flankbox_protocol::exec::command_argv`]), which the host applies too.
+pub fn argv_for(command: Option<Command>, shell: Option<&str>) -> Result<Vec<String>> {
+    let shell = match &command {
+        Some(Command::Line(_)) => Some(shell.unwrap_or(DEFAULT_SHELL)),
+        _ => None,
     };
-    if argv.first().is_none_or(|a| a.is_empty()) {
-        return Err(Error::Invalid("the command is empty".into()));
-    }
-    Ok(argv)
+    Ok(command_argv(command.as_ref(), shell)?)
 }
 
 fn to_json(frame: &ClientFrame) -> String {
@@ -154,12 +146,31 @@ pub fn interpret(frame: ServerFrame, base64: bool) -> Result<ExecEvent> {
     }
 }
 
-/// The wire name of a completion status.
-pub fn status_name(s: CompletionStatus) -> &'static str {
-    match s {
-        CompletionStatus::Success => "Success",
-        CompletionStatus::Failure => "Failure",
-        CompletionStatus::Unknown => "Unknown",
+/// What `exec` resolves to. The status is written by serde, under the protocol's names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecResult {
+    /// Exit code.
+    pub exit_code: i32,
+    /// `Success`, `Failure` or `Unknown`.
+    pub status: CompletionStatus,
+    /// Kept output.
+    pub stdout: String,
+    /// Kept error output.
+    pub stderr: String,
+    /// Whether output was dropped past the limit.
+    pub truncated: bool,
+    /// How long it ran, ms.
+    pub duration_ms: f64,
+}
+
+/// What `wait()` of a process the client killed resolves to (a completion is otherwise resolved
+/// as it came).
+pub fn killed() -> Completion {
+    Completion {
+        exit_code: Completion::NO_EXIT_CODE,
+        status: CompletionStatus::Unknown,
+        message: Some("killed by the client".into()),
     }
 }
 
@@ -324,18 +335,22 @@ mod tests {
     #[test]
     fn commands_become_argv_with_shell_none() {
         assert_eq!(
-            argv_for(Command::Line("echo hi && ls".into()), None).unwrap(),
+            argv_for(Some(Command::Line("echo hi && ls".into())), None).unwrap(),
             ["bash", "-c", "echo hi && ls"]
         );
         assert_eq!(
-            argv_for(Command::Line("ls -l 'a b'".into()), Some("none")).unwrap(),
+            argv_for(Some(Command::Line("ls -l 'a b'".into())), Some("none")).unwrap(),
             ["ls", "-l", "a b"]
         );
         assert_eq!(
-            argv_for(Command::Argv(vec!["true".into()]), Some("sh -c")).unwrap(),
+            argv_for(Some(Command::Argv(vec!["true".into()])), Some("sh -c")).unwrap(),
             ["true"]
         );
-        assert!(argv_for(Command::Argv(vec![]), None).is_err());
+        assert_eq!(argv_for(None, None).unwrap()[0], "/bin/sh");
+        assert_eq!(
+            argv_for(Some(Command::Argv(vec![])), None).unwrap_err().code(),
+            "INVALID_ARGUMENT"
+        );
         let init: serde_json::Value = serde_json::from_str(&init_frame(
             "tok",
             &ExecSpec {

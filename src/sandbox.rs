@@ -3,7 +3,7 @@
 use flankbox_protocol::names::derive_id;
 use flankbox_protocol::service::{
     Billing, CreateDeployment, CreateOptions, DeploymentSpec, Docker, DockerConfigType, EnvVars, EphemeralStorage,
-    External, GpuConfiguration, GpuSpec, PortProtocol, PortSpec, Storage,
+    External, GpuConfiguration, GpuSpec, PortProtocol, PortSpec, RolloutStatus, Storage,
 };
 use flankbox_protocol::volume::{AccessMode, CreateVolume, VolumeMount, VolumeSpec};
 use serde::Deserialize;
@@ -410,17 +410,24 @@ pub enum Readiness {
 /// `deployment.instances`. COMPLETED means ready only while an instance is wanted and the
 /// service is not paused (a scale to 0 also ends COMPLETED).
 pub fn readiness(status: Option<&str>, paused: bool, instances: u32) -> Readiness {
-    match status {
-        Some("COMPLETED") if !paused && instances > 0 => Readiness::Ready,
-        Some("FAILED") => Readiness::Failed,
-        Some(s) => Readiness::Waiting(s.into()),
+    match status.map(|s| (s, rollout_status(s))) {
+        Some((_, Some(RolloutStatus::Completed))) if !paused && instances > 0 => Readiness::Ready,
+        Some((_, Some(RolloutStatus::Failed))) => Readiness::Failed,
+        Some((s, _)) => Readiness::Waiting(s.into()),
         None => Readiness::Waiting("UNKNOWN".into()),
     }
 }
 
-/// Whether a rollout has settled (after a pause or scale to 0).
+/// Whether a rollout has settled (after a pause or scale to 0): the protocol's rule.
 pub fn settled(status: Option<&str>) -> bool {
-    matches!(status, Some("COMPLETED" | "FAILED"))
+    status.and_then(rollout_status).is_some_and(RolloutStatus::is_settled)
+}
+
+/// A rollout status by its API name, read by serde so the names are the protocol's; `None` for
+/// one this side does not know.
+fn rollout_status(name: &str) -> Option<RolloutStatus> {
+    use serde::de::value::{Error as ValueError, StrDeserializer};
+    RolloutStatus::deserialize(StrDeserializer::<ValueError>::new(name)).ok()
 }
 
 #[cfg(test)]

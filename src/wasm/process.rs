@@ -10,7 +10,7 @@ use web_sys::{ReadableStream, ReadableStreamDefaultController};
 use super::api::Inner;
 use super::cancel::Cancel;
 use super::socket::{Socket, SocketEvent};
-use super::types::{bytes, object};
+use super::types::bytes;
 use crate::error::{Error, Result};
 use crate::exec::{self, init_frame, payload_frames, resize_frame, session_end, stdin_end_frame, ExecEvent, ExecSpec};
 use crate::protocol::exec::Completion;
@@ -26,14 +26,6 @@ pub(crate) async fn open_session(inner: &Inner, spec: &ExecSpec, cancel: &Cancel
 /// into wasm once (`TextEncoder.encodeInto`), a binary one as it is.
 pub(crate) fn decode(frame: &JsValue, base64: bool) -> Result<ExecEvent> {
     exec::decode_frame(&bytes(frame)?, base64)
-}
-
-fn exit_info(code: i32, status: &str, message: Option<&str>) -> JsValue {
-    object(&[
-        ("exitCode", JsValue::from(code)),
-        ("status", JsValue::from_str(status)),
-        ("message", message.map_or(JsValue::UNDEFINED, JsValue::from_str)),
-    ])
 }
 
 /// A readable byte stream fed from Rust.
@@ -122,7 +114,7 @@ impl SandboxProcess {
 /// The command ended: closes the session and reads the completion as `wait()` resolves it.
 fn completed(shared: &Shared, c: &Completion) -> JsValue {
     shared.socket.close();
-    exit_info(c.exit_code, exec::status_name(c.status), c.message.as_deref())
+    super::types::to_js(c)
 }
 
 /// Moves output into the streams until the command ends, then settles `wait()`.
@@ -137,7 +129,7 @@ async fn forward(shared: Rc<Shared>, resolve: Function, reject: Function) {
                 Err(e) => break Err(e),
             },
             SocketEvent::Closed { .. } if shared.killed.get() => {
-                break Ok(exit_info(-1, "Unknown", Some("killed by the client")));
+                break Ok(super::types::to_js(&exec::killed()));
             }
             SocketEvent::Closed { code, reason } => break Err(session_end(None, code, &reason).unwrap_err()),
         }

@@ -141,6 +141,14 @@ pub(crate) fn options<T: DeserializeOwned + Default>(obj: &JsValue, what: &str) 
     serde_wasm_bindgen::from_value(obj.clone()).map_err(|e| Error::Invalid(format!("{what}: {e}")))
 }
 
+/// A plain JS object written by serde (serde-wasm-bindgen), the one writer of results whose
+/// fields are wire names.
+pub(crate) fn to_js<T: serde::Serialize>(value: &T) -> JsValue {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::new())
+        .unwrap_or(JsValue::UNDEFINED)
+}
+
 /// A plain object from key/value pairs.
 pub(crate) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
     let obj = js_sys::Object::new();

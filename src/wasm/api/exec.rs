@@ -7,12 +7,14 @@ use wasm_bindgen::prelude::*;
 
 use super::{call_cancel, promise, Inner, Sandbox};
 use crate::error::{Error, Result};
-use crate::exec::{self, argv_for, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecSpec, OutputBuffer};
+use crate::exec::{
+    self, argv_for, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecResult, ExecSpec, OutputBuffer,
+};
 use crate::protocol::text::Utf8Carry;
 use crate::wasm::cancel::Cancel;
 use crate::wasm::process::{decode, open_session, SandboxProcess};
 use crate::wasm::socket::SocketEvent;
-use crate::wasm::types::{boolean, bytes, callback, command, get, number, object, signal, string, timeout_ms};
+use crate::wasm::types::{boolean, bytes, callback, command, get, number, signal, string, timeout_ms, to_js};
 
 /// Stdin of an exec.
 enum Stdin {
@@ -36,7 +38,7 @@ impl Sandbox {
         let inner = self.inner.clone();
         promise(async move {
             let shell = string(&options, "shell");
-            let argv = argv_for(command(&cmd)?, shell.as_deref())?;
+            let argv = argv_for(Some(command(&cmd)?), shell.as_deref())?;
             let stdin = match get(&options, "stdin") {
                 None => Stdin::Closed,
                 Some(v) => match v.dyn_into::<web_sys::ReadableStream>() {
@@ -68,15 +70,12 @@ impl Sandbox {
     ) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let argv = if cmd.is_undefined() || cmd.is_null() {
-                vec![
-                    "/bin/sh".into(),
-                    "-c".into(),
-                    "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi".into(),
-                ]
+            let cmd = if cmd.is_undefined() || cmd.is_null() {
+                None
             } else {
-                argv_for(command(&cmd)?, string(&options, "shell").as_deref())?
+                Some(command(&cmd)?)
             };
+            let argv = argv_for(cmd, string(&options, "shell").as_deref())?;
             let tty = boolean(&options, "tty").unwrap_or(false).then(|| {
                 let n = |k: &str, d: u16| number(&options, k).map_or(d, |n| n.clamp(1, 1000) as u16);
                 (n("cols", 80), n("rows", 24))
@@ -213,14 +212,14 @@ async fn run_exec(inner: &Inner, run: Run, cancel: &Cancel) -> Result<JsValue> {
     };
     let (stdout, out_truncated) = out.finish();
     let (stderr, err_truncated) = err.finish();
-    Ok(object(&[
-        ("exitCode", JsValue::from(completion.exit_code)),
-        ("status", JsValue::from_str(exec::status_name(completion.status))),
-        ("stdout", JsValue::from(stdout)),
-        ("stderr", JsValue::from(stderr)),
-        ("truncated", JsValue::from(out_truncated || err_truncated)),
-        ("durationMs", JsValue::from((js_sys::Date::now() - started).round())),
-    ]))
+    Ok(to_js(&ExecResult {
+        exit_code: completion.exit_code,
+        status: completion.status,
+        stdout,
+        stderr,
+        truncated: out_truncated || err_truncated,
+        duration_ms: (js_sys::Date::now() - started).round(),
+    }))
 }
 
 /// Sends a `ReadableStream` as stdin, chunk by chunk, then the end of input.

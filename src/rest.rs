@@ -41,53 +41,50 @@ pub struct ApiRequest {
     pub path: String,
     /// JSON body.
     pub body: Option<String>,
+    /// Sent with fetch's `keepalive`, so that it completes after the page that sent it is gone.
+    pub keepalive: bool,
 }
 
 impl ApiRequest {
     /// A GET.
     pub fn get(path: impl Into<String>) -> Self {
+        Self::new(Method::Get, path.into(), None)
+    }
+
+    fn new(method: Method, path: String, body: Option<String>) -> Self {
         Self {
-            method: Method::Get,
-            path: path.into(),
-            body: None,
+            method,
+            path,
+            body,
+            keepalive: false,
         }
+    }
+
+    /// The same call, sent with fetch's `keepalive` when `on` (a page's last request, on
+    /// `pagehide`): the browser completes it after the page is gone.
+    pub fn keepalive(self, on: bool) -> Self {
+        Self { keepalive: on, ..self }
     }
 
     /// A POST with a JSON body.
     pub fn post<T: Serialize + ?Sized>(path: impl Into<String>, body: &T) -> Result<Self> {
         let body = serde_json::to_string(body).map_err(|e| Error::Invalid(e.to_string()))?;
-        Ok(Self {
-            method: Method::Post,
-            path: path.into(),
-            body: Some(body),
-        })
+        Ok(Self::new(Method::Post, path.into(), Some(body)))
     }
 
     /// A POST with a body that is JSON text already.
     pub fn post_json(path: impl Into<String>, json: String) -> Self {
-        Self {
-            method: Method::Post,
-            path: path.into(),
-            body: Some(json),
-        }
+        Self::new(Method::Post, path.into(), Some(json))
     }
 
     /// A POST without a body (pause, restart).
     pub fn post_empty(path: impl Into<String>) -> Self {
-        Self {
-            method: Method::Post,
-            path: path.into(),
-            body: None,
-        }
+        Self::new(Method::Post, path.into(), None)
     }
 
     /// A DELETE.
     pub fn delete(path: impl Into<String>) -> Self {
-        Self {
-            method: Method::Delete,
-            path: path.into(),
-            body: None,
-        }
+        Self::new(Method::Delete, path.into(), None)
     }
 
     /// Whether repeating the call is harmless. Only reads are: a repeated create can make two
@@ -224,5 +221,6 @@ mod tests {
         assert!(ApiRequest::get("/x").idempotent());
         assert!(!ApiRequest::post_empty("/x").idempotent());
         assert!(!ApiRequest::delete("/x").idempotent());
+        assert!(ApiRequest::delete("/x").keepalive(true).keepalive && !ApiRequest::delete("/x").keepalive);
     }
 }

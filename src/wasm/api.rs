@@ -106,7 +106,8 @@ impl Northflank {
                 }
                 other => return Err(Error::Invalid(format!("unsupported method {other}"))),
             };
-            send_raw(&config, req, &cancel).await
+            let keepalive = super::types::boolean(&options, "keepalive").unwrap_or(false);
+            send_raw(&config, req.keepalive(keepalive), &cancel).await
         })
     }
 }

@@ -34,6 +34,10 @@ async fn attempt(config: &ClientConfig, req: &ApiRequest, cancel: &Cancel) -> Re
         init.set_body(&JsValue::from_str(body));
     }
     init.set_signal(Some(&cancel.signal()));
+    if req.keepalive {
+        // web-sys's RequestInit has no setter for it.
+        let _ = js_sys::Reflect::set(&init, &"keepalive".into(), &JsValue::TRUE);
+    }
     let url = config.url(&req.path);
     let response = JsFuture::from(global_fetch(&url, &init)).await.map_err(|e| {
         cancel

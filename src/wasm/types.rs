@@ -15,8 +15,10 @@ const TS: &'static str = r#"
 /** `token` and `projectId` for the API itself; for an edge proxy, only `baseUrl` (the proxy's URL). */
 export interface NorthflankOptions { token?: string; projectId?: string; teamId?: string; baseUrl?: string }
 
-/** Every network call takes an AbortSignal and a timeout. */
-export interface CallOptions { signal?: AbortSignal; timeoutMs?: number }
+/** Every network call takes an AbortSignal and a timeout. `keepalive` (honoured by `destroy()` and
+ * `Northflank.call()`) sends the request with fetch's `keepalive`, so that it completes after the
+ * page is gone: a page's `destroy({ keepalive: true })` on `pagehide`. */
+export interface CallOptions { signal?: AbortSignal; timeoutMs?: number; keepalive?: boolean }
 
 /** A step of Sandbox.create, reported to onProgress. From "starting" on the sandbox exists:
  * that step carries its `id` and, through an edge proxy, its `capability`, so a caller can
@@ -80,6 +82,8 @@ export interface SandboxStatus { id: string; status: "PENDING" | "IN_PROGRESS" |
 
 export interface FileEntry { path: string; data: Uint8Array }
 
+/** `capability`: drive the sandbox through an edge proxy with a capability it issued. */
+export interface ForServiceOptions { capability?: string }
 /** `capability`: drive the sandbox through an edge proxy with a capability it issued. */
 export interface ConnectOptions extends CallOptions { capability?: string }
 export interface DestroyOptions extends CallOptions { deleteVolume?: boolean }

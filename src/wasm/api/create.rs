@@ -106,12 +106,8 @@ impl Sandbox {
         id: String,
         #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
     ) -> Promise {
-        let config = match get(&options, "capability").and_then(|c| c.as_string()) {
-            Some(capability) => Rc::new(nf.config.with_capability(capability)),
-            None => nf.config.clone(),
-        };
         let inner = Rc::new(Inner {
-            config,
+            config: with_capability(nf, &options),
             id,
             volume_id: None,
         });
@@ -122,12 +118,17 @@ impl Sandbox {
         })
     }
 
-    /// A handle on a service by id, without any request (for layers built on this one).
+    /// A handle on a service by id, without any request (for layers built on this one, and
+    /// for a page's last `destroy({ keepalive: true })`, which cannot wait for a `connect`).
     #[wasm_bindgen(js_name = forService)]
-    pub fn for_service(nf: &Northflank, id: String) -> Sandbox {
+    pub fn for_service(
+        nf: &Northflank,
+        id: String,
+        #[wasm_bindgen(unchecked_param_type = "ForServiceOptions")] options: JsValue,
+    ) -> Sandbox {
         Sandbox {
             inner: Rc::new(Inner {
-                config: nf.config.clone(),
+                config: with_capability(nf, &options),
                 id,
                 volume_id: None,
             }),
@@ -152,6 +153,14 @@ impl Sandbox {
     #[wasm_bindgen(getter, js_name = volumeId)]
     pub fn volume_id(&self) -> Option<String> {
         self.inner.volume_id.clone()
+    }
+}
+
+/// The connection, with the edge proxy's `capability` of the options in place of the token.
+fn with_capability(nf: &Northflank, options: &JsValue) -> Rc<crate::config::ClientConfig> {
+    match get(options, "capability").and_then(|c| c.as_string()) {
+        Some(capability) => Rc::new(nf.config.with_capability(capability)),
+        None => nf.config.clone(),
     }
 }
 

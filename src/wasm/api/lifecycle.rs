@@ -72,9 +72,14 @@ impl Sandbox {
             let cancel = call_cancel("destroy", &options)?;
             let children = boolean(&options, "deleteVolume").unwrap_or(false);
             let query = if children { "?delete_child_objects=true" } else { "" };
-            send_unit(&inner.config, ApiRequest::delete(inner.path(query)), &cancel)
-                .await
-                .map(|_| JsValue::UNDEFINED)
+            let keepalive = boolean(&options, "keepalive").unwrap_or(false);
+            send_unit(
+                &inner.config,
+                ApiRequest::delete(inner.path(query)).keepalive(keepalive),
+                &cancel,
+            )
+            .await
+            .map(|_| JsValue::UNDEFINED)
         })
     }
 }

@@ -1,4 +1,5 @@
-//! REST over the global `fetch`, with the retry policy for reads.
+//! One REST attempt over the global `fetch` (the core retries), and the calls whose answer goes
+//! to the caller as it came.
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -6,12 +7,11 @@ use web_sys::{Headers, RequestInit, Response};
 
 use super::cancel::Cancel;
 use super::errors::describe;
-use serde::de::DeserializeOwned;
-
+use super::transport::Web;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
+use crate::flow;
 use crate::rest::{self, ApiRequest};
-use crate::retry::{Outcome, RetryPolicy};
 
 #[wasm_bindgen]
 extern "C" {
@@ -21,7 +21,7 @@ extern "C" {
 }
 
 /// One attempt: the status and the body text, or a network error.
-async fn attempt(config: &ClientConfig, req: &ApiRequest, cancel: &Cancel) -> Result<(u16, String)> {
+pub(crate) async fn attempt(config: &ClientConfig, req: &ApiRequest, cancel: &Cancel) -> Result<(u16, String)> {
     let init = RequestInit::new();
     init.set_method(req.method.as_str());
     let headers = Headers::new().map_err(|e| Error::Protocol(describe(&e)))?;
@@ -53,44 +53,10 @@ async fn attempt(config: &ClientConfig, req: &ApiRequest, cancel: &Cancel) -> Re
     Ok((status, text.as_string().unwrap_or_default()))
 }
 
-/// Sends `req` and resolves to the answer's status and body; reads are retried with backoff on
-/// network errors, 429 and 5xx.
-async fn exchange(config: &ClientConfig, req: &ApiRequest, cancel: &Cancel) -> Result<(u16, String)> {
-    let policy = RetryPolicy::default();
-    let mut tried = 0;
-    loop {
-        let result = cancel.run(attempt(config, req, cancel)).await;
-        let outcome = match &result {
-            Ok((status, _)) => Outcome::Status(*status),
-            Err(Error::Network(_)) => Outcome::NetworkError,
-            Err(e) => return Err(e.clone()),
-        };
-        match policy.retry_after(req.idempotent(), tried, outcome, js_sys::Math::random()) {
-            Some(wait) => {
-                tried += 1;
-                cancel.sleep(wait).await?;
-            }
-            None => return result,
-        }
-    }
-}
-
-/// Sends `req` and reads the answer's `data` as `T` with the core's reader ([`rest::parse`]).
-pub(crate) async fn send<T: DeserializeOwned>(config: &ClientConfig, req: ApiRequest, cancel: &Cancel) -> Result<T> {
-    let (status, body) = exchange(config, &req, cancel).await?;
-    Ok(rest::parse::<T>(status, &body)?.data)
-}
-
-/// Sends `req`; only the status of its answer is read.
-pub(crate) async fn send_unit(config: &ClientConfig, req: ApiRequest, cancel: &Cancel) -> Result<()> {
-    let (status, body) = exchange(config, &req, cancel).await?;
-    rest::check(status, &body)
-}
-
 /// Sends `req` and hands its answer to the caller as it came (`Northflank.call`, `ports()`): the
 /// runtime's `JSON.parse` makes the JS value; an error answer is read by the core.
-pub(crate) async fn send_raw(config: &ClientConfig, req: ApiRequest, cancel: &Cancel) -> Result<JsValue> {
-    let (status, body) = exchange(config, &req, cancel).await?;
+pub(crate) async fn send_raw(t: &Web, config: &ClientConfig, req: ApiRequest) -> Result<JsValue> {
+    let (status, body) = flow::exchange(t, config, &req).await?;
     rest::check(status, &body)?;
     js_sys::JSON::parse(&body)
         .ok()

@@ -7,26 +7,16 @@ use js_sys::{Function, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use web_sys::{ReadableStream, ReadableStreamDefaultController};
 
-use super::api::Inner;
-use super::cancel::Cancel;
-use super::socket::{Socket, SocketEvent};
+use super::socket::Socket;
+use super::transport::Web;
 use super::types::bytes;
 use crate::error::{Error, Result};
-use crate::exec::{self, init_frame, payload_frames, resize_frame, session_end, stdin_end_frame, ExecEvent, ExecSpec};
+use crate::exec::{
+    self, decode_frame, payload_frames, resize_frame, session_end, stdin_end_frame, ExecEvent, ExecSpec,
+};
+use crate::flow::{self, SandboxRef};
 use crate::protocol::exec::Completion;
-
-/// Opens the exec WebSocket of a sandbox and sends `init`.
-pub(crate) async fn open_session(inner: &Inner, spec: &ExecSpec, cancel: &Cancel) -> Result<Socket> {
-    let socket = Socket::open(&inner.config.exec_url(&inner.id), cancel).await?;
-    socket.send(&init_frame(&inner.config.token, spec))?;
-    Ok(socket)
-}
-
-/// Decodes a server frame with the core's reader ([`exec::decode_frame`]): a text frame is copied
-/// into wasm once (`TextEncoder.encodeInto`), a binary one as it is.
-pub(crate) fn decode(frame: &JsValue, base64: bool) -> Result<ExecEvent> {
-    exec::decode_frame(&bytes(frame)?, base64)
-}
+use crate::transport::Incoming;
 
 /// A readable byte stream fed from Rust.
 struct Feed {
@@ -85,15 +75,15 @@ pub struct SandboxProcess {
 
 impl SandboxProcess {
     /// Opens the session, waits for the server to accept it, and starts forwarding output.
-    pub(crate) async fn start(inner: &Inner, spec: ExecSpec, cancel: &Cancel) -> Result<Self> {
-        let socket = open_session(inner, &spec, cancel).await?;
+    pub(crate) async fn start(t: &Web, sandbox: &SandboxRef, spec: ExecSpec) -> Result<Self> {
+        let socket = flow::open_session(t, sandbox, &spec).await?;
         // The init reply first: a refused token or a stopped sandbox rejects `spawn` itself.
-        match cancel.run(async { Ok(socket.next().await) }).await? {
-            SocketEvent::Message(frame) => match decode(&frame, true)? {
+        match t.cancel.run(async { Ok(socket.next().await) }).await? {
+            Incoming::Frame(frame) => match decode_frame(&frame, true)? {
                 ExecEvent::Started { .. } => {}
                 _ => return Err(Error::Protocol("expected the init reply first".into())),
             },
-            SocketEvent::Closed { code, reason } => return Err(session_end(None, code, &reason).unwrap_err()),
+            Incoming::Closed { code, reason } => return Err(session_end(None, code, &reason).unwrap_err()),
         }
         let shared = Rc::new(Shared {
             socket,
@@ -121,17 +111,17 @@ fn completed(shared: &Shared, c: &Completion) -> JsValue {
 async fn forward(shared: Rc<Shared>, resolve: Function, reject: Function) {
     let outcome = loop {
         match shared.socket.next().await {
-            SocketEvent::Message(frame) => match decode(&frame, shared.base64) {
+            Incoming::Frame(frame) => match decode_frame(&frame, shared.base64) {
                 Ok(ExecEvent::Stdout(b)) => shared.stdout.push(&b, shared.base64),
                 Ok(ExecEvent::Stderr(b)) => shared.stderr.push(&b, shared.base64),
                 Ok(ExecEvent::Completed(c)) => break Ok(completed(&shared, &c)),
                 Ok(ExecEvent::Started { .. }) => {}
                 Err(e) => break Err(e),
             },
-            SocketEvent::Closed { .. } if shared.killed.get() => {
+            Incoming::Closed { .. } if shared.killed.get() => {
                 break Ok(super::types::to_js(&exec::killed()));
             }
-            SocketEvent::Closed { code, reason } => break Err(session_end(None, code, &reason).unwrap_err()),
+            Incoming::Closed { code, reason } => break Err(session_end(None, code, &reason).unwrap_err()),
         }
     };
     shared.done.set(true);

@@ -6,19 +6,11 @@ use std::rc::Rc;
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
-use super::{call_cancel, promise, Inner, Northflank, Progress, Sandbox};
-use crate::config::encode_component;
-use crate::rest::ApiRequest;
-use crate::sandbox::{self, plan_create, Created, SandboxOptions, ServiceState};
-use crate::wasm::cancel::Cancel;
-use crate::wasm::http::{send, send_unit};
-use crate::wasm::types::{self, callback, get, signal, timeout_ms};
-
-fn random_suffix() -> String {
-    (0..12)
-        .map(|_| char::from(b"0123456789abcdef"[(js_sys::Math::random() * 16.0) as usize % 16]))
-        .collect()
-}
+use super::{call_transport, on_progress, promise, transport, Northflank, Sandbox};
+use crate::config::ClientConfig;
+use crate::flow::{self, Reporter, SandboxRef};
+use crate::sandbox::{self, SandboxOptions};
+use crate::wasm::types::{self, get};
 
 #[wasm_bindgen]
 impl Sandbox {
@@ -34,68 +26,10 @@ impl Sandbox {
         let config = nf.config.clone();
         promise(async move {
             let opts: SandboxOptions = types::options(&options, "Sandbox.create")?;
-            let timeout = timeout_ms(&options).unwrap_or(sandbox::DEFAULT_CREATE_TIMEOUT_MS);
-            let cancel = Cancel::new("Sandbox.create", signal(&options), Some(timeout))?;
-            let progress = Progress {
-                callback: callback(&options, "onProgress"),
-                started: js_sys::Date::now(),
-            };
-            let mut plan = plan_create(&opts, &random_suffix(), (js_sys::Date::now() / 1000.0) as u64)?;
-            let mut volume_id = plan.volume_id();
-            if let Some(volume) = &plan.volume {
-                progress.report("creating-volume", None);
-                let made: Created = send(
-                    &config,
-                    ApiRequest::post(config.project_path("/volumes"), volume)?,
-                    &cancel,
-                )
-                .await?;
-                if let Some(id) = made.id {
-                    plan.attach_volume(&id);
-                    volume_id = Some(id);
-                }
-            }
-            let inner = Rc::new(Inner {
-                config: config.clone(),
-                id: plan.service_id.clone(),
-                volume_id: volume_id.clone(),
-            });
-            progress.report("creating", None);
-            let created = send::<Created>(
-                &config,
-                ApiRequest::post(config.project_path("/services/deployment"), &plan.service)?,
-                &cancel,
-            )
-            .await;
-            let created = match created {
-                Ok(created) => created,
-                Err(e) => {
-                    cleanup(&inner, false).await;
-                    return Err(e);
-                }
-            };
-            // Through an edge proxy, the answer names the sandbox (the proxy chooses the name)
-            // and carries the capability that stands in for a token from here on.
-            let inner = match created.capability {
-                Some(capability) => Rc::new(Inner {
-                    config: Rc::new(config.with_capability(capability)),
-                    id: created.id.unwrap_or_else(|| plan.service_id.clone()),
-                    volume_id,
-                }),
-                None => inner,
-            };
-            let started = async {
-                progress.report_created(&inner);
-                inner.scale(1, &cancel).await?;
-                inner.wait_ready(&cancel, &progress).await
-            };
-            if let Err(e) = started.await {
-                // No handle reaches the caller, so nothing would ever delete it.
-                cleanup(&inner, true).await;
-                return Err(e);
-            }
-            progress.report("ready", None);
-            Ok(Sandbox { inner }.into())
+            let t = transport("Sandbox.create", &options, Some(sandbox::DEFAULT_CREATE_TIMEOUT_MS))?;
+            let mut sink = on_progress(&options);
+            let made = flow::create(&t, &config, &opts, &mut Reporter::new(&t, &mut sink)).await?;
+            Ok(Sandbox { inner: Rc::new(made) }.into())
         })
     }
 
@@ -106,14 +40,9 @@ impl Sandbox {
         id: String,
         #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
     ) -> Promise {
-        let inner = Rc::new(Inner {
-            config: with_capability(nf, &options),
-            id,
-            volume_id: None,
-        });
+        let inner = Rc::new(handle(nf, id, &options));
         promise(async move {
-            let cancel = call_cancel("Sandbox.connect", &options)?;
-            inner.get::<ServiceState>("", &cancel).await?;
+            flow::connect(&call_transport("Sandbox.connect", &options)?, &inner).await?;
             Ok(Sandbox { inner }.into())
         })
     }
@@ -127,11 +56,7 @@ impl Sandbox {
         #[wasm_bindgen(unchecked_param_type = "ForServiceOptions")] options: JsValue,
     ) -> Sandbox {
         Sandbox {
-            inner: Rc::new(Inner {
-                config: with_capability(nf, &options),
-                id,
-                volume_id: None,
-            }),
+            inner: Rc::new(handle(nf, id, &options)),
         }
     }
 
@@ -156,36 +81,15 @@ impl Sandbox {
     }
 }
 
-/// The connection, with the edge proxy's `capability` of the options in place of the token.
-fn with_capability(nf: &Northflank, options: &JsValue) -> Rc<crate::config::ClientConfig> {
-    match get(options, "capability").and_then(|c| c.as_string()) {
-        Some(capability) => Rc::new(nf.config.with_capability(capability)),
-        None => nf.config.clone(),
-    }
-}
-
-/// Best-effort deletion of a sandbox `create` could not finish.
-async fn cleanup(inner: &Inner, service: bool) {
-    let Ok(cancel) = Cancel::new("cleanup", None, Some(10_000)) else {
-        return;
+/// A handle on `id`, with the edge proxy's `capability` of the options in place of the token.
+fn handle(nf: &Northflank, id: String, options: &JsValue) -> SandboxRef {
+    let config: ClientConfig = match get(options, "capability").and_then(|c| c.as_string()) {
+        Some(capability) => nf.config.with_capability(capability),
+        None => (*nf.config).clone(),
     };
-    if service {
-        let _ = send_unit(
-            &inner.config,
-            ApiRequest::delete(inner.path("?delete_child_objects=true")),
-            &cancel,
-        )
-        .await;
-    } else if let Some(volume) = &inner.volume_id {
-        let _ = send_unit(
-            &inner.config,
-            ApiRequest::delete(
-                inner
-                    .config
-                    .project_path(&format!("/volumes/{}", encode_component(volume))),
-            ),
-            &cancel,
-        )
-        .await;
+    SandboxRef {
+        config,
+        id,
+        volume_id: None,
     }
 }

@@ -5,16 +5,19 @@ use std::rc::Rc;
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
-use super::{call_cancel, promise, Inner, Sandbox};
+use super::{call_transport, promise, transport, Sandbox};
 use crate::error::{Error, Result};
 use crate::exec::{
     self, argv_for, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecResult, ExecSpec, OutputBuffer,
 };
+use crate::flow::{self, SandboxRef};
 use crate::protocol::text::Utf8Carry;
+use crate::transport::{Incoming, Transport};
 use crate::wasm::cancel::Cancel;
-use crate::wasm::process::{decode, open_session, SandboxProcess};
-use crate::wasm::socket::SocketEvent;
-use crate::wasm::types::{boolean, bytes, callback, command, get, number, signal, string, timeout_ms, to_js};
+use crate::wasm::process::SandboxProcess;
+use crate::wasm::socket::Socket;
+use crate::wasm::transport::Web;
+use crate::wasm::types::{boolean, bytes, callback, command, get, number, string, to_js};
 
 /// Stdin of an exec.
 enum Stdin {
@@ -48,7 +51,7 @@ impl Sandbox {
             };
             let limit = number(&options, "outputLimitBytes").map_or(exec::DEFAULT_OUTPUT_LIMIT, |n| n as usize);
             // No timeout unless asked for: commands may run long; a signal aborts them.
-            let cancel = Cancel::new("exec", signal(&options), timeout_ms(&options))?;
+            let t = transport("exec", &options, None)?;
             let run = Run {
                 argv,
                 stdin,
@@ -56,7 +59,7 @@ impl Sandbox {
                 on_stdout: callback(&options, "onStdout"),
                 on_stderr: callback(&options, "onStderr"),
             };
-            run_exec(&inner, run, &cancel).await
+            run_exec(&t, &inner, run).await
         })
     }
 
@@ -80,7 +83,7 @@ impl Sandbox {
                 let n = |k: &str, d: u16| number(&options, k).map_or(d, |n| n.clamp(1, 1000) as u16);
                 (n("cols", 80), n("rows", 24))
             });
-            let cancel = call_cancel("spawn", &options)?;
+            let t = call_transport("spawn", &options)?;
             let base64 = string(&options, "encoding").as_deref() != Some("utf8");
             let spec = ExecSpec {
                 argv,
@@ -88,13 +91,13 @@ impl Sandbox {
                 tty,
                 instance: None,
             };
-            Ok(SandboxProcess::start(&inner, spec, &cancel).await?.into())
+            Ok(SandboxProcess::start(&t, &inner, spec).await?.into())
         })
     }
 }
 
 /// Waits while the socket has more than 1 MiB queued, so a big upload does not pile up in memory.
-pub(super) async fn wait_for_room(session: &crate::wasm::socket::Socket, cancel: &Cancel) -> Result<()> {
+async fn wait_for_room(session: &Socket, cancel: &Cancel) -> Result<()> {
     cancel.run(session.room()).await
 }
 
@@ -145,7 +148,8 @@ impl Stream {
     }
 }
 
-async fn run_exec(inner: &Inner, run: Run, cancel: &Cancel) -> Result<JsValue> {
+async fn run_exec(t: &Web, inner: &SandboxRef, run: Run) -> Result<JsValue> {
+    let cancel = &t.cancel;
     let started = js_sys::Date::now();
     // Binary stdin needs base64 frames to arrive intact; otherwise text frames.
     let base64 = matches!(run.stdin, Stdin::Bytes(ref b) if std::str::from_utf8(b).is_err())
@@ -156,7 +160,7 @@ async fn run_exec(inner: &Inner, run: Run, cancel: &Cancel) -> Result<JsValue> {
         tty: None,
         instance: None,
     };
-    let session = Rc::new(open_session(inner, &spec, cancel).await?);
+    let session = Rc::new(flow::open_session(t, inner, &spec).await?);
     match run.stdin {
         Stdin::Closed => session.send(&stdin_end_frame())?,
         Stdin::Bytes(data) => {
@@ -187,11 +191,10 @@ async fn run_exec(inner: &Inner, run: Run, cancel: &Cancel) -> Result<JsValue> {
         kept: OutputBuffer::new(run.limit),
         callback: run.on_stderr,
     };
-    // The cancellation closes the socket; the loop then ends on the close.
-    cancel.on_cancel(session.closer());
+    // A cancellation closes the socket (the transport sees to it); the loop then ends on the close.
     let completion = loop {
         match session.next().await {
-            SocketEvent::Message(frame) => match decode(&frame, base64)? {
+            Incoming::Frame(frame) => match exec::decode_frame(&frame, base64)? {
                 ExecEvent::Started { .. } => {}
                 ExecEvent::Stdout(b) if base64 => out.push(&b),
                 ExecEvent::Stderr(b) if base64 => err.push(&b),
@@ -202,8 +205,8 @@ async fn run_exec(inner: &Inner, run: Run, cancel: &Cancel) -> Result<JsValue> {
                     break c;
                 }
             },
-            SocketEvent::Closed { code, reason } => {
-                if let Some(e) = cancel.error() {
+            Incoming::Closed { code, reason } => {
+                if let Some(e) = t.cancelled() {
                     return Err(e);
                 }
                 break session_end(None, code, &reason)?;
@@ -223,7 +226,7 @@ async fn run_exec(inner: &Inner, run: Run, cancel: &Cancel) -> Result<JsValue> {
 }
 
 /// Sends a `ReadableStream` as stdin, chunk by chunk, then the end of input.
-async fn pump_stream(stream: web_sys::ReadableStream, session: &crate::wasm::socket::Socket) -> Result<()> {
+async fn pump_stream(stream: web_sys::ReadableStream, session: &Socket) -> Result<()> {
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
     loop {
         let chunk = wasm_bindgen_futures::JsFuture::from(reader.read())

@@ -1,9 +1,11 @@
 //! The calls' steps, over a [`Transport`]: what the JS classes do, as plain Rust that `cargo test`
 //! drives with an in-memory transport. Split by concern: `create` (volume, service, capability,
-//! scale, poll, clean-up), `lifecycle` (status, pause, resume, destroy), `ports` (exposePort) and
-//! `files` (file commands over an exec session).
+//! scale, poll, clean-up), `lifecycle` (status, pause, resume, destroy), `ports` (exposePort),
+//! `exec` (a command to its end: input, output within a limit, callbacks) and `files` (file
+//! commands over an exec session).
 
 mod create;
+pub mod exec;
 mod files;
 mod lifecycle;
 mod ports;
@@ -11,6 +13,7 @@ mod ports;
 mod tests;
 
 pub use create::create;
+pub use exec::run as exec;
 pub use files::{file_op, open_session};
 pub use lifecycle::{connect, destroy, pause, resume, status, wait_ready};
 pub use ports::expose_port;

@@ -1,30 +1,15 @@
 //! `Sandbox.exec` and `Sandbox.spawn`: running commands over an exec session.
 
-use std::rc::Rc;
-
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
 use super::{call_transport, promise, transport, Sandbox};
 use crate::error::{Error, Result};
-use crate::exec::{
-    self, argv_for, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecResult, ExecSpec, OutputBuffer,
-};
-use crate::flow::{self, SandboxRef};
-use crate::protocol::text::Utf8Carry;
-use crate::transport::{Incoming, Transport};
-use crate::wasm::cancel::Cancel;
+use crate::exec::{self, argv_for, ExecSpec};
+use crate::flow::exec::{Output, Stdin};
+use crate::flow::{self};
 use crate::wasm::process::SandboxProcess;
-use crate::wasm::socket::Socket;
-use crate::wasm::transport::Web;
 use crate::wasm::types::{boolean, bytes, callback, command, get, number, string, to_js};
-
-/// Stdin of an exec.
-enum Stdin {
-    Closed,
-    Bytes(Vec<u8>),
-    Stream(web_sys::ReadableStream),
-}
 
 #[wasm_bindgen]
 impl Sandbox {
@@ -45,21 +30,19 @@ impl Sandbox {
             let stdin = match get(&options, "stdin") {
                 None => Stdin::Closed,
                 Some(v) => match v.dyn_into::<web_sys::ReadableStream>() {
-                    Ok(stream) => Stdin::Stream(stream),
+                    Ok(stream) => Stdin::Stream(chunks(stream)),
                     Err(v) => Stdin::Bytes(bytes(&v)?),
                 },
             };
             let limit = number(&options, "outputLimitBytes").map_or(exec::DEFAULT_OUTPUT_LIMIT, |n| n as usize);
             // No timeout unless asked for: commands may run long; a signal aborts them.
             let t = transport("exec", &options, None)?;
-            let run = Run {
-                argv,
-                stdin,
-                limit,
-                on_stdout: callback(&options, "onStdout"),
-                on_stderr: callback(&options, "onStderr"),
-            };
-            run_exec(&t, &inner, run).await
+            let mut on_stdout = text_sink(callback(&options, "onStdout"));
+            let mut on_stderr = text_sink(callback(&options, "onStderr"));
+            let stdout = Output::new(limit, on_stdout.as_mut().map(|f| f as &mut dyn FnMut(&str)));
+            let stderr = Output::new(limit, on_stderr.as_mut().map(|f| f as &mut dyn FnMut(&str)));
+            let result = flow::exec(&t, &inner, argv, stdin, stdout, stderr).await?;
+            Ok(to_js(&result))
         })
     }
 
@@ -96,150 +79,28 @@ impl Sandbox {
     }
 }
 
-/// Waits while the socket has more than 1 MiB queued, so a big upload does not pile up in memory.
-async fn wait_for_room(session: &Socket, cancel: &Cancel) -> Result<()> {
-    cancel.run(session.room()).await
-}
-
-struct Run {
-    argv: Vec<String>,
-    stdin: Stdin,
-    limit: usize,
-    on_stdout: Option<Function>,
-    on_stderr: Option<Function>,
-}
-
-/// One stream of an exec: its text decoder, its kept output, its callback.
-struct Stream {
-    text: Utf8Carry,
-    kept: OutputBuffer,
-    callback: Option<Function>,
-}
-
-impl Stream {
-    /// Output of a base64 session: bytes, which may end inside a character.
-    fn push(&mut self, bytes: &[u8]) {
-        self.kept.push(bytes);
-        if let Some(cb) = &self.callback {
-            let text = self.text.push(bytes);
-            if !text.is_empty() {
-                let _ = cb.call1(&JsValue::NULL, &JsValue::from_str(&text));
-            }
+/// A `ReadableStream`'s chunks as bytes; a failed read ends it with the error.
+fn chunks(stream: web_sys::ReadableStream) -> impl futures_core::Stream<Item = Result<Vec<u8>>> + Unpin {
+    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
+    Box::pin(futures_util::stream::unfold(Some(reader), |reader| async move {
+        let reader = reader?;
+        let chunk = match wasm_bindgen_futures::JsFuture::from(reader.read()).await {
+            Ok(chunk) => chunk,
+            Err(e) => return Some((Err(Error::Invalid(crate::wasm::errors::describe(&e))), None)),
+        };
+        if get(&chunk, "done").and_then(|d| d.as_bool()).unwrap_or(true) {
+            return None;
         }
-    }
-
-    /// Output of a text session: each frame is whole UTF-8 text, handed to the callback as it is.
-    fn push_text(&mut self, text: &[u8]) {
-        self.kept.push(text);
-        if let Some(cb) = &self.callback {
-            let _ = cb.call1(&JsValue::NULL, &JsValue::from_str(&String::from_utf8_lossy(text)));
-        }
-    }
-
-    fn finish(mut self) -> (String, bool) {
-        if let Some(cb) = &self.callback {
-            let rest = self.text.finish();
-            if !rest.is_empty() {
-                let _ = cb.call1(&JsValue::NULL, &JsValue::from_str(&rest));
-            }
-        }
-        let truncated = self.kept.truncated();
-        (self.kept.into_text(), truncated)
-    }
-}
-
-async fn run_exec(t: &Web, inner: &SandboxRef, run: Run) -> Result<JsValue> {
-    let cancel = &t.cancel;
-    let started = js_sys::Date::now();
-    // Binary stdin needs base64 frames to arrive intact; otherwise text frames.
-    let base64 = matches!(run.stdin, Stdin::Bytes(ref b) if std::str::from_utf8(b).is_err())
-        || matches!(run.stdin, Stdin::Stream(_));
-    let spec = ExecSpec {
-        argv: run.argv,
-        base64,
-        tty: None,
-        instance: None,
-    };
-    let session = Rc::new(flow::open_session(t, inner, &spec).await?);
-    match run.stdin {
-        Stdin::Closed => session.send(&stdin_end_frame())?,
-        Stdin::Bytes(data) => {
-            for frame in payload_frames(&data, base64) {
-                wait_for_room(&session, cancel).await?;
-                session.send(&frame)?;
-            }
-            session.send(&stdin_end_frame())?;
-        }
-        Stdin::Stream(stream) => {
-            let session = session.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                // A failed input stream would leave the command waiting for input forever:
-                // end the session instead, which the exec reports.
-                if pump_stream(stream, &session).await.is_err() {
-                    session.close();
-                }
-            });
-        }
-    }
-    let mut out = Stream {
-        text: Utf8Carry::default(),
-        kept: OutputBuffer::new(run.limit),
-        callback: run.on_stdout,
-    };
-    let mut err = Stream {
-        text: Utf8Carry::default(),
-        kept: OutputBuffer::new(run.limit),
-        callback: run.on_stderr,
-    };
-    // A cancellation closes the socket (the transport sees to it); the loop then ends on the close.
-    let completion = loop {
-        match session.next().await {
-            Incoming::Frame(frame) => match exec::decode_frame(&frame, base64)? {
-                ExecEvent::Started { .. } => {}
-                ExecEvent::Stdout(b) if base64 => out.push(&b),
-                ExecEvent::Stderr(b) if base64 => err.push(&b),
-                ExecEvent::Stdout(text) => out.push_text(&text),
-                ExecEvent::Stderr(text) => err.push_text(&text),
-                ExecEvent::Completed(c) => {
-                    session.close();
-                    break c;
-                }
-            },
-            Incoming::Closed { code, reason } => {
-                if let Some(e) = t.cancelled() {
-                    return Err(e);
-                }
-                break session_end(None, code, &reason)?;
-            }
-        }
-    };
-    let (stdout, out_truncated) = out.finish();
-    let (stderr, err_truncated) = err.finish();
-    Ok(to_js(&ExecResult {
-        exit_code: completion.exit_code,
-        status: completion.status,
-        stdout,
-        stderr,
-        truncated: out_truncated || err_truncated,
-        duration_ms: (js_sys::Date::now() - started).round(),
+        let data = bytes(&get(&chunk, "value").unwrap_or(JsValue::from_str("")));
+        Some((data, Some(reader)))
     }))
 }
 
-/// Sends a `ReadableStream` as stdin, chunk by chunk, then the end of input.
-async fn pump_stream(stream: web_sys::ReadableStream, session: &Socket) -> Result<()> {
-    let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-    loop {
-        let chunk = wasm_bindgen_futures::JsFuture::from(reader.read())
-            .await
-            .map_err(|e| Error::Invalid(crate::wasm::errors::describe(&e)))?;
-        if get(&chunk, "done").and_then(|d| d.as_bool()).unwrap_or(true) {
-            break;
+/// A JS callback as the core's text sink.
+fn text_sink(callback: Option<Function>) -> Option<impl FnMut(&str)> {
+    callback.map(|cb| {
+        move |text: &str| {
+            let _ = cb.call1(&JsValue::NULL, &JsValue::from_str(text));
         }
-        let data = bytes(&get(&chunk, "value").unwrap_or(JsValue::from_str("")))?;
-        for frame in payload_frames(&data, true) {
-            session.room().await?;
-            session.send(&frame)?;
-        }
-    }
-    session.send(&stdin_end_frame())
+    })
 }

@@ -687,3 +687,12 @@ fn exec_failures() {
         "EXEC_FAILED"
     );
 }
+
+#[test]
+fn text_output_is_checked_fast_and_replaced_only_where_broken() {
+    assert!(matches!(
+        exec::as_text("héllo".as_bytes()),
+        std::borrow::Cow::Borrowed("héllo")
+    ));
+    assert_eq!(exec::as_text(b"a\xffb"), "a\u{fffd}b");
+}

@@ -49,7 +49,7 @@ impl Feed {
         let chunk = if bytes {
             Uint8Array::from(output).into()
         } else {
-            JsValue::from_str(&String::from_utf8_lossy(output))
+            JsValue::from_str(&crate::flow::exec::as_text(output))
         };
         let _ = self.controller.enqueue_with_chunk(&chunk);
     }

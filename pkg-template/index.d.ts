@@ -13,6 +13,7 @@ import type {
   ExitInfo,
   ExposePortOptions,
   FileEntry,
+  ForServiceOptions,
   NorthflankOptions,
   Port,
   Progress,
@@ -88,7 +89,7 @@ export declare class Sandbox {
    */
   static create(nf: Northflank, options?: SandboxOptions): Promise<Sandbox>;
   /** A handle on a service by id, without any request (for layers built on this one). */
-  static forService(nf: Northflank, id: string): Sandbox;
+  static forService(nf: Northflank, id: string, options?: ForServiceOptions): Sandbox;
   /** Deletes the sandbox, and with `deleteVolume` its volumes too. */
   destroy(options?: DestroyOptions): Promise<void>;
   /** Downloads every file under `dir`, with paths relative to it. */

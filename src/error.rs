@@ -116,6 +116,12 @@ impl Error {
     }
 }
 
+impl From<flankbox_protocol::exec::ArgvError> for Error {
+    fn from(e: flankbox_protocol::exec::ArgvError) -> Self {
+        Self::Invalid(e.to_string())
+    }
+}
+
 impl From<flankbox_protocol::ValidationError> for Error {
     fn from(e: flankbox_protocol::ValidationError) -> Self {
         Self::Invalid(e.to_string())

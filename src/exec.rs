@@ -4,9 +4,11 @@
 use std::collections::VecDeque;
 
 use flankbox_protocol::exec::{
-    ClientFrame, Command, Completion, CompletionStatus, ExecContext, InitAuth, InitReply, InitRequest, ServerFrame,
+    command_argv, ClientFrame, Command, Completion, CompletionStatus, ExecContext, InitAuth, InitRequest, ServerFrame,
     TtySize,
 };
+
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 
@@ -30,26 +32,15 @@ pub struct ExecSpec {
     pub instance: Option<String>,
 }
 
-/// The argv for a command: an array runs as is; a string goes to `shell` (default `bash -c`).
-pub fn argv_for(command: Command, shell: Option<&str>) -> Result<Vec<String>> {
-    let argv = match command {
-        Command::Argv(a) => a,
-        Command::Line(line) => {
-            let shell = shell.unwrap_or(DEFAULT_SHELL);
-            if shell == "none" {
-                shlex::split(&line).ok_or_else(|| Error::Invalid(format!("unbalanced quotes in {line:?}")))?
-            } else {
-                let mut argv = shlex::split(shell)
-                    .ok_or_else(|| Error::Invalid(format!("unbalanced quotes in shell {shell:?}")))?;
-                argv.push(line);
-                argv
-            }
-        }
+/// The argv for a command: an array runs as is; a string goes to `shell` (default `bash -c`);
+/// none is the interactive login shell. The rule itself is the protocol's
+/// ([`flankbox_protocol::exec::command_argv`]), which the host applies too.
+pub fn argv_for(command: Option<Command>, shell: Option<&str>) -> Result<Vec<String>> {
+    let shell = match &command {
+        Some(Command::Line(_)) => Some(shell.unwrap_or(DEFAULT_SHELL)),
+        _ => None,
     };
-    if argv.first().is_none_or(|a| a.is_empty()) {
-        return Err(Error::Invalid("the command is empty".into()));
-    }
-    Ok(argv)
+    Ok(command_argv(command.as_ref(), shell)?)
 }
 
 fn to_json(frame: &ClientFrame) -> String {
@@ -128,47 +119,9 @@ pub enum ExecEvent {
     Completed(Completion),
 }
 
-/// A server frame's content, however it was parsed (serde here, `JSON.parse` in wasm).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RawFrame {
-    /// `init`.
-    Init {
-        /// `successful` or not.
-        auth: String,
-        /// The instance.
-        instance: Option<String>,
-        /// Why it failed.
-        message: Option<String>,
-    },
-    /// `stdOut`.
-    StdOut(String),
-    /// `stdErr`.
-    StdErr(String),
-    /// `completion`.
-    Completion(Completion),
-    /// `error`.
-    Error(String),
-}
-
-impl From<ServerFrame> for RawFrame {
-    fn from(f: ServerFrame) -> Self {
-        match f {
-            ServerFrame::Init(r) => Self::Init {
-                auth: r.auth,
-                instance: r.context.map(|c| c.instance_name),
-                message: r.message,
-            },
-            ServerFrame::StdOut(t) => Self::StdOut(t),
-            ServerFrame::StdErr(t) => Self::StdErr(t),
-            ServerFrame::Completion(c) => Self::Completion(c),
-            ServerFrame::Error(e) => Self::Error(e.message),
-        }
-    }
-}
-
 /// What a frame means: output is decoded from base64 when the session asked for it; a failed
 /// `init` is an authentication error; an `error` frame is an exec error.
-pub fn interpret(frame: RawFrame, base64: bool) -> Result<ExecEvent> {
+pub fn interpret(frame: ServerFrame, base64: bool) -> Result<ExecEvent> {
     let data = |text: String| -> Result<Vec<u8>> {
         if base64 {
             crate::base64::decode(&text).ok_or_else(|| Error::Protocol("bad base64 output".into()))
@@ -177,45 +130,56 @@ pub fn interpret(frame: RawFrame, base64: bool) -> Result<ExecEvent> {
         }
     };
     match frame {
-        RawFrame::Init { auth, instance, .. } if auth == InitReply::SUCCESSFUL => Ok(ExecEvent::Started {
-            instance: instance.unwrap_or_default(),
+        ServerFrame::Init(reply) if reply.is_successful() => Ok(ExecEvent::Started {
+            instance: reply.context.map(|c| c.instance_name).unwrap_or_default(),
         }),
-        RawFrame::Init { auth, message, .. } => Err(Error::Api {
+        ServerFrame::Init(reply) => Err(Error::Api {
             status: 401,
-            message: format!("Command initialization failed: {}", message.unwrap_or(auth)),
+            message: format!("Command initialization failed: {}", reply.message.unwrap_or(reply.auth)),
             id: None,
             details: None,
         }),
-        RawFrame::StdOut(text) => Ok(ExecEvent::Stdout(data(text)?)),
-        RawFrame::StdErr(text) => Ok(ExecEvent::Stderr(data(text)?)),
-        RawFrame::Completion(c) => Ok(ExecEvent::Completed(c)),
-        RawFrame::Error(message) => Err(Error::Exec(message)),
+        ServerFrame::StdOut(text) => Ok(ExecEvent::Stdout(data(text)?)),
+        ServerFrame::StdErr(text) => Ok(ExecEvent::Stderr(data(text)?)),
+        ServerFrame::Completion(c) => Ok(ExecEvent::Completed(c)),
+        ServerFrame::Error(e) => Err(Error::Exec(e.message)),
     }
 }
 
-/// The completion status named on the wire.
-pub fn completion_status(name: &str) -> CompletionStatus {
-    match name {
-        "Success" => CompletionStatus::Success,
-        "Failure" => CompletionStatus::Failure,
-        _ => CompletionStatus::Unknown,
+/// What `exec` resolves to. The status is written by serde, under the protocol's names.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecResult {
+    /// Exit code.
+    pub exit_code: i32,
+    /// `Success`, `Failure` or `Unknown`.
+    pub status: CompletionStatus,
+    /// Kept output.
+    pub stdout: String,
+    /// Kept error output.
+    pub stderr: String,
+    /// Whether output was dropped past the limit.
+    pub truncated: bool,
+    /// How long it ran, ms.
+    pub duration_ms: f64,
+}
+
+/// What `wait()` of a process the client killed resolves to (a completion is otherwise resolved
+/// as it came).
+pub fn killed() -> Completion {
+    Completion {
+        exit_code: Completion::NO_EXIT_CODE,
+        status: CompletionStatus::Unknown,
+        message: Some("killed by the client".into()),
     }
 }
 
-/// The wire name of a completion status.
-pub fn status_name(s: CompletionStatus) -> &'static str {
-    match s {
-        CompletionStatus::Success => "Success",
-        CompletionStatus::Failure => "Failure",
-        CompletionStatus::Unknown => "Unknown",
-    }
-}
-
-/// Decodes one server frame with serde, text or binary.
+/// Decodes one server frame, text or binary (the bytes of either are UTF-8 JSON): the client's
+/// one reader of frames, in `cargo test` and in the package alike.
 pub fn decode_frame(frame: &[u8], base64: bool) -> Result<ExecEvent> {
     let frame: ServerFrame =
         serde_json::from_slice(frame).map_err(|e| Error::Protocol(format!("unable to parse an exec frame: {e}")))?;
-    interpret(frame.into(), base64)
+    interpret(frame, base64)
 }
 
 /// How a session ended, from what arrived before the close: a completion is the result
@@ -371,18 +335,22 @@ mod tests {
     #[test]
     fn commands_become_argv_with_shell_none() {
         assert_eq!(
-            argv_for(Command::Line("echo hi && ls".into()), None).unwrap(),
+            argv_for(Some(Command::Line("echo hi && ls".into())), None).unwrap(),
             ["bash", "-c", "echo hi && ls"]
         );
         assert_eq!(
-            argv_for(Command::Line("ls -l 'a b'".into()), Some("none")).unwrap(),
+            argv_for(Some(Command::Line("ls -l 'a b'".into())), Some("none")).unwrap(),
             ["ls", "-l", "a b"]
         );
         assert_eq!(
-            argv_for(Command::Argv(vec!["true".into()]), Some("sh -c")).unwrap(),
+            argv_for(Some(Command::Argv(vec!["true".into()])), Some("sh -c")).unwrap(),
             ["true"]
         );
-        assert!(argv_for(Command::Argv(vec![]), None).is_err());
+        assert_eq!(argv_for(None, None).unwrap()[0], "/bin/sh");
+        assert_eq!(
+            argv_for(Some(Command::Argv(vec![])), None).unwrap_err().code(),
+            "INVALID_ARGUMENT"
+        );
         let init: serde_json::Value = serde_json::from_str(&init_frame(
             "tok",
             &ExecSpec {
@@ -444,6 +412,37 @@ mod tests {
             Error::Exec("Service x is paused".into())
         );
         assert_eq!(decode_frame(b"garbage", false).unwrap_err().code(), "PROTOCOL");
+    }
+
+    #[test]
+    fn a_completion_without_an_exit_code_or_with_an_odd_status_still_ends_the_command() {
+        // The status tells the outcome; a missing code reads as -1, as the package always did.
+        assert_eq!(
+            decode_frame(br#"{"type":"completion","data":{"status":"Failure"}}"#, false).unwrap(),
+            ExecEvent::Completed(Completion {
+                exit_code: Completion::NO_EXIT_CODE,
+                status: CompletionStatus::Failure,
+                message: None,
+            })
+        );
+        let odd = decode_frame(
+            br#"{"type":"completion","data":{"exitCode":0,"status":"Cancelled"}}"#,
+            true,
+        )
+        .unwrap();
+        assert!(matches!(
+            odd,
+            ExecEvent::Completed(Completion {
+                status: CompletionStatus::Unknown,
+                ..
+            })
+        ));
+        assert_eq!(
+            decode_frame(br#"{"type":"sideband","data":1}"#, false)
+                .unwrap_err()
+                .code(),
+            "PROTOCOL"
+        );
     }
 
     #[test]

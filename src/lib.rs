@@ -7,6 +7,9 @@
 //! - [`sandbox`]: what `Sandbox.create` sends, and what a status means;
 //! - [`exec`]: exec frames, output limits and how a session ends;
 //! - [`tar`]: archives for directory upload and download;
+//! - [`transport`]: what the core needs of the world (REST calls, exec sessions, waits), as a
+//!   trait the wasm layer implements over `fetch` and `WebSocket`;
+//! - [`flow`]: the calls' steps over a transport (create, lifecycle, ports, files);
 //! - [`base64`]: the frames' base64, small;
 //! - [`error`]: the one error type, which becomes a JS `Error` with a `code`.
 //!
@@ -16,10 +19,12 @@ pub mod base64;
 pub mod config;
 pub mod error;
 pub mod exec;
+pub mod flow;
 pub mod rest;
 pub mod retry;
 pub mod sandbox;
 pub mod tar;
+pub mod transport;
 
 pub use error::{Error, Result};
 pub use flankbox_protocol as protocol;

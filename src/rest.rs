@@ -3,9 +3,10 @@
 //! The transport (fetch in wasm) only moves bytes; everything about what to send and what an
 //! answer means lives here, so plain `cargo test` covers it.
 
-use flankbox_protocol::{Envelope, ErrorBody};
+use flankbox_protocol::Envelope;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 use crate::error::{Error, Result};
 
@@ -40,53 +41,50 @@ pub struct ApiRequest {
     pub path: String,
     /// JSON body.
     pub body: Option<String>,
+    /// Sent with fetch's `keepalive`, so that it completes after the page that sent it is gone.
+    pub keepalive: bool,
 }
 
 impl ApiRequest {
     /// A GET.
     pub fn get(path: impl Into<String>) -> Self {
+        Self::new(Method::Get, path.into(), None)
+    }
+
+    fn new(method: Method, path: String, body: Option<String>) -> Self {
         Self {
-            method: Method::Get,
-            path: path.into(),
-            body: None,
+            method,
+            path,
+            body,
+            keepalive: false,
         }
+    }
+
+    /// The same call, sent with fetch's `keepalive` when `on` (a page's last request, on
+    /// `pagehide`): the browser completes it after the page is gone.
+    pub fn keepalive(self, on: bool) -> Self {
+        Self { keepalive: on, ..self }
     }
 
     /// A POST with a JSON body.
     pub fn post<T: Serialize + ?Sized>(path: impl Into<String>, body: &T) -> Result<Self> {
         let body = serde_json::to_string(body).map_err(|e| Error::Invalid(e.to_string()))?;
-        Ok(Self {
-            method: Method::Post,
-            path: path.into(),
-            body: Some(body),
-        })
+        Ok(Self::new(Method::Post, path.into(), Some(body)))
     }
 
     /// A POST with a body that is JSON text already.
     pub fn post_json(path: impl Into<String>, json: String) -> Self {
-        Self {
-            method: Method::Post,
-            path: path.into(),
-            body: Some(json),
-        }
+        Self::new(Method::Post, path.into(), Some(json))
     }
 
     /// A POST without a body (pause, restart).
     pub fn post_empty(path: impl Into<String>) -> Self {
-        Self {
-            method: Method::Post,
-            path: path.into(),
-            body: None,
-        }
+        Self::new(Method::Post, path.into(), None)
     }
 
     /// A DELETE.
     pub fn delete(path: impl Into<String>) -> Self {
-        Self {
-            method: Method::Delete,
-            path: path.into(),
-            body: None,
-        }
+        Self::new(Method::Delete, path.into(), None)
     }
 
     /// Whether repeating the call is harmless. Only reads are: a repeated create can make two
@@ -139,22 +137,50 @@ pub fn api_error(status: u16, parts: Option<ErrorParts>, raw_body: &str) -> Erro
     }
 }
 
-/// Reads an error body with serde (the wasm build reads it with the runtime's `JSON.parse`).
+/// What the client reads of an error body ([`flankbox_protocol::ErrorBody`]): `details` is kept
+/// as the JSON text it came as, so no JSON tree is built (nor its reader shipped).
+#[derive(Deserialize)]
+struct ErrorView<'a> {
+    #[serde(borrow)]
+    error: ApiErrorView<'a>,
+}
+
+#[derive(Deserialize)]
+struct ApiErrorView<'a> {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default, borrow)]
+    details: Option<&'a RawValue>,
+}
+
+/// Reads an error body.
 pub fn error_parts(body: &str) -> Option<ErrorParts> {
-    let ErrorBody { error } = serde_json::from_str(body).ok()?;
+    let ErrorView { error } = serde_json::from_slice(body.as_bytes()).ok()?;
     Some(ErrorParts {
         message: error.message,
         id: error.id,
-        details: error.details.map(|d| d.to_string()),
+        details: error.details.map(|d| d.get().to_string()),
     })
 }
 
-/// Parses an answer with serde.
+/// Parses an answer: its envelope on 200, the API's error otherwise. The client's one reader of
+/// REST answers.
 pub fn parse<T: DeserializeOwned>(status: u16, body: &str) -> Result<Envelope<T>> {
+    check(status, body)?;
+    // from_slice, as frames are read: one reader in the package, not two.
+    serde_json::from_slice(body.as_bytes()).map_err(|e| Error::Protocol(format!("unexpected response body: {e}")))
+}
+
+/// The error of an answer that is not a 200, for answers whose body is not read (or is handed to
+/// the caller as it came).
+pub fn check(status: u16, body: &str) -> Result<()> {
     if status == 200 {
-        return serde_json::from_str(body).map_err(|e| Error::Protocol(format!("unexpected response body: {e}")));
+        Ok(())
+    } else {
+        Err(api_error(status, error_parts(body), body))
     }
-    Err(api_error(status, error_parts(body), body))
 }
 
 #[cfg(test)]
@@ -195,5 +221,6 @@ mod tests {
         assert!(ApiRequest::get("/x").idempotent());
         assert!(!ApiRequest::post_empty("/x").idempotent());
         assert!(!ApiRequest::delete("/x").idempotent());
+        assert!(ApiRequest::delete("/x").keepalive(true).keepalive && !ApiRequest::delete("/x").keepalive);
     }
 }

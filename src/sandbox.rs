@@ -3,7 +3,7 @@
 use flankbox_protocol::names::derive_id;
 use flankbox_protocol::service::{
     Billing, CreateDeployment, CreateOptions, DeploymentSpec, Docker, DockerConfigType, EnvVars, EphemeralStorage,
-    External, GpuConfiguration, GpuSpec, PortProtocol, PortSpec, Storage,
+    External, GpuConfiguration, GpuSpec, PortProtocol, PortSpec, RolloutStatus, Storage,
 };
 use flankbox_protocol::volume::{AccessMode, CreateVolume, VolumeMount, VolumeSpec};
 use serde::Deserialize;
@@ -57,7 +57,8 @@ pub struct SandboxOptions {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeOptions {
-    /// Size in MB.
+    /// Size in MB. Required, as the types say and as the API requires `storageSize`: a volume
+    /// without it is refused before any request, naming the field.
     pub size_mb: u64,
     /// Where it is mounted.
     pub mount_paths: Vec<String>,
@@ -79,10 +80,11 @@ pub struct GpuOptions {
 }
 
 /// A port in [`SandboxOptions`] or `exposePort`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PortOptions {
-    /// Port inside the sandbox.
+    /// Port inside the sandbox (`exposePort` passes it beside its options).
+    #[serde(default)]
     pub port: u32,
     /// `HTTP` (default), `HTTP/2`, `TCP` or `UDP`.
     pub protocol: Option<String>,
@@ -281,6 +283,118 @@ pub fn plan_create(opts: &SandboxOptions, suffix: &str, now: u64) -> Result<Crea
     })
 }
 
+/// What the client reads of a service (`GET /services/{id}`): every field optional, so an answer
+/// with more or less in it still reads.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceState {
+    /// `status.deployment.status`.
+    #[serde(default)]
+    pub status: Option<ServiceStatus>,
+    /// `servicePaused`.
+    #[serde(default)]
+    pub service_paused: Option<bool>,
+    /// `deployment.instances`.
+    #[serde(default)]
+    pub deployment: Option<Instances>,
+}
+
+/// `status` of [`ServiceState`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ServiceStatus {
+    /// `deployment.status`.
+    #[serde(default)]
+    pub deployment: Option<RolloutView>,
+}
+
+/// `status.deployment` of [`ServiceState`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct RolloutView {
+    /// `PENDING`, `IN_PROGRESS`, `COMPLETED` or `FAILED`.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// `deployment` of [`ServiceState`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Instances {
+    /// Instances wanted.
+    #[serde(default)]
+    pub instances: Option<u32>,
+}
+
+impl ServiceState {
+    /// The rollout status, as the API names it.
+    pub fn rollout(&self) -> Option<&str> {
+        self.status.as_ref()?.deployment.as_ref()?.status.as_deref()
+    }
+
+    /// Whether the service is paused.
+    pub fn paused(&self) -> bool {
+        self.service_paused.unwrap_or(false)
+    }
+
+    /// Instances wanted.
+    pub fn instances(&self) -> u32 {
+        self.deployment.as_ref().and_then(|d| d.instances).unwrap_or(0)
+    }
+
+    /// Where the deployment stands.
+    pub fn readiness(&self) -> Readiness {
+        readiness(self.rollout(), self.paused(), self.instances())
+    }
+}
+
+/// What the client reads of a created volume or service: its id, and through an edge proxy the
+/// capability that stands in for a token from then on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Created {
+    /// The id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// An edge proxy's capability for the new sandbox.
+    #[serde(default)]
+    pub capability: Option<String>,
+}
+
+impl PortView {
+    /// The spec that keeps this port as it is, for a `POST /ports` that replaces the list.
+    pub fn keep(&self) -> Result<PortSpec> {
+        let mut spec = port_spec(&PortOptions {
+            port: self.internal_port,
+            protocol: self.protocol.clone(),
+            public: self.public,
+            name: Some(self.name.clone()).filter(|n| !n.is_empty()),
+        })?;
+        spec.id = self.id.clone();
+        Ok(spec)
+    }
+}
+
+/// What the client reads of a port (`GET /services/{id}/ports`), to merge a new one in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PortView {
+    /// Port id.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Port name.
+    #[serde(default)]
+    pub name: String,
+    /// Port inside the sandbox.
+    #[serde(default)]
+    pub internal_port: u32,
+    /// Protocol.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// Public.
+    #[serde(default)]
+    pub public: Option<bool>,
+    /// Its DNS name, once it has one.
+    #[serde(default)]
+    pub dns: Option<String>,
+}
+
 /// Where a deployment stands, for the waiting loop.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
@@ -296,17 +410,24 @@ pub enum Readiness {
 /// `deployment.instances`. COMPLETED means ready only while an instance is wanted and the
 /// service is not paused (a scale to 0 also ends COMPLETED).
 pub fn readiness(status: Option<&str>, paused: bool, instances: u32) -> Readiness {
-    match status {
-        Some("COMPLETED") if !paused && instances > 0 => Readiness::Ready,
-        Some("FAILED") => Readiness::Failed,
-        Some(s) => Readiness::Waiting(s.into()),
+    match status.map(|s| (s, rollout_status(s))) {
+        Some((_, Some(RolloutStatus::Completed))) if !paused && instances > 0 => Readiness::Ready,
+        Some((_, Some(RolloutStatus::Failed))) => Readiness::Failed,
+        Some((s, _)) => Readiness::Waiting(s.into()),
         None => Readiness::Waiting("UNKNOWN".into()),
     }
 }
 
-/// Whether a rollout has settled (after a pause or scale to 0).
+/// Whether a rollout has settled (after a pause or scale to 0): the protocol's rule.
 pub fn settled(status: Option<&str>) -> bool {
-    matches!(status, Some("COMPLETED" | "FAILED"))
+    status.and_then(rollout_status).is_some_and(RolloutStatus::is_settled)
+}
+
+/// A rollout status by its API name, read by serde so the names are the protocol's; `None` for
+/// one this side does not know.
+fn rollout_status(name: &str) -> Option<RolloutStatus> {
+    use serde::de::value::{Error as ValueError, StrDeserializer};
+    RolloutStatus::deserialize(StrDeserializer::<ValueError>::new(name)).ok()
 }
 
 #[cfg(test)]
@@ -368,6 +489,33 @@ mod tests {
             p.service.create_options.unwrap().volumes_to_attach.unwrap(),
             ["fbx-0123456789-abc-xyz123"]
         );
+    }
+
+    #[test]
+    fn options_are_read_strictly_where_the_types_say_so() {
+        // A volume without its size is refused before any request, naming the field.
+        let err = serde_json::from_value::<SandboxOptions>(json!({ "volume": { "mountPaths": ["/w"] } })).unwrap_err();
+        assert!(err.to_string().contains("sizeMb"), "{err}");
+        assert!(serde_json::from_value::<SandboxOptions>(json!({ "env": { "A": 1 } })).is_err());
+        // null reads as absent; fields the core does not know (signal, onProgress) are skipped.
+        let o = opts(json!({ "image": null, "onProgress": "f", "env": { "A": "1" } }));
+        assert!(o.image.is_none());
+        assert_eq!(o.env.unwrap().get("A"), Some("1"));
+    }
+
+    #[test]
+    fn a_service_answer_reads_with_every_field_optional() {
+        let s: ServiceState = serde_json::from_value(json!({
+            "id": "x", "servicePaused": false, "deployment": { "instances": 1 },
+            "status": { "deployment": { "status": "COMPLETED", "reason": "SCALING" } }
+        }))
+        .unwrap();
+        assert_eq!(s.readiness(), Readiness::Ready);
+        let bare: ServiceState = serde_json::from_value(json!({ "id": "x" })).unwrap();
+        assert_eq!(bare.readiness(), Readiness::Waiting("UNKNOWN".into()));
+        let port: PortView =
+            serde_json::from_value(json!({ "internalPort": 80, "name": "p80", "protocol": "HTTP" })).unwrap();
+        assert_eq!((port.internal_port, port.dns), (80, None));
     }
 
     #[test]

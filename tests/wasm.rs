@@ -66,7 +66,7 @@ async fn resolve(p: Promise) -> Result<JsValue, JsValue> {
 
 async fn create(nf: &Northflank, opts: JsValue) -> Sandbox {
     let made = resolve(Sandbox::create(nf, opts)).await.expect("Sandbox.create");
-    Sandbox::for_service(nf, get(&made, "id").as_string().unwrap())
+    Sandbox::for_service(nf, get(&made, "id").as_string().unwrap(), JsValue::UNDEFINED)
 }
 
 async fn exec(sb: &Sandbox, cmd: &str, opts: JsValue) -> JsValue {
@@ -162,8 +162,10 @@ async fn the_full_lifecycle_with_a_volume() {
     let ports = resolve(sb.ports(JsValue::UNDEFINED)).await.unwrap();
     assert_eq!(Array::from(&ports).length(), 1);
 
-    // Destroy, volume included.
-    resolve(sb.destroy(obj(&[("deleteVolume", true.into())])))
+    // Destroy, volume included, as a page does on pagehide: from a handle made without a
+    // request, sent with fetch keepalive.
+    let last = Sandbox::for_service(&nf, sb.id(), JsValue::UNDEFINED);
+    resolve(last.destroy(obj(&[("deleteVolume", true.into()), ("keepalive", true.into())])))
         .await
         .unwrap();
     let gone = resolve(Sandbox::connect(&nf, sb.id(), JsValue::UNDEFINED))
@@ -390,7 +392,11 @@ async fn errors_carry_name_code_status_id_and_details() {
 
     // Exec with a wrong token is refused at init, with the same code.
     let sb = create(&nf, JsValue::UNDEFINED).await;
-    let sneaky = Sandbox::for_service(&client_with("wrong-token", URL, &nf.project_id()), sb.id());
+    let sneaky = Sandbox::for_service(
+        &client_with("wrong-token", URL, &nf.project_id()),
+        sb.id(),
+        JsValue::UNDEFINED,
+    );
     let refused = resolve(sneaky.exec(s("touch /workspace/pwned"), JsValue::UNDEFINED))
         .await
         .unwrap_err();
@@ -412,7 +418,7 @@ async fn errors_carry_name_code_status_id_and_details() {
 #[wasm_bindgen_test]
 async fn a_dropped_websocket_is_a_lost_stream_not_an_exit() {
     let nf = client_with(TOKEN, HELPER, "p");
-    let sb = Sandbox::for_service(&nf, "dropper".into());
+    let sb = Sandbox::for_service(&nf, "dropper".into(), JsValue::UNDEFINED);
     let seen = Rc::new(RefCell::new(String::new()));
     let on_stdout = {
         let seen = seen.clone();

@@ -17,18 +17,17 @@ mod ports;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise};
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use super::cancel::Cancel;
-use super::http::{data, send};
-use super::types::{boolean, get, object, path, signal, timeout_ms};
-use crate::config::{encode_component, ClientConfig};
+use super::http::send_raw;
+use super::transport::Web;
+use super::types::{callback, get, signal, timeout_ms, to_js};
+use crate::config::ClientConfig;
 use crate::error::{Error, Result};
+use crate::flow::{Progress, SandboxRef};
 use crate::rest::ApiRequest;
-use crate::retry::PollBackoff;
-use crate::sandbox::{readiness, settled, Readiness};
 
 /// Runs `fut` as a Promise, turning errors into JS errors.
 fn promise<F>(fut: F) -> Promise
@@ -41,8 +40,24 @@ where
 /// Default timeout of one REST call, ms.
 const CALL_TIMEOUT_MS: u64 = 30_000;
 
-fn call_cancel(what: &str, opts: &JsValue) -> Result<Cancel> {
-    Cancel::new(what, signal(opts), Some(timeout_ms(opts).unwrap_or(CALL_TIMEOUT_MS)))
+/// The transport of one call: its `signal`, and its `timeoutMs` or `default_ms`.
+fn transport(what: &str, opts: &JsValue, default_ms: Option<u64>) -> Result<Web> {
+    Cancel::new(what, signal(opts), timeout_ms(opts).or(default_ms)).map(Web::new)
+}
+
+/// The transport of a one-request call (default timeout 30 s).
+fn call_transport(what: &str, opts: &JsValue) -> Result<Web> {
+    transport(what, opts, Some(CALL_TIMEOUT_MS))
+}
+
+/// `onProgress` of an options object, as the core's progress sink.
+fn on_progress(opts: &JsValue) -> impl FnMut(Progress) {
+    let callback: Option<Function> = callback(opts, "onProgress");
+    move |p: Progress| {
+        if let Some(cb) = &callback {
+            let _ = cb.call1(&JsValue::NULL, &to_js(&p));
+        }
+    }
 }
 
 /// A Northflank API connection: a token, a project and a base URL.
@@ -94,7 +109,7 @@ impl Northflank {
     ) -> Promise {
         let config = self.config.clone();
         promise(async move {
-            let cancel = call_cancel(&format!("{method} {path}"), &options)?;
+            let t = call_transport(&format!("{method} {path}"), &options)?;
             let req = match method.to_ascii_uppercase().as_str() {
                 "GET" => ApiRequest::get(path),
                 "DELETE" => ApiRequest::delete(path),
@@ -106,7 +121,8 @@ impl Northflank {
                 }
                 other => return Err(Error::Invalid(format!("unsupported method {other}"))),
             };
-            send(&config, req, &cancel).await
+            let keepalive = super::types::boolean(&options, "keepalive").unwrap_or(false);
+            send_raw(&t, &config, req.keepalive(keepalive)).await
         })
     }
 }
@@ -114,122 +130,5 @@ impl Northflank {
 /// A sandbox: one Northflank deployment service.
 #[wasm_bindgen]
 pub struct Sandbox {
-    inner: Rc<Inner>,
-}
-
-pub(crate) struct Inner {
-    pub(crate) config: Rc<ClientConfig>,
-    pub(crate) id: String,
-    volume_id: Option<String>,
-}
-
-impl Inner {
-    fn path(&self, rest: &str) -> String {
-        self.config
-            .project_path(&format!("/services/{}{rest}", encode_component(&self.id)))
-    }
-
-    /// `data` of a GET below the service.
-    async fn get(&self, rest: &str, cancel: &Cancel) -> Result<JsValue> {
-        Ok(data(
-            &send(&self.config, ApiRequest::get(self.path(rest)), cancel).await?,
-        ))
-    }
-
-    async fn post<B: Serialize>(&self, rest: &str, body: &B, cancel: &Cancel) -> Result<()> {
-        send(&self.config, ApiRequest::post(self.path(rest), body)?, cancel)
-            .await
-            .map(drop)
-    }
-
-    /// The rollout status, paused and instances of the service.
-    async fn state(&self, cancel: &Cancel) -> Result<(Option<String>, bool, u32)> {
-        let s = self.get("", cancel).await?;
-        let status = path(&s, &["status", "deployment", "status"]).and_then(|v| v.as_string());
-        let paused = boolean(&s, "servicePaused").unwrap_or(false);
-        let instances = path(&s, &["deployment", "instances"])
-            .and_then(|v| v.as_f64())
-            .unwrap_or(0.0) as u32;
-        Ok((status, paused, instances))
-    }
-
-    /// Polls until the deployment is ready (or failed), reporting each new status.
-    async fn wait_ready(&self, cancel: &Cancel, progress: &Progress) -> Result<()> {
-        let mut last = String::new();
-        for wait in PollBackoff::default() {
-            let (status, paused, instances) = self.state(cancel).await?;
-            match readiness(status.as_deref(), paused, instances) {
-                Readiness::Ready => return Ok(()),
-                Readiness::Failed => {
-                    return Err(Error::DeploymentFailed(format!("service {} reports FAILED", self.id)))
-                }
-                Readiness::Waiting(status) => {
-                    if status != last {
-                        progress.report("waiting", Some(&status));
-                        last = status;
-                    }
-                }
-            }
-            cancel.sleep(wait).await?;
-        }
-        unreachable!("PollBackoff never ends")
-    }
-
-    /// Polls until the rollout settles (after a pause).
-    async fn wait_settled(&self, cancel: &Cancel) -> Result<()> {
-        for wait in PollBackoff::default() {
-            if settled(self.state(cancel).await?.0.as_deref()) {
-                return Ok(());
-            }
-            cancel.sleep(wait).await?;
-        }
-        unreachable!("PollBackoff never ends")
-    }
-
-    async fn scale(&self, instances: u32, cancel: &Cancel) -> Result<()> {
-        let body = crate::protocol::service::ScaleRequest {
-            instances: Some(instances),
-            ..Default::default()
-        };
-        self.post("/scale", &body, cancel).await
-    }
-}
-
-/// `onProgress` reporting.
-struct Progress {
-    callback: Option<Function>,
-    started: f64,
-}
-
-impl Progress {
-    fn report(&self, step: &str, status: Option<&str>) {
-        self.report_with(step, status, &[]);
-    }
-
-    /// The "starting" step, once the service exists: its id, and through an edge proxy its
-    /// capability, so that a caller can destroy it even if the create never resolves (a page
-    /// that goes away while it starts).
-    fn report_created(&self, inner: &Inner) {
-        let capability = inner.config.is_capability.then(|| inner.config.token.as_str());
-        self.report_with(
-            "starting",
-            None,
-            &[
-                ("id", JsValue::from_str(&inner.id)),
-                ("capability", capability.map_or(JsValue::UNDEFINED, JsValue::from_str)),
-            ],
-        );
-    }
-
-    fn report_with(&self, step: &str, status: Option<&str>, extra: &[(&str, JsValue)]) {
-        if let Some(cb) = &self.callback {
-            let mut fields = vec![
-                ("step", JsValue::from_str(step)),
-                ("status", status.map_or(JsValue::UNDEFINED, JsValue::from_str)),
-                ("elapsedMs", JsValue::from((js_sys::Date::now() - self.started).round())),
-            ];
-            fields.extend(extra.iter().cloned());
-            let _ = cb.call1(&JsValue::NULL, &object(&fields));
-        }
-    }
+    inner: Rc<SandboxRef>,
 }

@@ -1,4 +1,5 @@
-//! REST over the global `fetch`, with the retry policy for reads.
+//! One REST attempt over the global `fetch` (the core retries), and the calls whose answer goes
+//! to the caller as it came.
 
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -6,11 +7,11 @@ use web_sys::{Headers, RequestInit, Response};
 
 use super::cancel::Cancel;
 use super::errors::describe;
-use super::types::{get, string};
+use super::transport::Web;
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
-use crate::rest::{api_error, ApiRequest, ErrorParts};
-use crate::retry::{Outcome, RetryPolicy};
+use crate::flow;
+use crate::rest::{self, ApiRequest};
 
 #[wasm_bindgen]
 extern "C" {
@@ -20,7 +21,7 @@ extern "C" {
 }
 
 /// One attempt: the status and the body text, or a network error.
-async fn attempt(config: &ClientConfig, req: &ApiRequest, cancel: &Cancel) -> Result<(u16, String)> {
+pub(crate) async fn attempt(config: &ClientConfig, req: &ApiRequest, cancel: &Cancel) -> Result<(u16, String)> {
     let init = RequestInit::new();
     init.set_method(req.method.as_str());
     let headers = Headers::new().map_err(|e| Error::Protocol(describe(&e)))?;
@@ -33,6 +34,10 @@ async fn attempt(config: &ClientConfig, req: &ApiRequest, cancel: &Cancel) -> Re
         init.set_body(&JsValue::from_str(body));
     }
     init.set_signal(Some(&cancel.signal()));
+    if req.keepalive {
+        // web-sys's RequestInit has no setter for it.
+        let _ = js_sys::Reflect::set(&init, &"keepalive".into(), &JsValue::TRUE);
+    }
     let url = config.url(&req.path);
     let response = JsFuture::from(global_fetch(&url, &init)).await.map_err(|e| {
         cancel
@@ -48,49 +53,18 @@ async fn attempt(config: &ClientConfig, req: &ApiRequest, cancel: &Cancel) -> Re
     Ok((status, text.as_string().unwrap_or_default()))
 }
 
-/// Sends `req` and resolves to the parsed envelope (`{ data, pagination? }`); reads are retried
-/// with backoff on network errors, 429 and 5xx. JSON is read by the runtime's `JSON.parse`:
-/// serde's readers would more than double the package.
-pub(crate) async fn send(config: &ClientConfig, req: ApiRequest, cancel: &Cancel) -> Result<JsValue> {
-    let policy = RetryPolicy::default();
-    let mut tried = 0;
-    loop {
-        let result = cancel.run(attempt(config, &req, cancel)).await;
-        let outcome = match &result {
-            Ok((status, _)) => Outcome::Status(*status),
-            Err(Error::Network(_)) => Outcome::NetworkError,
-            Err(e) => return Err(e.clone()),
-        };
-        match policy.retry_after(req.idempotent(), tried, outcome, js_sys::Math::random()) {
-            Some(wait) => {
-                tried += 1;
-                cancel.sleep(wait).await?;
-            }
-            None => {
-                let (status, body) = result?;
-                let parsed = js_sys::JSON::parse(&body).ok();
-                if status == 200 {
-                    return parsed.filter(|p| p.is_object()).ok_or_else(|| {
-                        Error::Protocol(format!(
-                            "unexpected response body: {}",
-                            body.chars().take(200).collect::<String>()
-                        ))
-                    });
-                }
-                let parts = parsed.as_ref().and_then(|p| get(p, "error")).map(|e| ErrorParts {
-                    message: string(&e, "message").unwrap_or_default(),
-                    id: string(&e, "id"),
-                    details: get(&e, "details")
-                        .and_then(|d| js_sys::JSON::stringify(&d).ok())
-                        .map(String::from),
-                });
-                return Err(api_error(status, parts, &body));
-            }
-        }
-    }
-}
-
-/// `data` of an envelope.
-pub(crate) fn data(envelope: &JsValue) -> JsValue {
-    get(envelope, "data").unwrap_or(JsValue::UNDEFINED)
+/// Sends `req` and hands its answer to the caller as it came (`Northflank.call`, `ports()`): the
+/// runtime's `JSON.parse` makes the JS value; an error answer is read by the core.
+pub(crate) async fn send_raw(t: &Web, config: &ClientConfig, req: ApiRequest) -> Result<JsValue> {
+    let (status, body) = flow::exchange(t, config, &req).await?;
+    rest::check(status, &body)?;
+    js_sys::JSON::parse(&body)
+        .ok()
+        .filter(|p| p.is_object())
+        .ok_or_else(|| {
+            Error::Protocol(format!(
+                "unexpected response body: {}",
+                body.chars().take(200).collect::<String>()
+            ))
+        })
 }

@@ -8,6 +8,7 @@ mod errors;
 mod http;
 mod process;
 mod socket;
+mod transport;
 mod types;
 
 pub use api::{Northflank, Sandbox};

@@ -7,83 +7,16 @@ use js_sys::{Function, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use web_sys::{ReadableStream, ReadableStreamDefaultController};
 
-use super::api::Inner;
-use super::cancel::Cancel;
-use super::socket::{Socket, SocketEvent};
+use super::socket::Socket;
+use super::transport::Web;
 use super::types::bytes;
-use super::types::{get, object, string};
 use crate::error::{Error, Result};
 use crate::exec::{
-    self, init_frame, interpret, payload_frames, resize_frame, session_end, stdin_end_frame, ExecEvent, ExecSpec,
-    RawFrame,
+    self, decode_frame, payload_frames, resize_frame, session_end, stdin_end_frame, ExecEvent, ExecSpec,
 };
+use crate::flow::{self, SandboxRef};
 use crate::protocol::exec::Completion;
-
-/// Opens the exec WebSocket of a sandbox and sends `init`.
-pub(crate) async fn open_session(inner: &Inner, spec: &ExecSpec, cancel: &Cancel) -> Result<Socket> {
-    let socket = Socket::open(&inner.config.exec_url(&inner.id), cancel).await?;
-    socket.send(&init_frame(&inner.config.token, spec))?;
-    Ok(socket)
-}
-
-#[wasm_bindgen]
-extern "C" {
-    // JSON.parse on the JS string itself: no copy through wasm memory.
-    #[wasm_bindgen(js_namespace = JSON, js_name = parse, catch)]
-    fn json_parse(text: &JsValue) -> Result<JsValue, JsValue>;
-}
-
-/// A server frame's `type` and `data`, parsed by the runtime where the frame lies.
-pub(crate) fn frame_parts(frame: &JsValue) -> Result<(String, JsValue)> {
-    let parsed = if frame.is_string() {
-        json_parse(frame)
-    } else {
-        // A binary frame: its bytes are UTF-8 JSON too.
-        let bytes = super::types::bytes(frame)?;
-        let text = String::from_utf8(bytes).map_err(|_| Error::Protocol("an exec frame is not UTF-8".into()))?;
-        json_parse(&JsValue::from_str(&text))
-    }
-    .map_err(|_| Error::Protocol("unable to parse an exec frame".into()))?;
-    Ok((
-        string(&parsed, "type").unwrap_or_default(),
-        get(&parsed, "data").unwrap_or(JsValue::UNDEFINED),
-    ))
-}
-
-/// Turns a frame's parts into what the core interprets.
-pub(crate) fn raw_frame(kind: &str, data: &JsValue) -> Result<RawFrame> {
-    let text = || super::types::text(data).ok_or_else(|| Error::Protocol("an output frame without text".into()));
-    Ok(match kind {
-        "init" => RawFrame::Init {
-            auth: string(data, "auth").unwrap_or_default(),
-            instance: get(data, "context").and_then(|c| string(&c, "instanceName")),
-            message: string(data, "message"),
-        },
-        "stdOut" => RawFrame::StdOut(text()?),
-        "stdErr" => RawFrame::StdErr(text()?),
-        "completion" => RawFrame::Completion(Completion {
-            exit_code: get(data, "exitCode").and_then(|v| v.as_f64()).unwrap_or(-1.0) as i32,
-            status: exec::completion_status(&string(data, "status").unwrap_or_default()),
-            message: string(data, "message"),
-        }),
-        "error" => RawFrame::Error(string(data, "message").unwrap_or_default()),
-        other => return Err(Error::Protocol(format!("unknown exec frame type {other:?}"))),
-    })
-}
-
-/// Decodes a server frame: parsed by the runtime, interpreted by the core.
-pub(crate) fn decode(frame: &JsValue, base64: bool) -> Result<ExecEvent> {
-    let (kind, data) = frame_parts(frame)?;
-    interpret(raw_frame(&kind, &data)?, base64)
-}
-
-fn exit_info(code: i32, status: &str, message: Option<&str>) -> JsValue {
-    object(&[
-        ("exitCode", JsValue::from(code)),
-        ("status", JsValue::from_str(status)),
-        ("message", message.map_or(JsValue::UNDEFINED, JsValue::from_str)),
-    ])
-}
+use crate::transport::Incoming;
 
 /// A readable byte stream fed from Rust.
 struct Feed {
@@ -109,6 +42,17 @@ impl Feed {
             .ok_or_else(|| Error::Protocol("ReadableStream did not start".into()))?;
         Ok(Self { stream, controller })
     }
+
+    /// Output into the stream: a `Uint8Array` of bytes, or a string in a text session (whose
+    /// frames are whole UTF-8 text).
+    fn push(&self, output: &[u8], bytes: bool) {
+        let chunk = if bytes {
+            Uint8Array::from(output).into()
+        } else {
+            JsValue::from_str(&crate::flow::exec::as_text(output))
+        };
+        let _ = self.controller.enqueue_with_chunk(&chunk);
+    }
 }
 
 struct Shared {
@@ -131,15 +75,15 @@ pub struct SandboxProcess {
 
 impl SandboxProcess {
     /// Opens the session, waits for the server to accept it, and starts forwarding output.
-    pub(crate) async fn start(inner: &Inner, spec: ExecSpec, cancel: &Cancel) -> Result<Self> {
-        let socket = open_session(inner, &spec, cancel).await?;
+    pub(crate) async fn start(t: &Web, sandbox: &SandboxRef, spec: ExecSpec) -> Result<Self> {
+        let socket = flow::open_session(t, sandbox, &spec).await?;
         // The init reply first: a refused token or a stopped sandbox rejects `spawn` itself.
-        match cancel.run(async { Ok(socket.next().await) }).await? {
-            SocketEvent::Message(frame) => match decode(&frame, true)? {
+        match t.cancel.run(async { Ok(socket.next().await) }).await? {
+            Incoming::Frame(frame) => match decode_frame(&frame, true)? {
                 ExecEvent::Started { .. } => {}
                 _ => return Err(Error::Protocol("expected the init reply first".into())),
             },
-            SocketEvent::Closed { code, reason } => return Err(session_end(None, code, &reason).unwrap_err()),
+            Incoming::Closed { code, reason } => return Err(session_end(None, code, &reason).unwrap_err()),
         }
         let shared = Rc::new(Shared {
             socket,
@@ -160,43 +104,24 @@ impl SandboxProcess {
 /// The command ended: closes the session and reads the completion as `wait()` resolves it.
 fn completed(shared: &Shared, c: &Completion) -> JsValue {
     shared.socket.close();
-    exit_info(c.exit_code, exec::status_name(c.status), c.message.as_deref())
+    super::types::to_js(c)
 }
 
 /// Moves output into the streams until the command ends, then settles `wait()`.
 async fn forward(shared: Rc<Shared>, resolve: Function, reject: Function) {
     let outcome = loop {
         match shared.socket.next().await {
-            // Text output goes into the stream as the frame's own JS string.
-            SocketEvent::Message(frame) if !shared.base64 => match frame_parts(&frame) {
-                Ok((kind, data)) if kind == "stdOut" => {
-                    let _ = shared.stdout.controller.enqueue_with_chunk(&data);
-                }
-                Ok((kind, data)) if kind == "stdErr" => {
-                    let _ = shared.stderr.controller.enqueue_with_chunk(&data);
-                }
-                Ok((kind, data)) => match raw_frame(&kind, &data).and_then(|raw| interpret(raw, false)) {
-                    Ok(ExecEvent::Completed(c)) => break Ok(completed(&shared, &c)),
-                    Ok(_) => {}
-                    Err(e) => break Err(e),
-                },
-                Err(e) => break Err(e),
-            },
-            SocketEvent::Message(frame) => match decode(&frame, true) {
-                Ok(ExecEvent::Stdout(b)) => {
-                    let _ = shared.stdout.controller.enqueue_with_chunk(&Uint8Array::from(&b[..]));
-                }
-                Ok(ExecEvent::Stderr(b)) => {
-                    let _ = shared.stderr.controller.enqueue_with_chunk(&Uint8Array::from(&b[..]));
-                }
+            Incoming::Frame(frame) => match decode_frame(&frame, shared.base64) {
+                Ok(ExecEvent::Stdout(b)) => shared.stdout.push(&b, shared.base64),
+                Ok(ExecEvent::Stderr(b)) => shared.stderr.push(&b, shared.base64),
                 Ok(ExecEvent::Completed(c)) => break Ok(completed(&shared, &c)),
                 Ok(ExecEvent::Started { .. }) => {}
                 Err(e) => break Err(e),
             },
-            SocketEvent::Closed { .. } if shared.killed.get() => {
-                break Ok(exit_info(-1, "Unknown", Some("killed by the client")));
+            Incoming::Closed { .. } if shared.killed.get() => {
+                break Ok(super::types::to_js(&exec::killed()));
             }
-            SocketEvent::Closed { code, reason } => break Err(session_end(None, code, &reason).unwrap_err()),
+            Incoming::Closed { code, reason } => break Err(session_end(None, code, &reason).unwrap_err()),
         }
     };
     shared.done.set(true);

@@ -4,8 +4,9 @@ use js_sys::{Function, Reflect};
 use wasm_bindgen::prelude::*;
 use web_sys::AbortSignal;
 
+use serde::de::DeserializeOwned;
+
 use crate::error::{Error, Result};
-use crate::sandbox::{GpuOptions, PortOptions, SandboxOptions, VolumeOptions};
 
 #[wasm_bindgen(typescript_custom_section)]
 const TS: &'static str = r#"
@@ -14,8 +15,10 @@ const TS: &'static str = r#"
 /** `token` and `projectId` for the API itself; for an edge proxy, only `baseUrl` (the proxy's URL). */
 export interface NorthflankOptions { token?: string; projectId?: string; teamId?: string; baseUrl?: string }
 
-/** Every network call takes an AbortSignal and a timeout. */
-export interface CallOptions { signal?: AbortSignal; timeoutMs?: number }
+/** Every network call takes an AbortSignal and a timeout. `keepalive` (honoured by `destroy()` and
+ * `Northflank.call()`) sends the request with fetch's `keepalive`, so that it completes after the
+ * page is gone: a page's `destroy({ keepalive: true })` on `pagehide`. */
+export interface CallOptions { signal?: AbortSignal; timeoutMs?: number; keepalive?: boolean }
 
 /** A step of Sandbox.create, reported to onProgress. From "starting" on the sandbox exists:
  * that step carries its `id` and, through an edge proxy, its `capability`, so a caller can
@@ -80,6 +83,8 @@ export interface SandboxStatus { id: string; status: "PENDING" | "IN_PROGRESS" |
 export interface FileEntry { path: string; data: Uint8Array }
 
 /** `capability`: drive the sandbox through an edge proxy with a capability it issued. */
+export interface ForServiceOptions { capability?: string }
+/** `capability`: drive the sandbox through an edge proxy with a capability it issued. */
 export interface ConnectOptions extends CallOptions { capability?: string }
 export interface DestroyOptions extends CallOptions { deleteVolume?: boolean }
 "#;
@@ -130,73 +135,22 @@ pub(crate) fn boolean(obj: &JsValue, key: &str) -> Option<bool> {
     get(obj, key).and_then(|v| v.as_bool())
 }
 
-/// The `Sandbox.create` options. Read field by field rather than through serde: it keeps the
-/// package small.
-pub(crate) fn sandbox_options(obj: &JsValue) -> Result<SandboxOptions> {
-    let env = match get(obj, "env") {
-        None => None,
-        Some(v) => {
-            let mut env = Vec::new();
-            let o: &js_sys::Object = v
-                .dyn_ref()
-                .ok_or_else(|| Error::Invalid("env must be an object".into()))?;
-            for pair in js_sys::Object::entries(o).iter() {
-                let pair = js_sys::Array::from(&pair);
-                let value = pair
-                    .get(1)
-                    .as_string()
-                    .ok_or_else(|| Error::Invalid("env values must be strings".into()))?;
-                env.push((pair.get(0).as_string().unwrap_or_default(), value));
-            }
-            Some(crate::protocol::service::EnvVars(env))
-        }
-    };
-    let volume = get(obj, "volume").map(|v| {
-        let mount_paths = get(&v, "mountPaths")
-            .map(|p| js_sys::Array::from(&p).iter().filter_map(|s| s.as_string()).collect())
-            .unwrap_or_default();
-        VolumeOptions {
-            size_mb: number(&v, "sizeMb").unwrap_or(0),
-            mount_paths,
-            name: string(&v, "name"),
-        }
-    });
-    let gpu = get(obj, "gpu").map(|g| GpuOptions {
-        gpu_type: string(&g, "type").unwrap_or_default(),
-        count: number(&g, "count").map(|n| n as u32),
-        timesliced: boolean(&g, "timesliced"),
-    });
-    let ports = get(obj, "ports").map(|p| {
-        js_sys::Array::from(&p)
-            .iter()
-            .map(|p| port_options(&p, number(&p, "port").unwrap_or(0) as u32))
-            .collect()
-    });
-    Ok(SandboxOptions {
-        image: string(obj, "image"),
-        plan: string(obj, "plan"),
-        command: string(obj, "command"),
-        env,
-        ephemeral_storage_mb: number(obj, "ephemeralStorageMb"),
-        shm_mb: number(obj, "shmMb"),
-        volume,
-        gpu,
-        ports,
-        name: string(obj, "name"),
-        tags: get(obj, "tags").map(|t| js_sys::Array::from(&t).iter().filter_map(|s| s.as_string()).collect()),
-        ttl_seconds: number(obj, "ttlSeconds"),
-        timeout_ms: timeout_ms(obj),
-    })
+/// An options object as the core's serde type, read by serde-wasm-bindgen: the same rules
+/// `cargo test` checks. Only the type's own fields are read, so `signal` and callbacks stay in JS;
+/// a missing object reads as the defaults.
+pub(crate) fn options<T: DeserializeOwned + Default>(obj: &JsValue, what: &str) -> Result<T> {
+    if obj.is_undefined() || obj.is_null() {
+        return Ok(T::default());
+    }
+    serde_wasm_bindgen::from_value(obj.clone()).map_err(|e| Error::Invalid(format!("{what}: {e}")))
 }
 
-/// Port options for `port`.
-pub(crate) fn port_options(obj: &JsValue, port: u32) -> PortOptions {
-    PortOptions {
-        port,
-        protocol: string(obj, "protocol"),
-        public: boolean(obj, "public"),
-        name: string(obj, "name"),
-    }
+/// A plain JS object written by serde (serde-wasm-bindgen), the one writer of results whose
+/// fields are wire names.
+pub(crate) fn to_js<T: serde::Serialize>(value: &T) -> JsValue {
+    value
+        .serialize(&serde_wasm_bindgen::Serializer::new())
+        .unwrap_or(JsValue::UNDEFINED)
 }
 
 /// A plain object from key/value pairs.
@@ -206,11 +160,6 @@ pub(crate) fn object(pairs: &[(&str, JsValue)]) -> JsValue {
         let _ = Reflect::set(&obj, &JsValue::from_str(k), v);
     }
     obj.into()
-}
-
-/// A nested property, e.g. `status.deployment.status`.
-pub(crate) fn path(obj: &JsValue, keys: &[&str]) -> Option<JsValue> {
-    keys.iter().try_fold(obj.clone(), |v, k| get(&v, k))
 }
 
 /// Bytes from a string (UTF-8) or a `Uint8Array`/`ArrayBuffer`.
@@ -266,14 +215,6 @@ extern "C" {
 
 thread_local! {
     static ENCODER: TextEncoder = TextEncoder::new();
-}
-
-/// A JS string as a Rust `String`, copied once (see [`utf8`]), or `None` for anything else.
-pub(crate) fn text(v: &JsValue) -> Option<String> {
-    let bytes = utf8(v)?;
-    // SAFETY: encodeInto writes only whole UTF-8 sequences (lone surrogates become U+FFFD), so
-    // the bytes are valid UTF-8 and need no second scan.
-    Some(unsafe { String::from_utf8_unchecked(bytes) })
 }
 
 /// A JS string's UTF-8 bytes, or `None` for anything else.

@@ -99,6 +99,9 @@ await sandbox.uploadDir("/tmp/d", { "a.txt": "a", "b.bin": new Uint8Array([2]) }
 await sandbox.uploadDir("/tmp/d", [{ path: "a.txt", data: "a" }, { path: "empty" }]);
 await sandbox.downloadDir("/tmp/d");
 await sandbox.destroy();
+// A page's last request: no connect to wait for, sent with fetch keepalive.
+await Sandbox.forService(nf, "s", { capability: "c" }).destroy({ keepalive: true, deleteVolume: true });
+await nf.call("DELETE", "/v1/projects/p/services/s", undefined, { keepalive: true });
 
 // spawn: no command is a login shell; the streams follow the encoding.
 const shell = await sandbox.spawn();

@@ -18,6 +18,66 @@ pub fn exec_path(team_id: Option<&str>, project_id: &str, service_id: &str) -> S
     }
 }
 
+/// The interactive login shell run when an exec names no command: bash if the image has it,
+/// else sh.
+pub fn interactive_shell_argv() -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi".into(),
+    ]
+}
+
+/// Why a command has no argv.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ArgvError {
+    /// A string with unbalanced quotes.
+    #[error("the command {0:?} has unbalanced quotes")]
+    UnbalancedCommand(String),
+    /// A shell with unbalanced quotes.
+    #[error("the shell {0:?} has unbalanced quotes")]
+    UnbalancedShell(String),
+    /// An argv that cannot be joined into one shell word.
+    #[error("the command cannot be quoted: {0}")]
+    Unquotable(String),
+    /// No program.
+    #[error("the command is empty")]
+    Empty,
+    /// A NUL byte, which no argv can carry.
+    #[error("the command contains a NUL byte")]
+    Nul,
+}
+
+/// The argv of an exec (contract §3.6):
+/// - no command: [`interactive_shell_argv`];
+/// - `shell` `none` or absent: an argv array as is, a string split like a shell would;
+/// - any other shell: its words, then the command as one argument (`bash -c "<cmd>"`).
+pub fn command_argv(command: Option<&Command>, shell: Option<&str>) -> Result<Vec<String>, ArgvError> {
+    let shell = shell.map(str::trim).filter(|s| !s.is_empty() && *s != "none");
+    let argv = match (command, shell) {
+        (None, _) => interactive_shell_argv(),
+        (Some(Command::Argv(a)), None) => a.clone(),
+        (Some(Command::Line(l)), None) => shlex::split(l).ok_or_else(|| ArgvError::UnbalancedCommand(l.clone()))?,
+        (Some(command), Some(shell)) => {
+            let mut argv = shlex::split(shell).ok_or_else(|| ArgvError::UnbalancedShell(shell.into()))?;
+            argv.push(match command {
+                Command::Line(l) => l.clone(),
+                Command::Argv(a) => {
+                    shlex::try_join(a.iter().map(String::as_str)).map_err(|e| ArgvError::Unquotable(e.to_string()))?
+                }
+            });
+            argv
+        }
+    };
+    if argv.first().is_none_or(|p| p.is_empty()) {
+        return Err(ArgvError::Empty);
+    }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(ArgvError::Nul);
+    }
+    Ok(argv)
+}
+
 /// A client → server frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "camelCase")]
@@ -189,13 +249,24 @@ pub struct InitContext {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Completion {
-    /// Exit code; 128 + signal when killed by a signal.
+    /// Exit code; 128 + signal when killed by a signal. A completion that names none reads as
+    /// [`Completion::NO_EXIT_CODE`]: its status still tells the outcome, so it is not refused.
+    #[serde(default = "Completion::no_exit_code")]
     pub exit_code: i32,
     /// `Success` iff the exit code is 0.
     pub status: CompletionStatus,
     /// Extra detail, e.g. the signal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+impl Completion {
+    /// The exit code of a completion that names none, and of a process the client killed.
+    pub const NO_EXIT_CODE: i32 = -1;
+
+    fn no_exit_code() -> i32 {
+        Self::NO_EXIT_CODE
+    }
 }
 
 /// `completion.status`.
@@ -205,7 +276,8 @@ pub enum CompletionStatus {
     Success,
     /// Non-zero exit code.
     Failure,
-    /// The outcome is not known (the sandbox went away).
+    /// The outcome is not known (the sandbox went away), and any status this side does not know.
+    #[serde(other)]
     Unknown,
 }
 
@@ -220,6 +292,35 @@ pub struct ErrorData {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn commands_become_argv_by_one_rule() {
+        let line = Command::Line("echo hi && ls".into());
+        assert_eq!(
+            command_argv(Some(&line), Some("bash -c")).unwrap(),
+            ["bash", "-c", "echo hi && ls"]
+        );
+        assert_eq!(
+            command_argv(Some(&Command::Line("ls 'a b'".into())), Some("none")).unwrap(),
+            ["ls", "a b"]
+        );
+        let argv = Command::Argv(vec!["echo".into(), "a b".into()]);
+        assert_eq!(command_argv(Some(&argv), None).unwrap(), ["echo", "a b"]);
+        assert_eq!(
+            command_argv(Some(&argv), Some("sh -c")).unwrap(),
+            ["sh", "-c", "echo 'a b'"]
+        );
+        assert_eq!(command_argv(None, Some("bash -c")).unwrap(), interactive_shell_argv());
+        assert_eq!(command_argv(Some(&Command::Argv(vec![])), None), Err(ArgvError::Empty));
+        assert_eq!(
+            command_argv(Some(&Command::Line("'open".into())), None),
+            Err(ArgvError::UnbalancedCommand("'open".into()))
+        );
+        assert_eq!(
+            command_argv(Some(&Command::Argv(vec!["a\0b".into()])), None),
+            Err(ArgvError::Nul)
+        );
+    }
 
     #[test]
     fn parses_the_sdk_init() {

@@ -6,19 +6,11 @@ use std::rc::Rc;
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
-use super::{call_cancel, promise, Inner, Northflank, Progress, Sandbox};
-use crate::config::encode_component;
-use crate::rest::ApiRequest;
-use crate::sandbox::{self, plan_create};
-use crate::wasm::cancel::Cancel;
-use crate::wasm::http::{data, send};
-use crate::wasm::types::{self, callback, get, signal, string, timeout_ms};
-
-fn random_suffix() -> String {
-    (0..12)
-        .map(|_| char::from(b"0123456789abcdef"[(js_sys::Math::random() * 16.0) as usize % 16]))
-        .collect()
-}
+use super::{call_transport, on_progress, promise, transport, Northflank, Sandbox};
+use crate::config::ClientConfig;
+use crate::flow::{self, Reporter, SandboxRef};
+use crate::sandbox::{self, SandboxOptions};
+use crate::wasm::types::{self, get};
 
 #[wasm_bindgen]
 impl Sandbox {
@@ -33,69 +25,11 @@ impl Sandbox {
     ) -> Promise {
         let config = nf.config.clone();
         promise(async move {
-            let opts = types::sandbox_options(&options)?;
-            let timeout = timeout_ms(&options).unwrap_or(sandbox::DEFAULT_CREATE_TIMEOUT_MS);
-            let cancel = Cancel::new("Sandbox.create", signal(&options), Some(timeout))?;
-            let progress = Progress {
-                callback: callback(&options, "onProgress"),
-                started: js_sys::Date::now(),
-            };
-            let mut plan = plan_create(&opts, &random_suffix(), (js_sys::Date::now() / 1000.0) as u64)?;
-            let mut volume_id = plan.volume_id();
-            if let Some(volume) = &plan.volume {
-                progress.report("creating-volume", None);
-                let made = send(
-                    &config,
-                    ApiRequest::post(config.project_path("/volumes"), volume)?,
-                    &cancel,
-                )
-                .await?;
-                if let Some(id) = string(&data(&made), "id") {
-                    plan.attach_volume(&id);
-                    volume_id = Some(id);
-                }
-            }
-            let inner = Rc::new(Inner {
-                config: config.clone(),
-                id: plan.service_id.clone(),
-                volume_id: volume_id.clone(),
-            });
-            progress.report("creating", None);
-            let created = send(
-                &config,
-                ApiRequest::post(config.project_path("/services/deployment"), &plan.service)?,
-                &cancel,
-            )
-            .await;
-            let created = match created {
-                Ok(created) => data(&created),
-                Err(e) => {
-                    cleanup(&inner, false).await;
-                    return Err(e);
-                }
-            };
-            // Through an edge proxy, the answer names the sandbox (the proxy chooses the name)
-            // and carries the capability that stands in for a token from here on.
-            let inner = match string(&created, "capability") {
-                Some(capability) => Rc::new(Inner {
-                    config: Rc::new(config.with_capability(capability)),
-                    id: string(&created, "id").unwrap_or_else(|| plan.service_id.clone()),
-                    volume_id,
-                }),
-                None => inner,
-            };
-            let started = async {
-                progress.report_created(&inner);
-                inner.scale(1, &cancel).await?;
-                inner.wait_ready(&cancel, &progress).await
-            };
-            if let Err(e) = started.await {
-                // No handle reaches the caller, so nothing would ever delete it.
-                cleanup(&inner, true).await;
-                return Err(e);
-            }
-            progress.report("ready", None);
-            Ok(Sandbox { inner }.into())
+            let opts: SandboxOptions = types::options(&options, "Sandbox.create")?;
+            let t = transport("Sandbox.create", &options, Some(sandbox::DEFAULT_CREATE_TIMEOUT_MS))?;
+            let mut sink = on_progress(&options);
+            let made = flow::create(&t, &config, &opts, &mut Reporter::new(&t, &mut sink)).await?;
+            Ok(Sandbox { inner: Rc::new(made) }.into())
         })
     }
 
@@ -106,31 +40,23 @@ impl Sandbox {
         id: String,
         #[wasm_bindgen(unchecked_param_type = "ConnectOptions")] options: JsValue,
     ) -> Promise {
-        let config = match get(&options, "capability").and_then(|c| c.as_string()) {
-            Some(capability) => Rc::new(nf.config.with_capability(capability)),
-            None => nf.config.clone(),
-        };
-        let inner = Rc::new(Inner {
-            config,
-            id,
-            volume_id: None,
-        });
+        let inner = Rc::new(handle(nf, id, &options));
         promise(async move {
-            let cancel = call_cancel("Sandbox.connect", &options)?;
-            inner.get("", &cancel).await?;
+            flow::connect(&call_transport("Sandbox.connect", &options)?, &inner).await?;
             Ok(Sandbox { inner }.into())
         })
     }
 
-    /// A handle on a service by id, without any request (for layers built on this one).
+    /// A handle on a service by id, without any request (for layers built on this one, and
+    /// for a page's last `destroy({ keepalive: true })`, which cannot wait for a `connect`).
     #[wasm_bindgen(js_name = forService)]
-    pub fn for_service(nf: &Northflank, id: String) -> Sandbox {
+    pub fn for_service(
+        nf: &Northflank,
+        id: String,
+        #[wasm_bindgen(unchecked_param_type = "ForServiceOptions")] options: JsValue,
+    ) -> Sandbox {
         Sandbox {
-            inner: Rc::new(Inner {
-                config: nf.config.clone(),
-                id,
-                volume_id: None,
-            }),
+            inner: Rc::new(handle(nf, id, &options)),
         }
     }
 
@@ -155,28 +81,15 @@ impl Sandbox {
     }
 }
 
-/// Best-effort deletion of a sandbox `create` could not finish.
-async fn cleanup(inner: &Inner, service: bool) {
-    let Ok(cancel) = Cancel::new("cleanup", None, Some(10_000)) else {
-        return;
+/// A handle on `id`, with the edge proxy's `capability` of the options in place of the token.
+fn handle(nf: &Northflank, id: String, options: &JsValue) -> SandboxRef {
+    let config: ClientConfig = match get(options, "capability").and_then(|c| c.as_string()) {
+        Some(capability) => nf.config.with_capability(capability),
+        None => (*nf.config).clone(),
     };
-    if service {
-        let _ = send(
-            &inner.config,
-            ApiRequest::delete(inner.path("?delete_child_objects=true")),
-            &cancel,
-        )
-        .await;
-    } else if let Some(volume) = &inner.volume_id {
-        let _ = send(
-            &inner.config,
-            ApiRequest::delete(
-                inner
-                    .config
-                    .project_path(&format!("/volumes/{}", encode_component(volume))),
-            ),
-            &cancel,
-        )
-        .await;
+    SandboxRef {
+        config,
+        id,
+        volume_id: None,
     }
 }

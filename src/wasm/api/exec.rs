@@ -1,27 +1,15 @@
 //! `Sandbox.exec` and `Sandbox.spawn`: running commands over an exec session.
 
-use std::rc::Rc;
-
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
-use super::{call_cancel, promise, Inner, Sandbox};
+use super::{call_transport, promise, transport, Sandbox};
 use crate::error::{Error, Result};
-use crate::exec::{
-    self, argv_for, interpret, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecSpec, OutputBuffer,
-};
-use crate::protocol::text::Utf8Carry;
-use crate::wasm::cancel::Cancel;
-use crate::wasm::process::{frame_parts, open_session, raw_frame, SandboxProcess};
-use crate::wasm::socket::SocketEvent;
-use crate::wasm::types::{boolean, bytes, callback, command, get, number, object, signal, string, timeout_ms};
-
-/// Stdin of an exec.
-enum Stdin {
-    Closed,
-    Bytes(Vec<u8>),
-    Stream(web_sys::ReadableStream),
-}
+use crate::exec::{self, argv_for, ExecSpec};
+use crate::flow::exec::{Output, Stdin};
+use crate::flow::{self};
+use crate::wasm::process::SandboxProcess;
+use crate::wasm::types::{boolean, bytes, callback, command, get, number, string, to_js};
 
 #[wasm_bindgen]
 impl Sandbox {
@@ -38,25 +26,23 @@ impl Sandbox {
         let inner = self.inner.clone();
         promise(async move {
             let shell = string(&options, "shell");
-            let argv = argv_for(command(&cmd)?, shell.as_deref())?;
+            let argv = argv_for(Some(command(&cmd)?), shell.as_deref())?;
             let stdin = match get(&options, "stdin") {
                 None => Stdin::Closed,
                 Some(v) => match v.dyn_into::<web_sys::ReadableStream>() {
-                    Ok(stream) => Stdin::Stream(stream),
+                    Ok(stream) => Stdin::Stream(chunks(stream)),
                     Err(v) => Stdin::Bytes(bytes(&v)?),
                 },
             };
             let limit = number(&options, "outputLimitBytes").map_or(exec::DEFAULT_OUTPUT_LIMIT, |n| n as usize);
             // No timeout unless asked for: commands may run long; a signal aborts them.
-            let cancel = Cancel::new("exec", signal(&options), timeout_ms(&options))?;
-            let run = Run {
-                argv,
-                stdin,
-                limit,
-                on_stdout: callback(&options, "onStdout"),
-                on_stderr: callback(&options, "onStderr"),
-            };
-            run_exec(&inner, run, &cancel).await
+            let t = transport("exec", &options, None)?;
+            let mut on_stdout = text_sink(callback(&options, "onStdout"));
+            let mut on_stderr = text_sink(callback(&options, "onStderr"));
+            let stdout = Output::new(limit, on_stdout.as_mut().map(|f| f as &mut dyn FnMut(&str)));
+            let stderr = Output::new(limit, on_stderr.as_mut().map(|f| f as &mut dyn FnMut(&str)));
+            let result = flow::exec(&t, &inner, argv, stdin, stdout, stderr).await?;
+            Ok(to_js(&result))
         })
     }
 
@@ -70,20 +56,17 @@ impl Sandbox {
     ) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let argv = if cmd.is_undefined() || cmd.is_null() {
-                vec![
-                    "/bin/sh".into(),
-                    "-c".into(),
-                    "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi".into(),
-                ]
+            let cmd = if cmd.is_undefined() || cmd.is_null() {
+                None
             } else {
-                argv_for(command(&cmd)?, string(&options, "shell").as_deref())?
+                Some(command(&cmd)?)
             };
+            let argv = argv_for(cmd, string(&options, "shell").as_deref())?;
             let tty = boolean(&options, "tty").unwrap_or(false).then(|| {
                 let n = |k: &str, d: u16| number(&options, k).map_or(d, |n| n.clamp(1, 1000) as u16);
                 (n("cols", 80), n("rows", 24))
             });
-            let cancel = call_cancel("spawn", &options)?;
+            let t = call_transport("spawn", &options)?;
             let base64 = string(&options, "encoding").as_deref() != Some("utf8");
             let spec = ExecSpec {
                 argv,
@@ -91,164 +74,33 @@ impl Sandbox {
                 tty,
                 instance: None,
             };
-            Ok(SandboxProcess::start(&inner, spec, &cancel).await?.into())
+            Ok(SandboxProcess::start(&t, &inner, spec).await?.into())
         })
     }
 }
 
-/// Waits while the socket has more than 1 MiB queued, so a big upload does not pile up in memory.
-pub(super) async fn wait_for_room(session: &crate::wasm::socket::Socket, cancel: &Cancel) -> Result<()> {
-    cancel.run(session.room()).await
-}
-
-struct Run {
-    argv: Vec<String>,
-    stdin: Stdin,
-    limit: usize,
-    on_stdout: Option<Function>,
-    on_stderr: Option<Function>,
-}
-
-/// One stream of an exec: its text decoder, its kept output, its callback.
-struct Stream {
-    text: Utf8Carry,
-    kept: OutputBuffer,
-    callback: Option<Function>,
-}
-
-impl Stream {
-    fn push(&mut self, bytes: &[u8]) {
-        self.kept.push(bytes);
-        if let Some(cb) = &self.callback {
-            let text = self.text.push(bytes);
-            if !text.is_empty() {
-                let _ = cb.call1(&JsValue::NULL, &JsValue::from_str(&text));
-            }
-        }
-    }
-
-    /// Text output as a JS string: handed to the callback as is.
-    fn push_text(&mut self, data: &JsValue) -> Result<()> {
-        let text =
-            crate::wasm::types::utf8(data).ok_or_else(|| Error::Protocol("an output frame without text".into()))?;
-        self.kept.push(&text);
-        if let Some(cb) = &self.callback {
-            let _ = cb.call1(&JsValue::NULL, data);
-        }
-        Ok(())
-    }
-
-    fn finish(mut self) -> (String, bool) {
-        if let Some(cb) = &self.callback {
-            let rest = self.text.finish();
-            if !rest.is_empty() {
-                let _ = cb.call1(&JsValue::NULL, &JsValue::from_str(&rest));
-            }
-        }
-        let truncated = self.kept.truncated();
-        (self.kept.into_text(), truncated)
-    }
-}
-
-async fn run_exec(inner: &Inner, run: Run, cancel: &Cancel) -> Result<JsValue> {
-    let started = js_sys::Date::now();
-    // Binary stdin needs base64 frames to arrive intact; otherwise text frames.
-    let base64 = matches!(run.stdin, Stdin::Bytes(ref b) if std::str::from_utf8(b).is_err())
-        || matches!(run.stdin, Stdin::Stream(_));
-    let spec = ExecSpec {
-        argv: run.argv,
-        base64,
-        tty: None,
-        instance: None,
-    };
-    let session = Rc::new(open_session(inner, &spec, cancel).await?);
-    match run.stdin {
-        Stdin::Closed => session.send(&stdin_end_frame())?,
-        Stdin::Bytes(data) => {
-            for frame in payload_frames(&data, base64) {
-                wait_for_room(&session, cancel).await?;
-                session.send(&frame)?;
-            }
-            session.send(&stdin_end_frame())?;
-        }
-        Stdin::Stream(stream) => {
-            let session = session.clone();
-            wasm_bindgen_futures::spawn_local(async move {
-                // A failed input stream would leave the command waiting for input forever:
-                // end the session instead, which the exec reports.
-                if pump_stream(stream, &session).await.is_err() {
-                    session.close();
-                }
-            });
-        }
-    }
-    let mut out = Stream {
-        text: Utf8Carry::default(),
-        kept: OutputBuffer::new(run.limit),
-        callback: run.on_stdout,
-    };
-    let mut err = Stream {
-        text: Utf8Carry::default(),
-        kept: OutputBuffer::new(run.limit),
-        callback: run.on_stderr,
-    };
-    // The cancellation closes the socket; the loop then ends on the close.
-    cancel.on_cancel(session.closer());
-    let completion = loop {
-        match session.next().await {
-            SocketEvent::Message(frame) => {
-                let (kind, data) = frame_parts(&frame)?;
-                match kind.as_str() {
-                    // Text output: the callback gets the frame's own JS string, and only the kept
-                    // output is copied into wasm.
-                    "stdOut" if !base64 => out.push_text(&data)?,
-                    "stdErr" if !base64 => err.push_text(&data)?,
-                    _ => match interpret(raw_frame(&kind, &data)?, base64)? {
-                        ExecEvent::Started { .. } => {}
-                        ExecEvent::Stdout(b) => out.push(&b),
-                        ExecEvent::Stderr(b) => err.push(&b),
-                        ExecEvent::Completed(c) => {
-                            session.close();
-                            break c;
-                        }
-                    },
-                }
-            }
-            SocketEvent::Closed { code, reason } => {
-                if let Some(e) = cancel.error() {
-                    return Err(e);
-                }
-                break session_end(None, code, &reason)?;
-            }
-        }
-    };
-    let (stdout, out_truncated) = out.finish();
-    let (stderr, err_truncated) = err.finish();
-    Ok(object(&[
-        ("exitCode", JsValue::from(completion.exit_code)),
-        ("status", JsValue::from_str(exec::status_name(completion.status))),
-        ("stdout", JsValue::from(stdout)),
-        ("stderr", JsValue::from(stderr)),
-        ("truncated", JsValue::from(out_truncated || err_truncated)),
-        ("durationMs", JsValue::from((js_sys::Date::now() - started).round())),
-    ]))
-}
-
-/// Sends a `ReadableStream` as stdin, chunk by chunk, then the end of input.
-async fn pump_stream(stream: web_sys::ReadableStream, session: &crate::wasm::socket::Socket) -> Result<()> {
+/// A `ReadableStream`'s chunks as bytes; a failed read ends it with the error.
+fn chunks(stream: web_sys::ReadableStream) -> impl futures_core::Stream<Item = Result<Vec<u8>>> + Unpin {
     let reader: web_sys::ReadableStreamDefaultReader = stream.get_reader().unchecked_into();
-    loop {
-        let chunk = wasm_bindgen_futures::JsFuture::from(reader.read())
-            .await
-            .map_err(|e| Error::Invalid(crate::wasm::errors::describe(&e)))?;
+    Box::pin(futures_util::stream::unfold(Some(reader), |reader| async move {
+        let reader = reader?;
+        let chunk = match wasm_bindgen_futures::JsFuture::from(reader.read()).await {
+            Ok(chunk) => chunk,
+            Err(e) => return Some((Err(Error::Invalid(crate::wasm::errors::describe(&e))), None)),
+        };
         if get(&chunk, "done").and_then(|d| d.as_bool()).unwrap_or(true) {
-            break;
+            return None;
         }
-        let data = bytes(&get(&chunk, "value").unwrap_or(JsValue::from_str("")))?;
-        for frame in payload_frames(&data, true) {
-            session.room().await?;
-            session.send(&frame)?;
+        let data = bytes(&get(&chunk, "value").unwrap_or(JsValue::from_str("")));
+        Some((data, Some(reader)))
+    }))
+}
+
+/// A JS callback as the core's text sink.
+fn text_sink(callback: Option<Function>) -> Option<impl FnMut(&str)> {
+    callback.map(|cb| {
+        move |text: &str| {
+            let _ = cb.call1(&JsValue::NULL, &JsValue::from_str(text));
         }
-    }
-    session.send(&stdin_end_frame())
+    })
 }

@@ -4,15 +4,12 @@
 use js_sys::{Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 
-use super::exec::wait_for_room;
-use super::{promise, Inner, Sandbox};
+use super::{promise, transport, Sandbox};
 use crate::error::{Error, Result};
-use crate::exec::{self, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecSpec};
+use crate::exec;
+use crate::flow;
 use crate::tar;
-use crate::wasm::cancel::Cancel;
-use crate::wasm::process::{decode, open_session};
-use crate::wasm::socket::SocketEvent;
-use crate::wasm::types::{bytes, get, object, signal, timeout_ms};
+use crate::wasm::types::{bytes, get, object};
 
 #[wasm_bindgen]
 impl Sandbox {
@@ -97,8 +94,9 @@ impl Sandbox {
     ) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let cancel = Cancel::new(what, signal(&options), timeout_ms(&options))?;
-            finish(file_op(&inner, argv, input?, &cancel).await?)
+            // No timeout unless asked for: a big file may take long; a signal aborts it.
+            let t = transport(what, &options, None)?;
+            finish(flow::file_op(&t, &inner, argv, &input?).await?)
         })
     }
 }
@@ -132,49 +130,4 @@ fn file_entries(files: &JsValue) -> Result<Vec<tar::Entry>> {
         }
     }
     Ok(entries)
-}
-
-/// Runs a file command over a base64 session: `input` as stdin, stdout back as bytes. A failed
-/// command rejects with its stderr.
-async fn file_op(inner: &Inner, argv: Vec<String>, input: Vec<u8>, cancel: &Cancel) -> Result<Vec<u8>> {
-    let spec = ExecSpec {
-        argv,
-        base64: true,
-        tty: None,
-        instance: None,
-    };
-    let session = open_session(inner, &spec, cancel).await?;
-    for frame in payload_frames(&input, true) {
-        wait_for_room(&session, cancel).await?;
-        session.send(&frame)?;
-    }
-    session.send(&stdin_end_frame())?;
-    let (mut out, mut err) = (Vec::new(), Vec::new());
-    cancel.on_cancel(session.closer());
-    loop {
-        match session.next().await {
-            SocketEvent::Message(frame) => match decode(&frame, true)? {
-                ExecEvent::Stdout(b) => out.extend(b),
-                ExecEvent::Stderr(b) => err.extend(b),
-                ExecEvent::Started { .. } => {}
-                ExecEvent::Completed(c) => {
-                    session.close();
-                    if exec::succeeded(&c) {
-                        return Ok(out);
-                    }
-                    let stderr = String::from_utf8_lossy(&err).trim().to_string();
-                    return Err(Error::Exec(if stderr.is_empty() {
-                        format!("exit code {}", c.exit_code)
-                    } else {
-                        stderr
-                    }));
-                }
-            },
-            SocketEvent::Closed { code, reason } => {
-                return Err(cancel
-                    .error()
-                    .unwrap_or_else(|| session_end(None, code, &reason).unwrap_err()))
-            }
-        }
-    }
 }

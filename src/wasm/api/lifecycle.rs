@@ -3,12 +3,10 @@
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
-use super::{call_cancel, promise, Progress, Sandbox};
-use crate::rest::ApiRequest;
-use crate::sandbox::{self, readiness, Readiness};
-use crate::wasm::cancel::Cancel;
-use crate::wasm::http::send;
-use crate::wasm::types::{boolean, callback, object, signal, timeout_ms};
+use super::{call_transport, on_progress, promise, transport, Sandbox};
+use crate::flow::{self, Reporter};
+use crate::sandbox::{self, Readiness};
+use crate::wasm::types::{boolean, object};
 
 #[wasm_bindgen]
 impl Sandbox {
@@ -17,15 +15,13 @@ impl Sandbox {
     pub fn status(&self, #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let cancel = call_cancel("status", &options)?;
-            let (status, paused, instances) = inner.state(&cancel).await?;
-            let ready = readiness(status.as_deref(), paused, instances) == Readiness::Ready;
+            let state = flow::status(&call_transport("status", &options)?, &inner).await?;
             Ok(object(&[
                 ("id", JsValue::from_str(&inner.id)),
-                ("status", JsValue::from_str(status.as_deref().unwrap_or("UNKNOWN"))),
-                ("paused", JsValue::from(paused)),
-                ("instances", JsValue::from(instances)),
-                ("ready", JsValue::from(ready)),
+                ("status", JsValue::from_str(state.rollout().unwrap_or("UNKNOWN"))),
+                ("paused", JsValue::from(state.paused())),
+                ("instances", JsValue::from(state.instances())),
+                ("ready", JsValue::from(state.readiness() == Readiness::Ready)),
             ]))
         })
     }
@@ -36,13 +32,8 @@ impl Sandbox {
     pub fn pause(&self, #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let cancel = Cancel::new(
-                "pause",
-                signal(&options),
-                Some(timeout_ms(&options).unwrap_or(sandbox::DEFAULT_CREATE_TIMEOUT_MS)),
-            )?;
-            inner.scale(0, &cancel).await?;
-            inner.wait_settled(&cancel).await.map(|_| JsValue::UNDEFINED)
+            let t = transport("pause", &options, Some(sandbox::DEFAULT_CREATE_TIMEOUT_MS))?;
+            flow::pause(&t, &inner).await.map(|_| JsValue::UNDEFINED)
         })
     }
 
@@ -51,17 +42,11 @@ impl Sandbox {
     pub fn resume(&self, #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let cancel = Cancel::new(
-                "resume",
-                signal(&options),
-                Some(timeout_ms(&options).unwrap_or(sandbox::DEFAULT_CREATE_TIMEOUT_MS)),
-            )?;
-            inner.scale(1, &cancel).await?;
-            let progress = Progress {
-                callback: callback(&options, "onProgress"),
-                started: js_sys::Date::now(),
-            };
-            inner.wait_ready(&cancel, &progress).await.map(|_| JsValue::UNDEFINED)
+            let t = transport("resume", &options, Some(sandbox::DEFAULT_CREATE_TIMEOUT_MS))?;
+            let mut sink = on_progress(&options);
+            flow::resume(&t, &inner, &mut Reporter::new(&t, &mut sink))
+                .await
+                .map(|_| JsValue::UNDEFINED)
         })
     }
 
@@ -70,10 +55,10 @@ impl Sandbox {
     pub fn destroy(&self, #[wasm_bindgen(unchecked_param_type = "DestroyOptions")] options: JsValue) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let cancel = call_cancel("destroy", &options)?;
-            let children = boolean(&options, "deleteVolume").unwrap_or(false);
-            let query = if children { "?delete_child_objects=true" } else { "" };
-            send(&inner.config, ApiRequest::delete(inner.path(query)), &cancel)
+            let t = call_transport("destroy", &options)?;
+            let delete_volume = boolean(&options, "deleteVolume").unwrap_or(false);
+            let keepalive = boolean(&options, "keepalive").unwrap_or(false);
+            flow::destroy(&t, &inner, delete_volume, keepalive)
                 .await
                 .map(|_| JsValue::UNDEFINED)
         })

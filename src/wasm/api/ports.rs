@@ -3,11 +3,12 @@
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
-use super::{call_cancel, promise, Sandbox};
-use crate::protocol::service::{PortList, PortSpec};
-use crate::retry::PollBackoff;
-use crate::sandbox::{port_spec, port_url};
-use crate::wasm::types::{get, number, port_options, string};
+use super::{call_transport, promise, Sandbox};
+use crate::flow;
+use crate::rest::ApiRequest;
+use crate::sandbox::PortOptions;
+use crate::wasm::http::send_raw;
+use crate::wasm::types::{get, options as options_of};
 
 #[wasm_bindgen]
 impl Sandbox {
@@ -23,37 +24,11 @@ impl Sandbox {
     ) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let wanted = port_spec(&port_options(&options, port))?;
-            let (protocol, public) = (wanted.protocol, wanted.public == Some(true));
-            let cancel = call_cancel("exposePort", &options)?;
-            let mut ports: Vec<PortSpec> = Vec::new();
-            for p in port_list(&inner.get("/ports", &cancel).await?) {
-                let (number, name) = (
-                    number(&p, "internalPort").unwrap_or(0) as u32,
-                    string(&p, "name").unwrap_or_default(),
-                );
-                if number == port || name == wanted.name {
-                    continue;
-                }
-                let mut spec = port_spec(&port_options(&p, number))?;
-                spec.id = string(&p, "id");
-                ports.push(spec);
-            }
-            ports.push(wanted);
-            inner.post("/ports", &PortList { ports }, &cancel).await?;
-            for wait in PollBackoff::default() {
-                let after = port_list(&inner.get("/ports", &cancel).await?);
-                let dns = after
-                    .iter()
-                    .find(|p| number(p, "internalPort") == Some(u64::from(port)))
-                    .and_then(|p| string(p, "dns"));
-                match dns {
-                    Some(dns) => return Ok(JsValue::from_str(&port_url(&inner.config.base_url, protocol, &dns))),
-                    None if !public => return Ok(JsValue::UNDEFINED),
-                    None => cancel.sleep(wait).await?,
-                }
-            }
-            unreachable!("PollBackoff never ends")
+            let mut asked: PortOptions = options_of(&options, "exposePort")?;
+            asked.port = port;
+            let t = call_transport("exposePort", &options)?;
+            let url = flow::expose_port(&t, &inner, &asked).await?;
+            Ok(url.map_or(JsValue::UNDEFINED, |u| JsValue::from_str(&u)))
         })
     }
 
@@ -62,15 +37,9 @@ impl Sandbox {
     pub fn ports(&self, #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let cancel = call_cancel("ports", &options)?;
-            Ok(get(&inner.get("/ports", &cancel).await?, "ports").unwrap_or_else(|| js_sys::Array::new().into()))
+            let t = call_transport("ports", &options)?;
+            let data = send_raw(&t, &inner.config, ApiRequest::get(inner.path("/ports"))).await?;
+            Ok(get(&get(&data, "data").unwrap_or_default(), "ports").unwrap_or_else(|| js_sys::Array::new().into()))
         })
     }
-}
-
-/// The `ports` array of a ports answer.
-fn port_list(data: &JsValue) -> Vec<JsValue> {
-    get(data, "ports")
-        .map(|p| js_sys::Array::from(&p).iter().collect())
-        .unwrap_or_default()
 }

@@ -74,7 +74,11 @@ test("a webpack 5 build (its defaults, production mode) runs in Chromium", async
     const compiler = webpack({ mode: "production", context: dir, entry: "./main.js", output: { path: join(dir, "dist") } });
     compiler.run((err, s) => compiler.close(() => (err ? reject(err) : resolve(s))));
   });
-  assert.ok(!stats.hasErrors() && !stats.hasWarnings(), stats.toString({ all: false, errors: true, warnings: true }));
+  // webpack's performance hints (assets over 244 KiB) name the wasm, which is over that raw
+  // (not gzipped): a hint, not a failure, and the package README says so. Any other warning fails.
+  const { errors, warnings } = stats.toJson({ all: false, errors: true, warnings: true });
+  const others = warnings.filter((w) => !/asset size limit|performance recommendations/.test(w.message));
+  assert.deepEqual([errors, others], [[], []], stats.toString({ all: false, errors: true, warnings: true }));
   writeFileSync(join(dir, "dist/index.html"), `<!doctype html><script src="./main.js"></script>`);
   assert.ok(readdirSync(join(dir, "dist")).some((f) => f.endsWith(".wasm")), "webpack emitted the wasm");
   await assertBrowserRun((id) => runBundleInChromium(browser, join(dir, "dist"), "index.html", id), "pkg-webpack");

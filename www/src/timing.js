@@ -1,6 +1,7 @@
 // Where a Run's time goes, as User Timing marks on the page (`flankbox:STEP`): cheap, invisible,
 // and read by the playground bench (tests/playground/bench.mjs) and by anyone in the browser's
-// performance panel. Each Run clears the previous Run's marks, so a step's mark is this Run's.
+// performance panel. Each Run clears the previous Run's marks, so a step's mark is this Run's
+// (the marks are the page's: with several widgets, the latest Run's).
 //
 //   run           Run was pressed (run() began)
 //   client        the client and its wasm are loaded and the playground's config is read

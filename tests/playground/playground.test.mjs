@@ -3,6 +3,7 @@ import { test, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { TOKEN } from "../sdk-compat/host.mjs";
 import { ROOT } from "../client/env.mjs";
 import { startPlayground, status } from "./env.mjs";
@@ -178,6 +179,20 @@ test("stderr is styled apart, and a C program compiles and runs", async () => {
   await status(page, ["exited"], 30_000);
   assert.equal(await output(page), "sum=55\n");
   assert.match(await page.textContent(".fbx-status"), /exit code 3/);
+});
+
+test("the code reaches the sandbox byte for byte, whatever it holds and however big", async () => {
+  // A small program goes with the spawn (through sh's printf), a big one is written first:
+  // each prints the SHA-256 of its own file, which must be the editor's code exactly.
+  const program = (padding) =>
+    `import hashlib\n# quotes ' " \` $HOME $(id) %s %b \\n \\ ; & | > < * ? ~ é 🙂\n# ${padding}\nprint(hashlib.sha256(open(__file__, "rb").read()).hexdigest())\n`;
+  const page = await open("python", "print(1)\n");
+  for (const code of [program(""), program("x".repeat(40_000))]) {
+    await page.evaluate((code) => (window.playground.code = code), code);
+    await page.click(".fbx-run");
+    await status(page, ["exited"]);
+    assert.equal(await output(page), `${createHash("sha256").update(code).digest("hex")}\n`, `${code.length} characters`);
+  }
 });
 
 test("Stop ends an endless loop at once", async () => {

@@ -75,3 +75,18 @@ int main(void) {
 };
 
 export const DEFAULT_LANGUAGE = "python";
+
+/** The most code (UTF-8 bytes) that goes inline with the spawn; more is written first, with
+ * `writeFile`. It keeps the exec's first message far below the argument limit of Linux
+ * (128 KiB per argument) and an edge proxy's frame limit (1 MiB by default). */
+const INLINE_CODE_BYTES = 16 * 1024;
+
+/** The command that writes `code` to `lang.file` and runs it, in one exec: a Run's file write
+ * costs no round trip of its own. `sh`'s builtins do the writing (no process for it), and the
+ * program replaces the shell, so its exit code, signals and stdin are its own. `undefined` when
+ * the code must be written on its own first (too big, or a NUL, which no argument can hold). */
+export function writeAndRun(lang, code) {
+  if (code.includes("\0") || new TextEncoder().encode(code).length > INLINE_CODE_BYTES) return undefined;
+  const script = 'dir="${1%/*}"; [ -d "$dir" ] || mkdir -p -- "$dir" || exit; printf %s "$2" > "$1" || exit; shift 2; exec "$@"';
+  return ["sh", "-c", script, "sh", lang.file, code, ...lang.run];
+}

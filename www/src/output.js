@@ -2,6 +2,7 @@
 // once per frame and capped, so a flood costs the page a counter, not a freeze. Screen readers
 // hear it through a polite live region, at most once a second and only the latest lines.
 import { el } from "./dom.js";
+import { mark } from "./timing.js";
 
 /** Characters of output kept on screen; past it a marker counts what was dropped. */
 const OUTPUT_CAP = 200_000;
@@ -21,6 +22,7 @@ export class OutputPane {
   #truncationSaid = false;
   #announceTimer;
   #saidAt = -Infinity;
+  #drawn = false; // whether anything was drawn since the last clear (for the first draw's mark)
 
   /** Draws into `pre`, and announces through the live region `announce`. */
   constructor(pre, announce) {
@@ -37,6 +39,7 @@ export class OutputPane {
     this.#queue = [];
     this.#shown = 0;
     this.#dropped = 0;
+    this.#drawn = false;
     this.#pre.textContent = "";
     this.#unsaid = "";
     this.#truncationSaid = false;
@@ -108,5 +111,9 @@ export class OutputPane {
       out.append(marker);
     }
     if (stick) out.scrollTop = out.scrollHeight;
+    if (!this.#drawn && out.firstChild) {
+      this.#drawn = true;
+      mark("output-shown");
+    }
   }
 }

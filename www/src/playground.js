@@ -12,11 +12,12 @@
 // works. The rest loads when it is first needed, each a chunk of its own: the editor
 // (CodeMirror) and the language's mode on the code's first focus, the client and its wasm on
 // that focus or the first Run, xterm.js when the Terminal tab opens.
-import { LANGUAGES, DEFAULT_LANGUAGE } from "./languages.js";
+import { LANGUAGES, DEFAULT_LANGUAGE, writeAndRun } from "./languages.js";
 import { buildUi, codeLabel, dedent, el, injectStyles } from "./dom.js";
 import { OutputPane } from "./output.js";
 import { SandboxSession } from "./session.js";
 import { watchPorts } from "./ports.js";
+import { mark, markRunStart } from "./timing.js";
 
 /** Marked on the page once a widget shows its code and Run works (the weight test reads it). */
 const INTERACTIVE_MARK = "flankbox:interactive";
@@ -47,6 +48,7 @@ export class FlankboxPlayground extends HTMLElement {
   #session;
   #output;
   #proc;
+  #gotOutput = false; // whether the current Run's program has printed anything yet
   #writing = Promise.resolve(); // the running program's input, in order: EOF waits for it
   #terminal; // Promise<ShellTerminal>, from the Terminal tab's first opening until its shell ends
   #shell; // that ShellTerminal, once loaded
@@ -147,6 +149,8 @@ export class FlankboxPlayground extends HTMLElement {
       if (wasExample) this.code = LANGUAGES[ui.language.value].example;
     });
     ui.run.addEventListener("click", () => this.run());
+    // The press comes a moment before the click (the release): the sandbox starts then.
+    ui.run.addEventListener("pointerdown", () => this.#session.ensure().catch(() => {}));
     ui.stop.addEventListener("click", () => this.stop());
     ui.stdin.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -221,6 +225,8 @@ export class FlankboxPlayground extends HTMLElement {
   async run() {
     if (this.#proc) return;
     const lang = LANGUAGES[this.#language];
+    markRunStart();
+    this.#gotOutput = false;
     this.#output.clear();
     this.ui.footer.textContent = "";
     delete this.dataset.exitCode;
@@ -230,9 +236,18 @@ export class FlankboxPlayground extends HTMLElement {
     let proc;
     try {
       const sandbox = await this.#session.ensure();
-      await sandbox.writeFile(lang.file, this.code);
+      mark("sandbox");
+      // The file goes with the spawn when it fits in the command (one round trip, not two).
+      const code = this.code;
+      let command = writeAndRun(lang, code);
+      if (!command) {
+        await sandbox.writeFile(lang.file, code);
+        mark("written");
+        command = lang.run;
+      }
       const started = performance.now();
-      proc = await sandbox.spawn(lang.run, { encoding: "utf8" });
+      proc = await sandbox.spawn(command, { encoding: "utf8" });
+      mark("spawned");
       this.#proc = proc;
       this.#writing = Promise.resolve();
       this.#setStatus("running");
@@ -241,6 +256,7 @@ export class FlankboxPlayground extends HTMLElement {
       const pumps = [this.#pump(proc.stdout, "stdout"), this.#pump(proc.stderr, "stderr")];
       watchPorts(sandbox, { exposed: this.#session.exposed, running: () => this.#proc === proc, show: (open) => this.#showPreviews(open) });
       const exit = await proc.wait();
+      mark("exit");
       await Promise.all(pumps);
       this.#output.flush();
       const ms = Math.round(performance.now() - started);
@@ -251,6 +267,7 @@ export class FlankboxPlayground extends HTMLElement {
       }
       this.ui.footer.textContent = exit.status === "Unknown" ? `stopped after ${ms} ms` : `exit code ${exit.exitCode} · ${ms} ms`;
       this.dataset.exitCode = exit.exitCode;
+      mark("exited");
     } catch (e) {
       this.#output.flush();
       this.#output.append(`\n${e.name}: ${e.message}\n`, "error");
@@ -307,6 +324,8 @@ export class FlankboxPlayground extends HTMLElement {
     for (;;) {
       const { done, value } = await reader.read();
       if (done) return;
+      if (!this.#gotOutput) mark("first-byte");
+      this.#gotOutput = true;
       this.#output.append(value, kind);
     }
   }

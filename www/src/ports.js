@@ -20,11 +20,15 @@ export function listeningPorts(procNetTcp) {
   return [...ports].sort((a, b) => a - b);
 }
 
-/** While `running()`, finds the ports the sandbox's programs listen on, exposes them (each once:
- * `exposed` maps port → URL for this sandbox), and calls `show([{ port, url }])` with the open
- * ones on every look. */
+/** While `running()`, every PORT_POLL_MS, finds the ports the sandbox's programs listen on,
+ * exposes them (each once: `exposed` maps port → URL for this sandbox), and calls
+ * `show([{ port, url }])` with the open ones on every look. */
 export async function watchPorts(sandbox, { exposed, running, show }) {
-  while (running()) {
+  for (;;) {
+    // The first look waits too: a program that ends by then (most runs) costs no look at all,
+    // and none competes with the program's start.
+    await new Promise((r) => setTimeout(r, PORT_POLL_MS));
+    if (!running()) return;
     try {
       const { stdout } = await sandbox.exec(["cat", "/proc/net/tcp", "/proc/net/tcp6"], { timeoutMs: 10_000 });
       const open = [];
@@ -42,6 +46,5 @@ export async function watchPorts(sandbox, { exposed, running, show }) {
     } catch {
       // A failed look is retried on the next tick; the program's own output is what matters.
     }
-    await new Promise((r) => setTimeout(r, PORT_POLL_MS));
   }
 }

@@ -2,6 +2,7 @@
 // while the page lives, destroyed when the page goes away or after an idle spell. The client
 // (a chunk with its wasm) is imported by the first `ensure`, never before.
 import { connect } from "./connect.js";
+import { mark } from "./timing.js";
 
 /** A sandbox nobody ran anything in for this long is destroyed (and made again on demand). */
 const IDLE_MS = 10 * 60_000;
@@ -91,6 +92,7 @@ export class SandboxSession {
   // ignores the tag; there the lifetime is the backstop.
   async #create(generation) {
     const [{ nf, ttlSeconds, mode, token }, { Sandbox }] = await Promise.all([this.#connect(), import("flankbox")]);
+    mark("client");
     const stale = () => generation !== this.#generation;
     if (stale()) throw new Error("the sandbox was destroyed while it was being made");
     this.#onStatus("creating");

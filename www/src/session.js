@@ -12,15 +12,12 @@ function randomHex(bytes) {
   return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Deletes sandbox `id` with `credential` (the API token or its capability). No await comes
- * before the request: on pagehide there is no later, and `keepalive` lets it outlive the page.
- * (By hand for now: the client's calls take no `keepalive` yet.) */
-function deleteSandbox({ base, projectId }, id, credential, keepalive) {
-  return fetch(`${base}/v1/projects/${encodeURIComponent(projectId)}/services/${encodeURIComponent(id)}?delete_child_objects=true`, {
-    method: "DELETE",
-    keepalive,
-    headers: { Authorization: `Bearer ${credential}` },
-  }).catch(() => {});
+/** Deletes sandbox `id` (its volumes too) through the client, with `capability` in capability
+ * mode. No await comes before the request: on pagehide there is no later, and `keepalive` lets
+ * it outlive the page. */
+function deleteSandbox(Sandbox, nf, id, capability, keepalive) {
+  const handle = Sandbox.forService(nf, id, capability ? { capability } : undefined);
+  return handle.destroy({ deleteVolume: true, keepalive }).catch(() => {});
 }
 
 export class SandboxSession {
@@ -35,6 +32,7 @@ export class SandboxSession {
   #sandboxId;
   #capability; // the edge proxy's capability for the sandbox, in capability mode
   #reported; // the sandbox id last handed to onSandbox
+  #client; // the client's module, once imported: a destroy cannot wait for it
   #hold; // the WebSocket that keeps the sandbox alive on the host's edge proxy (see #create)
   #idleTimer;
   /** Port → URL, for the current sandbox's exposed ports. */
@@ -91,7 +89,8 @@ export class SandboxSession {
   // it could not deliver the create's answer (crates/host/src/api/edge.rs). Another edge proxy
   // ignores the tag; there the lifetime is the backstop.
   async #create(generation) {
-    const [{ nf, ttlSeconds, mode, token }, { Sandbox }] = await Promise.all([this.#connect(), import("flankbox")]);
+    const [{ nf, ttlSeconds, mode }, client] = await Promise.all([this.#connect(), import("flankbox")]);
+    const { Sandbox } = (this.#client = client);
     mark("client");
     const stale = () => generation !== this.#generation;
     if (stale()) throw new Error("the sandbox was destroyed while it was being made");
@@ -101,7 +100,7 @@ export class SandboxSession {
     const created = (id, capability) => {
       if (this.#reported === id && this.#capability === capability) return; // known already
       // Destroyed (idle, or the element removed) before the answer came: delete it now.
-      if (stale()) return void (this.#info && deleteSandbox(this.#info, id, capability ?? token, true));
+      if (stale()) return void deleteSandbox(Sandbox, nf, id, capability, true);
       this.#sandboxId = id;
       this.#capability = capability;
       this.#reported = id;
@@ -153,7 +152,7 @@ export class SandboxSession {
    * the page. */
   async destroy({ keepalive = false } = {}) {
     const id = this.#sandboxId;
-    const credential = this.#capability ?? this.#info?.token;
+    const capability = this.#capability;
     const hold = this.#hold;
     this.#generation++;
     clearTimeout(this.#idleTimer);
@@ -164,7 +163,8 @@ export class SandboxSession {
     this.#reported = undefined;
     this.#onSandbox(undefined);
     this.exposed.clear();
-    const deleted = id && this.#info && credential ? deleteSandbox(this.#info, id, credential, keepalive) : undefined;
+    const client = this.#client;
+    const deleted = id && this.#info && client ? deleteSandbox(client.Sandbox, this.#info.nf, id, capability, keepalive) : undefined;
     // Let go of the hold only once the DELETE is on its way (it would end the sandbox anyway).
     hold?.close();
     await deleted;

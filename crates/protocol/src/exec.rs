@@ -18,6 +18,16 @@ pub fn exec_path(team_id: Option<&str>, project_id: &str, service_id: &str) -> S
     }
 }
 
+/// The argv of an exec without a command: an interactive login shell, bash if the image has
+/// it, else sh.
+pub fn login_shell_argv() -> Vec<String> {
+    vec![
+        "/bin/sh".into(),
+        "-c".into(),
+        "if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi".into(),
+    ]
+}
+
 /// A client → server frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", content = "data", rename_all = "camelCase")]

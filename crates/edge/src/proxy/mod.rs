@@ -20,6 +20,8 @@
 
 use std::sync::{Arc, Mutex};
 
+use flankbox_protocol::auth::bearer_token;
+
 use crate::capability::{check_secret, derive, Capability, Op};
 use crate::error::EdgeError;
 use crate::policy::Policy;
@@ -28,19 +30,19 @@ mod cors;
 mod create;
 mod exec;
 mod quota;
+mod relay;
 mod route;
 mod sweep;
 mod volume;
 
 pub use exec::ExecGrant;
+pub use relay::{SessionEnd, IDLE_CLOSE};
 pub use route::Route;
 
 use quota::Creating;
 
 /// Tag that marks a sandbox made by the proxy.
 pub const EDGE_TAG: &str = "flankbox-edge";
-/// Tag prefix of a sandbox's expiry (Unix seconds), which the local host's reaper also honours.
-pub const EXPIRES_TAG: &str = "flankbox-expires-";
 /// How much longer than the longest sandbox a volume made for one lives.
 const VOLUME_GRACE_SECONDS: u64 = 300;
 
@@ -89,8 +91,66 @@ pub struct EdgeRequest<'a> {
     pub now: u64,
 }
 
+/// A browser request, owned: as JavaScript gives it (`{ method, path, query, authorization,
+/// origin, ownOrigin, client, body, now }`), or to outlive the handler that read it.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct OwnedRequest {
+    /// HTTP method.
+    pub method: String,
+    /// Path below the proxy's mount, from `/v1/`.
+    pub path: String,
+    /// The query string, without `?`.
+    pub query: String,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// The `Origin` header.
+    pub origin: Option<String>,
+    /// The proxy's own origin as the browser sees it.
+    pub own_origin: Option<String>,
+    /// Who is asking: the client's IP address.
+    pub client: String,
+    /// The body (JSON, or empty).
+    pub body: String,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+impl Default for OwnedRequest {
+    fn default() -> Self {
+        Self {
+            method: "GET".into(),
+            path: "/".into(),
+            query: String::new(),
+            authorization: None,
+            origin: None,
+            own_origin: None,
+            client: "unknown".into(),
+            body: String::new(),
+            now: 0,
+        }
+    }
+}
+
+impl OwnedRequest {
+    /// The request, borrowed.
+    pub fn borrow(&self) -> EdgeRequest<'_> {
+        EdgeRequest {
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            authorization: self.authorization.as_deref(),
+            origin: self.origin.as_deref(),
+            own_origin: self.own_origin.as_deref(),
+            client: &self.client,
+            body: &self.body,
+            now: self.now,
+        }
+    }
+}
+
 /// The proxy's answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct EdgeResponse {
     /// HTTP status.
     pub status: u16,
@@ -105,17 +165,10 @@ pub struct EdgeResponse {
 #[allow(async_fn_in_trait)]
 pub trait Io {
     /// Calls the upstream API at `path` (with its query) with the real token. Resolves to the
-    /// status and body, or a transport error.
-    async fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), String>;
+    /// status and body, or [`EdgeError::Upstream`] when it could not be reached.
+    async fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), EdgeError>;
     /// Six random characters from `[a-z0-9]`.
     fn nonce(&self) -> String;
-}
-
-fn bearer(header: Option<&str>) -> Option<&str> {
-    let v = header?.trim();
-    v.strip_prefix("Bearer ")
-        .or_else(|| v.strip_prefix("bearer "))
-        .map(str::trim)
 }
 
 const B36: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
@@ -235,7 +288,10 @@ impl Edge {
                     Some((Some(0), _)) => Op::Pause,
                     _ => op,
                 };
-                let token = bearer(req.authorization).ok_or(EdgeError::Unauthenticated)?;
+                let token = req
+                    .authorization
+                    .and_then(bearer_token)
+                    .ok_or(EdgeError::Unauthenticated)?;
                 self.authorize(token, &id, op, req.now, req.origin, io).await?;
 
                 let base = format!("{}/services/{id}{rest}", self.project_path());
@@ -251,7 +307,7 @@ impl Edge {
                     (None, "/ports") if req.method == "POST" => Some(self.ports_body(req.body)?),
                     _ => (req.method == "POST").then(|| req.body.to_string()),
                 };
-                io.call(req.method, &path, body).await.map_err(upstream_error)?
+                io.call(req.method, &path, body).await?
             }
         };
         let mut headers = self.cors_headers(req.origin, req.own_origin, false);
@@ -328,10 +384,6 @@ fn logs_query(query: &str) -> String {
     kept
 }
 
-fn upstream_error(e: String) -> EdgeError {
-    EdgeError::Upstream(e)
-}
-
 #[cfg(test)]
 mod tests {
     //! Against an in-memory upstream (a fake: these are unit tests of the decisions; the
@@ -400,7 +452,7 @@ mod tests {
     }
 
     impl Io for Upstream {
-        async fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), String> {
+        async fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), EdgeError> {
             // Every call lets other requests run first, as a network call would.
             YieldOnce(false).await;
             self.calls.borrow_mut().push((method.into(), path.into(), body.clone()));
@@ -409,7 +461,11 @@ mod tests {
                 ("GET", "/v1/projects/real/services") => {
                     let list: Vec<Value> = services
                         .iter()
-                        .map(|(id, name)| json!({ "id": id, "name": name }))
+                        .map(|(id, name)| {
+                            json!({ "id": id, "name": name, "appId": format!("/t/real/{id}"), "projectId": "real",
+                                    "tags": [], "serviceType": "deployment", "disabledCI": true, "disabledCD": true,
+                                    "status": {} })
+                        })
                         .collect();
                     json!({ "data": { "services": list }, "pagination": { "hasNextPage": false, "count": list.len() } })
                 }
@@ -437,10 +493,12 @@ mod tests {
                         .map(|(id, name, on)| {
                             let attached: Vec<Value> =
                                 on.iter().map(|s| json!({ "id": s, "type": "service" })).collect();
-                            json!({ "id": id, "name": name, "attachedObjects": attached })
+                            json!({ "id": id, "name": name, "attachedObjects": attached, "status": "AVAILABLE",
+                                    "spec": { "accessMode": "ReadWriteOnce", "storageSize": 1024 },
+                                    "createdAt": "2027-01-15T08:00:00Z", "updatedAt": "2027-01-15T08:00:00Z" })
                         })
                         .collect();
-                    json!({ "data": list, "pagination": { "hasNextPage": false } })
+                    json!({ "data": list, "pagination": { "hasNextPage": false, "count": list.len() } })
                 }
                 ("POST", "/v1/projects/real/volumes") => {
                     let body: Value = serde_json::from_str(&body.unwrap()).unwrap();
@@ -851,8 +909,23 @@ mod tests {
     struct Odd(&'static str);
 
     impl Io for Odd {
-        async fn call(&self, _: &str, _: &str, _: Option<String>) -> Result<(u16, String), String> {
+        async fn call(&self, _: &str, _: &str, _: Option<String>) -> Result<(u16, String), EdgeError> {
             Ok((200, self.0.to_string()))
+        }
+        fn nonce(&self) -> String {
+            "n00001".into()
+        }
+    }
+
+    /// An upstream that answers a create with the same body, and the rest as [`Upstream`].
+    struct OddCreate<'a>(&'a Upstream, &'static str);
+
+    impl Io for OddCreate<'_> {
+        async fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), EdgeError> {
+            if path.ends_with("/services/deployment") {
+                return Ok((200, self.1.to_string()));
+            }
+            self.0.call(method, path, body).await
         }
         fn nonce(&self) -> String {
             "n00001".into()
@@ -863,22 +936,37 @@ mod tests {
     fn odd_upstream_answers_are_errors_not_panics() {
         let edge = proxy(open_policy());
         let body = create_body().to_string();
-        // A list of another shape holds no sandboxes; a create answered without a data object is
-        // an upstream error.
-        for (odd, status) in [
-            ("[]", 502),
-            (r#"{"data":"x"}"#, 502),
-            (r#"{"data":[1,2]}"#, 502),
-            ("null", 502),
-            (r#"{"data":{"services":5}}"#, 200),
+        // A listing of another shape cannot be counted: the create is refused as an upstream
+        // error, before anything is made, and the sweep fails the same way.
+        for odd in [
+            "[]",
+            r#"{"data":"x"}"#,
+            r#"{"data":[1,2]}"#,
+            "null",
+            r#"{"data":{"services":5}}"#,
         ] {
             let r = block_on(edge.handle(
                 &request("POST", "/v1/projects/any/services/deployment", &body, None),
                 &Odd(odd),
             ));
-            assert_eq!(r.status, status, "{odd}: {}", r.body);
-            assert!(block_on(edge.sweep(NOW, &Odd(odd))).is_ok());
+            assert_eq!(r.status, 502, "{odd}: {}", r.body);
+            assert_eq!(json_of(&r)["error"]["details"]["code"], "UPSTREAM");
+            let swept = block_on(edge.sweep(NOW, &Odd(odd)));
+            assert_eq!(swept.map_err(|e| e.code()), Err("UPSTREAM"), "{odd}");
         }
+        // A create answered without a data object is an upstream error too.
+        let up = Upstream::default();
+        let create = |odd: &'static str| {
+            let r = block_on(edge.handle(
+                &request("POST", "/v1/projects/any/services/deployment", &body, None),
+                &OddCreate(&up, odd),
+            ));
+            (r.status, r.body)
+        };
+        for odd in [r#"{"data":"x"}"#, "[]", "null"] {
+            assert_eq!(create(odd).0, 502, "{odd}");
+        }
+        assert_eq!(create(r#"{"data":{"id":"x"}}"#).0, 200);
         // And the proxy never prints its secrets.
         let shown = format!("{edge:?}");
         assert!(

@@ -29,8 +29,11 @@ use crate::host::{Host, Scope};
 /// `edge` at `/edge`.
 pub fn app(host: Arc<Host>, edge: flankbox_edge::Edge) -> Router {
     let api = api_routes(&host);
+    // What the edge proxy calls: the API as a client would see it, refusals included.
     let upstream = api
         .clone()
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(meta::panic_response))
         .with_state(host.clone());
     let edge = edge::EdgeMount::new(host.clone(), edge, upstream);

@@ -42,12 +42,15 @@ impl SessionEnd {
     }
 
     /// One side closed with `code` (`None` for a close frame without one): the other side
-    /// closes the same way. 1005 ("no status") is what a receiver reports, never a code to
-    /// send, so it becomes a normal close.
+    /// closes the same way. Codes a receiver reports but no one may send (RFC 6455 §7.4.1)
+    /// become ones that can be sent, or the other side's close would fail and leave it open:
+    /// 1005 ("no status") a normal close, 1006 (dropped without a close) and the like an
+    /// internal error.
     pub fn closed(code: Option<u16>, reason: &str) -> Self {
         let code = match code {
             None | Some(1005) => 1000,
-            Some(code) => code,
+            Some(code @ (1000..=1003 | 1007..=1014 | 3000..=4999)) => code,
+            Some(_) => 1011,
         };
         Self {
             frame: None,
@@ -108,6 +111,9 @@ mod tests {
         assert_eq!(SessionEnd::refusal(&EdgeError::InvalidCapability).code, 1008);
         assert_eq!(SessionEnd::closed(Some(1005), "").code, 1000);
         assert_eq!(SessionEnd::closed(None, "").code, 1000);
+        assert_eq!(SessionEnd::closed(Some(1006), "").code, 1011, "a dropped browser");
+        assert_eq!(SessionEnd::closed(Some(1015), "").code, 1011);
+        assert_eq!(SessionEnd::closed(Some(1001), "").code, 1001);
         assert_eq!(
             SessionEnd::closed(Some(4001), "bye"),
             SessionEnd {

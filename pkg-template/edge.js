@@ -1,6 +1,7 @@
 // flankbox/edge: the edge proxy for Cloudflare Workers. It holds the Northflank token, and
 // browsers reach their sandboxes with capabilities it issues. Every decision (capabilities,
-// policy, rewriting) is made by the Rust core (EdgeCore, WebAssembly); this file moves bytes.
+// policy, rewriting, the exec relay's limits and closes) is made by the Rust core (EdgeCore,
+// WebAssembly); this file moves bytes.
 //
 //   import { createEdgeProxy } from "flankbox/edge";
 //   const proxy = createEdgeProxy({ token, projectId, secret, policy });
@@ -25,14 +26,6 @@ function refusal(e, headers = []) {
     return new Response(e.body, { status: e.status, headers: [...headers, ["Content-Type", "application/json"]] });
   }
   throw e;
-}
-
-/** An exec `error` frame, then a close. */
-function refuseSocket(socket, e, code) {
-  try {
-    socket.send(JSON.stringify({ type: "error", data: { message: e?.message ?? String(e) } }));
-    socket.close(code, (e?.code ?? "error").slice(0, 120));
-  } catch {}
 }
 
 const nowSeconds = () => Math.floor(Date.now() / 1000);
@@ -65,34 +58,32 @@ export function createEdgeProxy(options) {
     }
     // The upstream socket is opened at once, in parallel with the browser's init: it carries
     // nothing until the init has been checked, and is closed if it is refused.
-    const upstreamOpening = fetch(upstream + grant.upstreamPath, { headers: { Upgrade: "websocket" } }).catch((e) => ({ status: 502, error: e }));
+    const upstreamOpening = fetch(upstream + grant.upstreamPath, { headers: { Upgrade: "websocket" } }).catch(() => ({ status: 502 }));
     const [client, server] = Object.values(new WebSocketPair());
     server.accept();
     let upstreamSocket;
-    let state = "init"; // → "open" once upstream answers, → "closed"
+    let state = "init"; // → "connecting" → "open" once upstream answers, → "closed"
     const early = [];
     let idle;
-    const closeBoth = (code, reason) => {
+    // How the session ends is the core's call ({ frame?, code, reason }); this only does it.
+    const end = ({ frame, code, reason }) => {
       if (state === "closed") return;
       state = "closed";
       clearTimeout(idle);
+      try { if (frame) server.send(frame); } catch {}
       try { server.close(code, reason); } catch {}
       try { upstreamSocket?.close(code, reason); } catch {}
     };
     const touch = () => {
       clearTimeout(idle);
-      idle = setTimeout(() => closeBoth(4000, "idle timeout"), core.execIdleTimeoutMs);
+      idle = setTimeout(() => end(core.execIdle()), core.execIdleTimeoutMs);
     };
     touch();
     server.addEventListener("message", async (event) => {
       touch();
       const size = typeof event.data === "string" ? new TextEncoder().encode(event.data).length : event.data.byteLength;
-      try {
-        core.checkFrame(size);
-      } catch (e) {
-        refuseSocket(server, e, 1009);
-        return closeBoth(1009, "message too big");
-      }
+      const tooLarge = core.execMessage(size);
+      if (tooLarge) return end(tooLarge);
       if (state === "open") return upstreamSocket.send(event.data);
       if (state !== "init") return early.push(event.data);
       state = "connecting";
@@ -100,31 +91,27 @@ export function createEdgeProxy(options) {
       let init;
       try {
         init = await core.execInit(grant, text, origin ?? undefined, nowSeconds(), io);
-      } catch (e) {
-        refuseSocket(server, e, 1008);
+      } catch (refused) {
         upstreamOpening.then((res) => res.webSocket && (res.webSocket.accept(), res.webSocket.close(1000)));
-        return closeBoth(1008, "refused");
+        return end(refused);
       }
       const res = await upstreamOpening;
-      if (!res.webSocket) {
-        refuseSocket(server, { message: `the upstream exec answered ${res.status}`, code: "UPSTREAM" }, 1011);
-        return closeBoth(1011, "upstream");
-      }
+      if (!res.webSocket) return end(core.execUpstreamFailed(res.status));
       upstreamSocket = res.webSocket;
       upstreamSocket.accept();
       upstreamSocket.addEventListener("message", (e) => {
         touch();
         try { server.send(e.data); } catch {}
       });
-      upstreamSocket.addEventListener("close", (e) => closeBoth(e.code === 1005 ? 1000 : e.code, e.reason));
-      upstreamSocket.addEventListener("error", () => closeBoth(1011, "upstream error"));
+      upstreamSocket.addEventListener("close", (e) => end(core.execClosed(e.code, e.reason)));
+      upstreamSocket.addEventListener("error", () => end(core.execLost("upstream")));
       upstreamSocket.send(init);
       if (state === "closed") return upstreamSocket.close(1000);
       state = "open";
       for (const data of early.splice(0)) upstreamSocket.send(data);
     });
-    server.addEventListener("close", (e) => closeBoth(e.code === 1005 ? 1000 : e.code, e.reason));
-    server.addEventListener("error", () => closeBoth(1011, "client error"));
+    server.addEventListener("close", (e) => end(core.execClosed(e.code, e.reason)));
+    server.addEventListener("error", () => end(core.execLost("client")));
     ctx?.waitUntil?.(new Promise((resolve) => server.addEventListener("close", resolve)));
     return new Response(null, { status: 101, webSocket: client });
   }

@@ -10,12 +10,12 @@
 //! - [`transport`]: what the core needs of the world (REST calls, exec sessions, waits), as a
 //!   trait the wasm layer implements over `fetch` and `WebSocket`;
 //! - [`flow`]: the calls' steps over a transport (create, lifecycle, ports, files);
-//! - [`base64`]: the frames' base64, small;
+//! - [`base64`]: the frames' base64 (the protocol's, shared with the edge proxy and the host);
 //! - [`error`]: the one error type, which becomes a JS `Error` with a `code`.
 //!
 //! The wire types come from [`flankbox_protocol`], shared with the local host.
 
-pub mod base64;
+pub use flankbox_protocol::base64;
 pub mod config;
 pub mod error;
 pub mod exec;

@@ -172,9 +172,6 @@ impl CreatePlan {
     }
 }
 
-/// Tag prefix of a sandbox's expiry time.
-pub const EXPIRES_TAG: &str = "flankbox-expires-";
-
 /// Decides the requests of `Sandbox.create`. `suffix` makes the default name unique; `now` is
 /// the time in unix seconds (for `ttlSeconds`).
 pub fn plan_create(opts: &SandboxOptions, suffix: &str, now: u64) -> Result<CreatePlan> {
@@ -245,7 +242,10 @@ pub fn plan_create(opts: &SandboxOptions, suffix: &str, now: u64) -> Result<Crea
         tags: Some(
             std::iter::once("flankbox".to_string())
                 .chain(opts.tags.iter().flatten().cloned())
-                .chain(opts.ttl_seconds.map(|ttl| format!("{EXPIRES_TAG}{}", now + ttl)))
+                .chain(
+                    opts.ttl_seconds
+                        .map(|ttl| flankbox_protocol::lifetime::expiry_tag(now + ttl)),
+                )
                 .collect(),
         ),
         billing: Billing {

@@ -1,8 +1,10 @@
-//! The `EdgeCore` class.
+//! The `EdgeCore` class. Values cross the boundary through serde (serde-wasm-bindgen), with the
+//! same types and rules as the native side.
 
-use flankbox_edge::proxy::{EdgeRequest, ExecGrant, Io};
-use flankbox_edge::{Edge, EdgeError, Policy};
-use js_sys::{Array, Function, Object, Promise, Reflect};
+use flankbox_edge::proxy::{ExecGrant, Io, OwnedRequest};
+use flankbox_edge::{Edge, EdgeError, Policy, SessionEnd};
+use js_sys::Promise;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{future_to_promise, JsFuture};
 
@@ -12,58 +14,74 @@ pub struct EdgeCore {
     edge: Edge,
 }
 
-fn get(obj: &JsValue, key: &str) -> Option<JsValue> {
-    Reflect::get(obj, &JsValue::from_str(key))
-        .ok()
-        .filter(|v| !v.is_undefined() && !v.is_null())
+/// A value for JavaScript: plain objects and arrays.
+fn to_js<T: Serialize>(value: &T) -> JsValue {
+    let serializer = serde_wasm_bindgen::Serializer::json_compatible();
+    // Our own plain types always serialise.
+    value.serialize(&serializer).unwrap_or(JsValue::UNDEFINED)
 }
 
-fn string(obj: &JsValue, key: &str) -> Option<String> {
-    get(obj, key).and_then(|v| v.as_string())
+/// A refusal for JavaScript: `{ status, code, message, body }`.
+fn refusal(e: &EdgeError) -> JsValue {
+    #[derive(Serialize)]
+    struct Refusal<'a> {
+        status: u16,
+        code: &'a str,
+        message: String,
+        body: String,
+    }
+    to_js(&Refusal {
+        status: e.status(),
+        code: e.code(),
+        message: e.to_string(),
+        body: e.body(),
+    })
 }
 
-fn set(obj: &Object, key: &str, value: JsValue) {
-    // Setting a plain property on a fresh object cannot fail.
-    let _ = Reflect::set(obj, &JsValue::from_str(key), &value);
+fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result<T, EdgeError> {
+    serde_wasm_bindgen::from_value(value).map_err(|e| EdgeError::BadRequest(format!("{what}: {e}")))
 }
 
-/// An error for JavaScript: `{ status, code, message, body }`.
-fn to_js(e: &EdgeError) -> JsValue {
-    let obj = Object::new();
-    set(&obj, "status", e.status().into());
-    set(&obj, "code", e.code().into());
-    set(&obj, "message", e.to_string().into());
-    set(&obj, "body", e.body().into());
-    obj.into()
+#[wasm_bindgen]
+extern "C" {
+    /// The upstream, as the glue provides it: `{ call(method, path, body) → Promise<{status,
+    /// body}>, nonce() → string }`.
+    pub type Upstream;
+
+    #[wasm_bindgen(method, catch)]
+    fn call(this: &Upstream, method: &str, path: &str, body: Option<String>) -> Result<Promise, JsValue>;
+
+    #[wasm_bindgen(method)]
+    fn nonce(this: &Upstream) -> String;
 }
 
-/// The upstream, as the glue provides it: `{ call(method, path, body) → Promise<{status, body}>,
-/// nonce() → string }`.
-struct JsIo(JsValue);
+/// `io.call`'s answer.
+#[derive(Deserialize)]
+struct Answer {
+    status: u16,
+    #[serde(default)]
+    body: String,
+}
+
+struct JsIo(Upstream);
+
+fn js_message(e: &JsValue) -> String {
+    e.dyn_ref::<js_sys::Error>()
+        .map_or_else(|| format!("{e:?}"), |e| String::from(e.message()))
+}
 
 impl Io for JsIo {
-    async fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), String> {
-        let call: Function = get(&self.0, "call").ok_or("io.call is missing")?.into();
-        let body = body.map_or(JsValue::NULL, JsValue::from);
-        let promise: Promise = call
-            .call3(&self.0, &method.into(), &path.into(), &body)
-            .map_err(|e| format!("{e:?}"))?
-            .into();
-        let answer = JsFuture::from(promise).await.map_err(|e| {
-            e.dyn_ref::<js_sys::Error>()
-                .map_or_else(|| format!("{e:?}"), |e| String::from(e.message()))
-        })?;
-        let status = get(&answer, "status")
-            .and_then(|v| v.as_f64())
-            .ok_or("io.call gave no status")? as u16;
-        Ok((status, string(&answer, "body").unwrap_or_default()))
+    async fn call(&self, method: &str, path: &str, body: Option<String>) -> Result<(u16, String), EdgeError> {
+        let failed = |e: &JsValue| EdgeError::Upstream(js_message(e));
+        let promise = self.0.call(method, path, body).map_err(|e| failed(&e))?;
+        let answer = JsFuture::from(promise).await.map_err(|e| failed(&e))?;
+        let answer: Answer =
+            serde_wasm_bindgen::from_value(answer).map_err(|e| EdgeError::Upstream(format!("io.call answered {e}")))?;
+        Ok((answer.status, answer.body))
     }
 
     fn nonce(&self) -> String {
-        get(&self.0, "nonce")
-            .and_then(|f| Function::from(f).call0(&self.0).ok())
-            .and_then(|v| v.as_string())
-            .unwrap_or_default()
+        self.0.nonce()
     }
 }
 
@@ -79,43 +97,20 @@ impl EdgeCore {
         team_id: Option<String>,
         policy_json: String,
     ) -> Result<EdgeCore, JsValue> {
-        let policy = Policy::from_json(&policy_json).map_err(|e| to_js(&e))?;
+        let policy = Policy::from_json(&policy_json).map_err(|e| refusal(&e))?;
         let edge =
-            Edge::new(secret.as_bytes(), &token, &project_id, team_id.as_deref(), policy).map_err(|e| to_js(&e))?;
+            Edge::new(secret.as_bytes(), &token, &project_id, team_id.as_deref(), policy).map_err(|e| refusal(&e))?;
         Ok(Self { edge })
     }
 
     /// Handles a REST request `{ method, path, query, authorization, origin, ownOrigin, client,
     /// body, now }` with `io`; resolves to `{ status, headers: [[name, value]], body }`.
-    pub fn handle(&self, request: JsValue, io: JsValue) -> Promise {
+    pub fn handle(&self, request: JsValue, io: Upstream) -> Promise {
         let edge = self.edge.clone();
         future_to_promise(async move {
-            let s = |k| string(&request, k);
-            let (method, path, query, body, client) = (s("method"), s("path"), s("query"), s("body"), s("client"));
-            let (authorization, origin, own_origin) = (s("authorization"), s("origin"), s("ownOrigin"));
-            let now = get(&request, "now").and_then(|v| v.as_f64()).unwrap_or(0.0) as u64;
-            let req = EdgeRequest {
-                method: method.as_deref().unwrap_or("GET"),
-                path: path.as_deref().unwrap_or("/"),
-                query: query.as_deref().unwrap_or(""),
-                authorization: authorization.as_deref(),
-                origin: origin.as_deref(),
-                own_origin: own_origin.as_deref(),
-                client: client.as_deref().unwrap_or("unknown"),
-                body: body.as_deref().unwrap_or(""),
-                now,
-            };
-            let response = edge.handle(&req, &JsIo(io)).await;
-            let out = Object::new();
-            set(&out, "status", response.status.into());
-            let headers: Array = response
-                .headers
-                .into_iter()
-                .map(|(k, v)| JsValue::from(Array::of2(&k.into(), &v.into())))
-                .collect();
-            set(&out, "headers", headers.into());
-            set(&out, "body", response.body.into());
-            Ok(out.into())
+            let request: OwnedRequest = from_js(request, "request").map_err(|e| refusal(&e))?;
+            let response = edge.handle(&request.borrow(), &JsIo(io)).await;
+            Ok(to_js(&response))
         })
     }
 
@@ -127,54 +122,86 @@ impl EdgeCore {
         origin: Option<String>,
         own_origin: Option<String>,
     ) -> Result<JsValue, JsValue> {
-        let grant = self
-            .edge
+        self.edge
             .open_exec(path, origin.as_deref(), own_origin.as_deref())
-            .map_err(|e| to_js(&e))?;
-        let out = Object::new();
-        set(&out, "sandboxId", grant.sandbox_id.into());
-        set(&out, "upstreamPath", grant.upstream_path.into());
-        Ok(out.into())
+            .map(|grant| to_js(&grant))
+            .map_err(|e| refusal(&e))
     }
 
-    /// Checks the browser's `init` and resolves to the upstream `init` (with the real token);
-    /// rejects with the refusal (and destroys the sandbox of an expired capability).
+    /// Checks the browser's first exec message (its `init`) and resolves to the upstream `init`
+    /// (with the real token); rejects with how the session ends ([`Self::exec_message`]'s
+    /// shape), and destroys the sandbox of an expired capability.
     #[wasm_bindgen(js_name = execInit)]
-    pub fn exec_init(&self, grant: JsValue, message: String, origin: Option<String>, now: f64, io: JsValue) -> Promise {
+    pub fn exec_init(
+        &self,
+        grant: JsValue,
+        message: String,
+        origin: Option<String>,
+        now: f64,
+        io: Upstream,
+    ) -> Promise {
         let edge = self.edge.clone();
         future_to_promise(async move {
-            let grant = ExecGrant {
-                sandbox_id: string(&grant, "sandboxId").unwrap_or_default(),
-                upstream_path: string(&grant, "upstreamPath").unwrap_or_default(),
-            };
+            let end = |e: &EdgeError| to_js(&SessionEnd::refusal(e));
+            let grant: ExecGrant = from_js(grant, "grant").map_err(|e| end(&e))?;
             edge.exec_init_or_reap(&grant, &message, origin.as_deref(), now as u64, &JsIo(io))
                 .await
                 .map(JsValue::from)
-                .map_err(|e| to_js(&e))
+                .map_err(|e| end(&e))
         })
     }
 
-    /// Throws `FRAME_TOO_LARGE` for an exec message over the policy's size.
-    #[wasm_bindgen(js_name = checkFrame)]
-    pub fn check_frame(&self, size: usize) -> Result<(), JsValue> {
-        self.edge.check_frame(size).map_err(|e| to_js(&e))
+    /// Checks a browser exec message of `size` bytes: `undefined` to relay it, or how the
+    /// session ends, `{ frame?, code, reason }`: send `frame` (an exec `error` frame) to the
+    /// browser, then close both sockets with `code` and `reason`.
+    #[wasm_bindgen(js_name = execMessage)]
+    pub fn exec_message(&self, size: usize) -> JsValue {
+        match self.edge.relay_from_browser(size) {
+            Ok(()) => JsValue::UNDEFINED,
+            Err(end) => to_js(&end),
+        }
+    }
+
+    /// How the session ends when upstream could not be opened (it answered `status`).
+    #[wasm_bindgen(js_name = execUpstreamFailed)]
+    pub fn exec_upstream_failed(&self, status: u16) -> JsValue {
+        let e = EdgeError::Upstream(format!("the upstream exec answered {status}"));
+        to_js(&SessionEnd::refusal(&e))
+    }
+
+    /// How the session ends when one side closed with `code` and `reason`.
+    #[wasm_bindgen(js_name = execClosed)]
+    pub fn exec_closed(&self, code: Option<u16>, reason: String) -> JsValue {
+        to_js(&SessionEnd::closed(code, &reason))
+    }
+
+    /// How the session ends when a socket failed (`which`: `client` or `upstream`).
+    #[wasm_bindgen(js_name = execLost)]
+    pub fn exec_lost(&self, which: &str) -> JsValue {
+        to_js(&SessionEnd::lost(which))
+    }
+
+    /// How the session ends when it was idle for [`Self::exec_idle_timeout_ms`].
+    #[wasm_bindgen(js_name = execIdle)]
+    pub fn exec_idle(&self) -> JsValue {
+        to_js(&SessionEnd::idle())
     }
 
     /// The exec idle timeout, in milliseconds.
     #[wasm_bindgen(getter, js_name = execIdleTimeoutMs)]
     pub fn exec_idle_timeout_ms(&self) -> f64 {
-        self.edge.policy().exec.idle_timeout_seconds as f64 * 1000.0
+        self.edge.exec_idle_timeout().as_millis() as f64
     }
 
     /// Deletes expired sandboxes (the `scheduled` handler); resolves to how many live ones are
     /// left.
-    pub fn sweep(&self, now: f64, io: JsValue) -> Promise {
+    pub fn sweep(&self, now: f64, io: Upstream) -> Promise {
         let edge = self.edge.clone();
         future_to_promise(async move {
             edge.sweep(now as u64, &JsIo(io))
                 .await
                 .map(|n| JsValue::from(n as f64))
-                .map_err(|e| to_js(&e))
+                .map_err(|e| refusal(&e))
         })
     }
 }

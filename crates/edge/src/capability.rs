@@ -8,8 +8,7 @@
 //!
 //! Nothing else is stored anywhere: rotating the secret invalidates every capability at once.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
+use flankbox_protocol::base64::{decode_url, encode_url};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -164,14 +163,18 @@ pub fn derive(secret: &[u8], purpose: &str, data: &str) -> Vec<u8> {
 impl Capability {
     /// Signs the capability with `secret`.
     pub fn mint(&self, secret: &[u8]) -> String {
-        let origin = self.origin.as_deref().map(|o| B64.encode(o)).unwrap_or_default();
+        let origin = self
+            .origin
+            .as_deref()
+            .map(|o| encode_url(o.as_bytes()))
+            .unwrap_or_default();
         let body = format!(
             "{PREFIX}.{}.{}.{}.{origin}",
             self.sandbox_id,
             self.ops.encode(),
             self.expires_at
         );
-        let tag = B64.encode(mac(secret, &body).finalize().into_bytes());
+        let tag = encode_url(&mac(secret, &body).finalize().into_bytes());
         format!("{body}.{tag}")
     }
 
@@ -180,7 +183,7 @@ impl Capability {
     pub fn open(secret: &[u8], token: &str) -> Result<Self, EdgeError> {
         let invalid = || EdgeError::InvalidCapability;
         let (body, tag) = token.rsplit_once('.').ok_or_else(invalid)?;
-        let tag = B64.decode(tag).map_err(|_| invalid())?;
+        let tag = decode_url(tag).ok_or_else(invalid)?;
         mac(secret, body).verify_slice(&tag).map_err(|_| invalid())?;
         // Authentic from here on: only this proxy could have written it.
         let mut parts = body.split('.');
@@ -196,7 +199,7 @@ impl Capability {
         };
         let origin = match origin {
             "" => None,
-            o => Some(String::from_utf8(B64.decode(o).map_err(|_| invalid())?).map_err(|_| invalid())?),
+            o => Some(String::from_utf8(decode_url(o).ok_or_else(invalid)?).map_err(|_| invalid())?),
         };
         Ok(Self {
             sandbox_id: sandbox.to_string(),

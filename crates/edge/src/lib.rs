@@ -21,4 +21,4 @@ pub mod proxy;
 pub use capability::{Capability, Op, Ops};
 pub use error::EdgeError;
 pub use policy::Policy;
-pub use proxy::{Edge, EdgeRequest, EdgeResponse, ExecGrant, Io, Route};
+pub use proxy::{Edge, EdgeRequest, EdgeResponse, ExecGrant, Io, OwnedRequest, Route, SessionEnd};

@@ -234,6 +234,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         edge_secret,
         edge_policy,
     };
+    // The proxy is built first: a bad secret or policy stops the host before it boots anything.
+    let edge = flankbox_edge::Edge::new(
+        &config.edge_secret,
+        &config.token,
+        &config.playground_project,
+        None,
+        config.edge_policy.clone(),
+    )
+    .map_err(|e| e.to_string())?;
     let host = open_host(config).await.map_err(|e| e.to_string())?;
     if args.unisolated {
         tracing::warn!(
@@ -248,7 +257,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if generated {
         println!("API token (generated; set FLANKBOX_TOKEN to choose one): {token}");
     }
-    let app = flankbox_host::app(host.clone());
+    let app = flankbox_host::app(host.clone(), edge);
     // Exec frames are small and interactive: no Nagle delay.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);

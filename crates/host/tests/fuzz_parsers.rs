@@ -292,7 +292,9 @@ fn exec_contexts() {
                 prop_assert!(argv.first().is_some_and(|a| !a.is_empty()));
                 prop_assert!(argv.iter().all(|a| !a.contains('\0')));
             }
-            if let Ok((uid, gid, home, _)) = fuzz_support::exec_identity(user.as_ref(), group.as_ref()) {
+            if let Ok(fuzz_support::Identity { uid, gid, home, .. }) =
+                fuzz_support::exec_identity(user.as_ref(), group.as_ref())
+            {
                 prop_assert!(uid < 65536 && gid < 65536);
                 prop_assert!(home.starts_with('/'));
             }

@@ -122,6 +122,28 @@ async fn a_public_http_port_serves_the_sandbox_page_and_websockets_by_its_name()
     assert!(seen.contains(&format!("host: {dns}")), "{seen}");
     assert!(seen.contains("x-forwarded-proto: http"), "{seen}");
 
+    // Browser connections come and go; the proxy's connection into the sandbox is kept for the
+    // next request (one dial through the agent, not one per request).
+    let peer = |client: reqwest::Client| {
+        let url = format!("http://{dns}/peer");
+        async move { client.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let fresh = || {
+        let (name, port) = dns.rsplit_once(':').unwrap();
+        reqwest::Client::builder()
+            .resolve(name, SocketAddr::from(([127, 0, 0, 1], port.parse().unwrap())))
+            .pool_max_idle_per_host(0)
+            .build()
+            .unwrap()
+    };
+    let first = peer(fresh()).await;
+    assert!(first.starts_with("127.0.0.1:"), "{first}");
+    assert_eq!(
+        peer(fresh()).await,
+        first,
+        "the second request came on the kept connection"
+    );
+
     // The API itself is untouched on its own address.
     let (code, _) = host.call("GET", &format!("/v1/projects/p/services/{id}"), None).await;
     assert_eq!(code, 200);

@@ -18,9 +18,9 @@ pub fn exec_path(team_id: Option<&str>, project_id: &str, service_id: &str) -> S
     }
 }
 
-/// The interactive login shell run when an exec names no command: bash if the image has it,
-/// else sh.
-pub fn interactive_shell_argv() -> Vec<String> {
+/// The argv of an exec without a command: an interactive login shell, bash if the image has
+/// it, else sh.
+pub fn login_shell_argv() -> Vec<String> {
     vec![
         "/bin/sh".into(),
         "-c".into(),
@@ -49,13 +49,13 @@ pub enum ArgvError {
 }
 
 /// The argv of an exec (contract §3.6):
-/// - no command: [`interactive_shell_argv`];
+/// - no command: [`login_shell_argv`];
 /// - `shell` `none` or absent: an argv array as is, a string split like a shell would;
 /// - any other shell: its words, then the command as one argument (`bash -c "<cmd>"`).
 pub fn command_argv(command: Option<&Command>, shell: Option<&str>) -> Result<Vec<String>, ArgvError> {
     let shell = shell.map(str::trim).filter(|s| !s.is_empty() && *s != "none");
     let argv = match (command, shell) {
-        (None, _) => interactive_shell_argv(),
+        (None, _) => login_shell_argv(),
         (Some(Command::Argv(a)), None) => a.clone(),
         (Some(Command::Line(l)), None) => shlex::split(l).ok_or_else(|| ArgvError::UnbalancedCommand(l.clone()))?,
         (Some(command), Some(shell)) => {
@@ -310,7 +310,7 @@ mod tests {
             command_argv(Some(&argv), Some("sh -c")).unwrap(),
             ["sh", "-c", "echo 'a b'"]
         );
-        assert_eq!(command_argv(None, Some("bash -c")).unwrap(), interactive_shell_argv());
+        assert_eq!(command_argv(None, Some("bash -c")).unwrap(), login_shell_argv());
         assert_eq!(command_argv(Some(&Command::Argv(vec![])), None), Err(ArgvError::Empty));
         assert_eq!(
             command_argv(Some(&Command::Line("'open".into())), None),

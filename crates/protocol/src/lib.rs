@@ -6,19 +6,25 @@
 //!
 //! The crate does no I/O. Its parts:
 //! - [`envelope`]: the `{data, pagination}` success envelope and the `{error}` body;
+//! - [`auth`]: the bearer token of a request;
+//! - [`base64`]: base64 as exec payloads and capabilities use it;
 //! - [`service`]: deployment services, their status, scaling and ports;
 //! - [`volume`]: volumes and attachments;
 //! - [`exec`]: the command-exec WebSocket frames;
 //! - [`detached`]: processes that outlive their connection, over exec alone;
 //! - [`logs`]: log tail frames and log lines;
+//! - [`lifetime`]: a sandbox's expiry tag;
 //! - [`plans`]: deployment plan ids and sizes;
 //! - [`names`]: name rules and the id derived from a name;
 //! - [`validate`]: request checks with errors that name the field;
 //! - [`text`]: output bytes as valid UTF-8 text.
 
+pub mod auth;
+pub mod base64;
 pub mod detached;
 pub mod envelope;
 pub mod exec;
+pub mod lifetime;
 pub mod logs;
 pub mod names;
 pub mod plans;

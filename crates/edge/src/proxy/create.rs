@@ -3,12 +3,14 @@
 
 use flankbox_protocol::service::{CreateDeployment, PortSpec};
 use flankbox_protocol::validate::requested_gpu;
+use flankbox_protocol::Envelope;
 
 use crate::capability::Capability;
 use crate::error::EdgeError;
 
 use super::quota::CreateTicket;
-use super::{base36, parse_sandbox_name, upstream_error, Edge, EdgeRequest, Io, EDGE_TAG, EXPIRES_TAG};
+use super::{base36, parse_sandbox_name, Edge, EdgeRequest, Io, EDGE_TAG};
+use flankbox_protocol::lifetime::{expiry_of, expiry_tag};
 
 impl Edge {
     fn check_port_list(&self, ports: &[PortSpec]) -> Result<(), EdgeError> {
@@ -112,16 +114,14 @@ impl Edge {
         // policy's.
         let latest = req.now + p.max_ttl_seconds;
         let tags = create.tags.take().unwrap_or_default();
-        let asked = tags
-            .iter()
-            .find_map(|t| t.strip_prefix(EXPIRES_TAG)?.parse::<u64>().ok());
+        let asked = expiry_of(tags.iter().map(String::as_str));
         let expires = asked.map_or(latest, |a| a.min(latest));
         if expires <= req.now {
             return Err(EdgeError::BadRequest("the requested lifetime has already ended".into()));
         }
         let mut tags: Vec<String> = tags.into_iter().filter(|t| !t.starts_with("flankbox-")).collect();
         tags.push(EDGE_TAG.into());
-        tags.push(format!("{EXPIRES_TAG}{expires}"));
+        tags.push(expiry_tag(expires));
         create.tags = Some(tags);
         create.name = format!("fbx-{owner}-{}-{nonce}", base36(expires));
         Ok((create, expires))
@@ -137,19 +137,21 @@ impl Edge {
         }
         let body = serde_json::to_string(&create).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
         let path = format!("{}/services/deployment", self.project_path());
-        let (status, answer) = io.call("POST", &path, Some(body)).await.map_err(upstream_error)?;
+        let (status, answer) = io.call("POST", &path, Some(body)).await?;
         // From here the sandbox shows in listings, and counts there.
         drop(ticket);
         if status != 200 {
             return Ok((status, answer));
         }
-        let mut answer: serde_json::Value = serde_json::from_str(&answer).map_err(|e| upstream_error(e.to_string()))?;
-        if !answer["data"].is_object() {
-            return Err(upstream_error(format!(
-                "a create answered without a data object: {answer}"
-            )));
-        }
-        let id = answer["data"]["id"].as_str().unwrap_or(&create.name).to_string();
+        // The service as upstream answered it, passed on whole: only two fields are added.
+        let mut answer: Envelope<serde_json::Map<String, serde_json::Value>> = serde_json::from_str(&answer)
+            .map_err(|e| EdgeError::Upstream(format!("a create answered without a data object: {e}")))?;
+        let id = answer
+            .data
+            .get("id")
+            .and_then(|id| id.as_str())
+            .unwrap_or(&create.name)
+            .to_string();
         // Creates racing in other processes (other Worker isolates) may all pass the count
         // above, and the proxy keeps no shared state to lock. So count again: a create that sees
         // more than the limit, its own included, undoes itself. The last of a race always sees
@@ -172,8 +174,9 @@ impl Edge {
             expires_at: expires,
             origin,
         };
-        answer["data"]["capability"] = cap.mint(&self.secret).into();
-        answer["data"]["expiresAt"] = expires.into();
-        Ok((200, answer.to_string()))
+        answer.data.insert("capability".into(), cap.mint(&self.secret).into());
+        answer.data.insert("expiresAt".into(), expires.into());
+        let answer = serde_json::to_string(&answer).map_err(|e| EdgeError::Upstream(e.to_string()))?;
+        Ok((200, answer))
     }
 }

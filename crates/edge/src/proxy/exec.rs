@@ -1,6 +1,6 @@
 //! Exec: the WebSocket upgrade and the `init` message.
 
-use flankbox_protocol::exec::{ClientFrame, IdOrName, InitAuth, InitRequest};
+use flankbox_protocol::exec::{exec_path, ClientFrame, IdOrName, InitAuth, InitRequest};
 
 use crate::capability::{Capability, Op};
 use crate::error::EdgeError;
@@ -8,7 +8,8 @@ use crate::error::EdgeError;
 use super::{Edge, Io, Route};
 
 /// An exec session allowed so far: the sandbox and the upstream WebSocket path.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ExecGrant {
     /// The sandbox.
     pub sandbox_id: String,
@@ -28,13 +29,7 @@ impl Edge {
         self.check_origin(origin, own_origin)?;
         match Self::route("GET", path)? {
             Route::Exec { id } => Ok(ExecGrant {
-                upstream_path: match &self.team_id {
-                    Some(team) => format!(
-                        "/v1/command-exec/teams/{team}/projects/{}/services/{id}",
-                        self.project_id
-                    ),
-                    None => format!("/v1/command-exec/projects/{}/services/{id}", self.project_id),
-                },
+                upstream_path: exec_path(self.team_id.as_deref(), &self.project_id, &id),
                 sandbox_id: id,
             }),
             _ => Err(EdgeError::NotFound(format!("exec route {path}"))),

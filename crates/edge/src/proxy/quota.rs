@@ -3,9 +3,14 @@
 
 use std::sync::Mutex;
 
+use flankbox_protocol::service::ServiceList;
+use flankbox_protocol::volume::Volume;
+use flankbox_protocol::{Envelope, Pagination};
+use serde::de::DeserializeOwned;
+
 use crate::error::EdgeError;
 
-use super::{parse_sandbox_name, upstream_error, Edge, Io};
+use super::{parse_sandbox_name, Edge, Io};
 
 /// Services listed per page while counting a client's sandboxes.
 const LIST_PAGE: u32 = 100;
@@ -67,49 +72,49 @@ pub(super) fn owned_by(names: &[String], owner: &str) -> usize {
 }
 
 impl Edge {
-    /// Every item of a paginated list (`services` or `volumes`), up to `LIST_PAGES` pages.
-    pub(super) async fn list_all(&self, kind: &str, io: &impl Io) -> Result<Vec<serde_json::Value>, EdgeError> {
-        let mut items = Vec::new();
+    /// Every item of a paginated list (`services` or `volumes`), up to `LIST_PAGES` pages, each
+    /// page read as `Envelope<P>` and its items taken out by `items`.
+    async fn list_all<P: DeserializeOwned, T>(
+        &self,
+        kind: &str,
+        items: impl Fn(P) -> Vec<T>,
+        io: &impl Io,
+    ) -> Result<Vec<T>, EdgeError> {
+        let mut all = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..LIST_PAGES {
             let mut path = format!("{}/{kind}?per_page={LIST_PAGE}", self.project_path());
             if let Some(c) = &cursor {
                 path.push_str(&format!("&cursor={c}"));
             }
-            let (status, body) = io.call("GET", &path, None).await.map_err(upstream_error)?;
+            let (status, body) = io.call("GET", &path, None).await?;
             if status != 200 {
                 return Err(EdgeError::Upstream(format!("listing {kind} answered {status}: {body}")));
             }
-            let mut page: serde_json::Value = serde_json::from_str(&body).map_err(|e| upstream_error(e.to_string()))?;
-            // Services come as `data.services`; volumes as a bare array in `data`. (`get_mut`,
-            // not indexing, which would panic on an answer of another shape.)
-            let data = page.get_mut("data").map(serde_json::Value::take).unwrap_or_default();
-            let list = match data {
-                serde_json::Value::Object(mut o) => o.remove(kind).unwrap_or_default(),
-                other => other,
+            let page: Envelope<P> = serde_json::from_str(&body)
+                .map_err(|e| EdgeError::Upstream(format!("listing {kind} answered an unreadable page: {e}")))?;
+            all.extend(items(page.data));
+            cursor = match page.pagination {
+                Some(Pagination {
+                    has_next_page: true,
+                    cursor: Some(next),
+                    ..
+                }) => Some(next),
+                _ => break,
             };
-            if let serde_json::Value::Array(list) = list {
-                items.extend(list);
-            }
-            cursor = page["pagination"]["cursor"].as_str().map(str::to_string);
-            if cursor.is_none() || page["pagination"]["hasNextPage"] == false {
-                break;
-            }
         }
-        Ok(items)
+        Ok(all)
     }
 
     /// Reads every sandbox the proxy made; deletes the expired ones. Resolves to the live ones'
     /// names.
     pub(super) async fn live_sandboxes(&self, now: u64, io: &impl Io) -> Result<Vec<String>, EdgeError> {
         let mut live = Vec::new();
-        for service in self.list_all("services", io).await? {
-            let (Some(id), Some(name)) = (service["id"].as_str(), service["name"].as_str()) else {
-                continue;
-            };
-            match parse_sandbox_name(name) {
-                Some((_, expires)) if expires <= now => self.destroy(id, io).await,
-                Some(_) => live.push(name.to_string()),
+        let services = self.list_all("services", |list: ServiceList| list.services, io).await?;
+        for service in services {
+            match parse_sandbox_name(&service.name) {
+                Some((_, expires)) if expires <= now => self.destroy(&service.id, io).await,
+                Some(_) => live.push(service.name),
                 None => {}
             }
         }
@@ -119,5 +124,10 @@ impl Edge {
     /// How many live sandboxes `client` holds.
     pub(super) async fn sandboxes_of(&self, client: &str, now: u64, io: &impl Io) -> Result<usize, EdgeError> {
         Ok(owned_by(&self.live_sandboxes(now, io).await?, &self.owner(client)))
+    }
+
+    /// Every volume (a bare array in `data`).
+    pub(super) async fn list_volumes(&self, io: &impl Io) -> Result<Vec<Volume>, EdgeError> {
+        self.list_all("volumes", |list: Vec<Volume>| list, io).await
     }
 }

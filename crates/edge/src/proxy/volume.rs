@@ -1,31 +1,27 @@
 //! Volumes: made for a sandbox to come, counted per client like sandboxes.
 
+use flankbox_protocol::lifetime::expiry_tag;
 use flankbox_protocol::volume::CreateVolume;
+use flankbox_protocol::Envelope;
 
 use crate::error::EdgeError;
 
 use super::quota::{owned_by, CreateTicket};
-use super::{
-    base36, parse_sandbox_name, upstream_error, Edge, EdgeRequest, Io, EDGE_TAG, EXPIRES_TAG, VOLUME_GRACE_SECONDS,
-};
+use super::{base36, parse_sandbox_name, Edge, EdgeRequest, Io, EDGE_TAG, VOLUME_GRACE_SECONDS};
 
 impl Edge {
     /// Reads every volume the proxy made; deletes the expired ones no sandbox uses. Resolves to
     /// the others' names.
     pub(super) async fn live_volumes(&self, now: u64, io: &impl Io) -> Result<Vec<String>, EdgeError> {
         let mut live = Vec::new();
-        for volume in self.list_all("volumes", io).await? {
-            let (Some(id), Some(name)) = (volume["id"].as_str(), volume["name"].as_str()) else {
-                continue;
-            };
-            let attached = volume["attachedObjects"].as_array().is_some_and(|a| !a.is_empty());
-            match parse_sandbox_name(name) {
-                Some((_, expires)) if expires <= now && !attached => {
-                    let path = format!("{}/volumes/{id}", self.project_path());
+        for volume in self.list_volumes(io).await? {
+            match parse_sandbox_name(&volume.name) {
+                Some((_, expires)) if expires <= now && volume.attached_objects.is_empty() => {
+                    let path = format!("{}/volumes/{}", self.project_path(), volume.id);
                     // Best effort, like a sandbox's destroy: the next sweep tries again.
                     let _ = io.call("DELETE", &path, None).await;
                 }
-                Some(_) => live.push(name.to_string()),
+                Some(_) => live.push(volume.name),
                 None => {}
             }
         }
@@ -77,23 +73,29 @@ impl Edge {
             .filter(|t| !t.starts_with("flankbox-"))
             .collect();
         tags.push(EDGE_TAG.into());
-        tags.push(format!("{EXPIRES_TAG}{expires}"));
+        tags.push(expiry_tag(expires));
         volume.tags = Some(tags);
         let body = serde_json::to_string(&volume).map_err(|e| EdgeError::BadRequest(e.to_string()))?;
         let path = format!("{}/volumes", self.project_path());
-        let (status, answer) = io.call("POST", &path, Some(body)).await.map_err(upstream_error)?;
+        let (status, answer) = io.call("POST", &path, Some(body)).await?;
         drop(ticket);
         if status != 200 {
             return Ok((status, answer));
         }
         let after = self.live_volumes(req.now, io).await.map(mine);
         if !matches!(after, Ok(n) if n <= limit as usize) {
-            let made: serde_json::Value = serde_json::from_str(&answer).unwrap_or_default();
-            let id = made["data"]["id"].as_str().unwrap_or(&volume.name);
+            let made = serde_json::from_str::<Envelope<NfId>>(&answer).ok();
+            let id = made.as_ref().map_or(&volume.name, |made| &made.data.id);
             let _ = io.call("DELETE", &format!("{path}/{id}"), None).await;
             after?;
             return Err(EdgeError::TooManyVolumes(limit));
         }
         Ok((status, answer))
     }
+}
+
+/// The id of what a create made.
+#[derive(serde::Deserialize)]
+struct NfId {
+    id: String,
 }

@@ -26,8 +26,48 @@ use subtle::ConstantTimeEq;
 use crate::error::Error;
 use crate::host::{Host, Scope};
 
-/// Builds the application: every route, with its layers, over `host`.
-pub fn app(host: Arc<Host>) -> Router {
+/// Builds the application: every route, with its layers, over `host`, and the edge proxy
+/// `edge` at `/edge`.
+pub fn app(host: Arc<Host>, edge: flankbox_edge::Edge) -> Router {
+    let api = api_routes(&host);
+    // What the edge proxy calls: the API as a client would see it, refusals included.
+    let upstream = api
+        .clone()
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(meta::panic_response))
+        .with_state(host.clone());
+    let edge = edge::EdgeMount::new(host.clone(), edge, upstream);
+    let router = api.route("/playground/config.json", get(playground::config));
+    let router = match &host.config.www {
+        // The playground's files; paths no route takes fall through to them.
+        Some(dir) => router.fallback_service(static_files::serve(dir)),
+        None => router.route("/", get(meta::index)).fallback(meta::not_found),
+    };
+    let router = router
+        .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(cors())
+        // The edge proxy answers CORS itself, by its policy (so it is added after that layer):
+        // capabilities instead of the token, for pages.
+        .route(
+            &format!("{}/{{*rest}}", edge::MOUNT),
+            axum::routing::any(edge::handle).with_state(edge),
+        )
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(meta::panic_response))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state::<()>(host.clone());
+    // Outermost, so that every path of a port's name goes to its sandbox.
+    Router::new()
+        .fallback_service(router)
+        .layer(middleware::from_fn_with_state(
+            ports::PortProxy::new(host),
+            ports::proxy,
+        ))
+}
+
+/// The Northflank API: REST (behind the token), the exec and log WebSockets. The edge proxy
+/// calls these in-process.
+fn api_routes(host: &Arc<Host>) -> Router<Arc<Host>> {
     let project = Router::new()
         .route("/services/deployment", post(services::create))
         .route("/services", get(services::list))
@@ -54,7 +94,7 @@ pub fn app(host: Arc<Host>) -> Router {
         .route("/v1/plans", get(meta::plans))
         .route("/v1/regions", get(meta::regions))
         .route_layer(middleware::from_fn_with_state(host.clone(), require_token));
-    let router = Router::new()
+    Router::new()
         .merge(rest)
         .route(
             "/v1/command-exec/projects/{project_id}/{entity}/{entity_id}",
@@ -70,25 +110,6 @@ pub fn app(host: Arc<Host>) -> Router {
             "/v1/teams/{team_id}/projects/{project_id}/services/{service_id}/logs",
             get(logs::logs),
         )
-        .route("/playground/config.json", get(playground::config));
-    let router = match &host.config.www {
-        // The playground's files; paths no route takes fall through to them.
-        Some(dir) => router.fallback_service(static_files::serve(dir)),
-        None => router.route("/", get(meta::index)).fallback(meta::not_found),
-    };
-    let router = router
-        .method_not_allowed_fallback(meta::method_not_allowed)
-        .layer(cors())
-        // The edge proxy answers CORS itself, by its policy (so it is added after that layer):
-        // capabilities instead of the token, for pages.
-        .route(&format!("{}/{{*rest}}", edge::MOUNT), axum::routing::any(edge::handle))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(meta::panic_response))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state::<()>(host.clone());
-    // Outermost, so that every path of a port's name goes to its sandbox.
-    Router::new()
-        .fallback_service(router)
-        .layer(middleware::from_fn_with_state(host, ports::proxy))
 }
 
 /// Browsers may call the API (`/v1/…`) from any origin: it is guarded by a bearer token, never
@@ -116,8 +137,8 @@ pub(crate) fn bearer_matches(host: &Host, headers: &axum::http::HeaderMap) -> bo
     headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .is_some_and(|t| token_matches(host, t.trim()))
+        .and_then(flankbox_protocol::auth::bearer_token)
+        .is_some_and(|t| token_matches(host, t))
 }
 
 async fn require_token(State(host): State<Arc<Host>>, request: Request, next: Next) -> Response {
@@ -132,6 +153,14 @@ async fn require_token(State(host): State<Arc<Host>>, request: Request, next: Ne
 pub(crate) fn json_message<T: Serialize>(frame: &T) -> axum::extract::ws::Message {
     // Serialising our own frame types cannot fail.
     axum::extract::ws::Message::Text(serde_json::to_string(frame).unwrap_or_default().into())
+}
+
+/// Whether a `Host` header names this machine.
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let name = host_name(host).trim_end_matches('.').to_ascii_lowercase();
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The name of a `Host` header: without its port, and without the brackets of an IPv6 address.
@@ -262,6 +291,7 @@ pub mod fuzz_support {
     use axum::response::Response;
     use flankbox_protocol::exec::{ExecContext, IdOrName};
 
+    pub use super::exec::{Identity, SetupError};
     use super::{Body, Nf};
     use crate::host::PageQuery;
 
@@ -325,21 +355,18 @@ pub mod fuzz_support {
     }
 
     /// The argv an exec context runs.
-    pub fn exec_argv(ctx: &ExecContext) -> Result<Vec<String>, String> {
+    pub fn exec_argv(ctx: &ExecContext) -> Result<Vec<String>, SetupError> {
         super::exec::command_argv(ctx)
     }
 
-    /// The uid, gid, home and name an exec runs as.
-    pub fn exec_identity(
-        user: Option<&IdOrName>,
-        group: Option<&IdOrName>,
-    ) -> Result<(u32, u32, String, String), String> {
+    /// Who an exec runs as.
+    pub fn exec_identity(user: Option<&IdOrName>, group: Option<&IdOrName>) -> Result<Identity, SetupError> {
         super::exec::identity(user, group)
     }
 
     /// Whether an exec payload decodes.
     pub fn exec_payload(data: &str, base64: bool) -> bool {
-        super::exec::decode_payload(data, base64).is_ok()
+        super::exec::decode_payload(data, base64).is_some()
     }
 
     /// The name of a `Host` header.

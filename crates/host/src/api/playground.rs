@@ -18,6 +18,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use flankbox_protocol::{ApiError, ErrorBody};
 
+use super::is_loopback_host;
 use crate::host::Host;
 
 /// How long a playground sandbox may live before the host's reaper deletes it.
@@ -33,14 +34,6 @@ fn refuse(message: &str) -> Response {
         },
     };
     (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
-}
-
-/// Whether a `Host` header names this machine.
-pub(super) fn is_loopback_host(host: &str) -> bool {
-    let name = super::host_name(host).trim_end_matches('.').to_ascii_lowercase();
-    name == "localhost"
-        || name.ends_with(".localhost")
-        || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 pub(super) async fn config(State(host): State<Arc<Host>>, headers: HeaderMap) -> Response {

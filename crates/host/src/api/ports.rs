@@ -9,8 +9,9 @@
 //! `HTTP/2` ports) are proxied. Idle HTTP/1.1 connections are kept for the next request to the
 //! same port of the same sandbox.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -18,8 +19,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use flankbox_protocol::service::PortProtocol;
-use hyper::client::conn::http1;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use crate::host::{Host, PortRefusal};
 use crate::runtime::sandbox::Sandbox;
@@ -63,7 +64,7 @@ pub(crate) fn parse_host(host: &str) -> Option<PortAddress<'_>> {
 }
 
 /// Outermost middleware: a request for a port's name is proxied, any other goes to the API.
-pub(crate) async fn proxy(State(host): State<Arc<Host>>, request: Request, next: Next) -> Response {
+pub(crate) async fn proxy(State(proxy): State<Arc<PortProxy>>, request: Request, next: Next) -> Response {
     let host_header = request
         .headers()
         .get(header::HOST)
@@ -72,7 +73,7 @@ pub(crate) async fn proxy(State(host): State<Arc<Host>>, request: Request, next:
         .unwrap_or("")
         .to_ascii_lowercase();
     match parse_host(&host_header) {
-        Some(address) => forward(&host, &address, &host_header, request)
+        Some(address) => forward(&proxy, &address, &host_header, request)
             .await
             .unwrap_or_else(|refusal| page(&refusal)),
         None => next.run(request).await,
@@ -142,118 +143,130 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// Idle HTTP/1.1 connections into sandboxes, kept for the next request to the same port, so
-/// that a kept-alive browser does not pay for a dial through the agent on every request.
-struct Pool(Mutex<PoolState>);
-
-struct PoolState {
-    idle: Vec<Idle>,
-    /// Whether a task is closing old connections; it runs while any are kept.
-    purging: bool,
+/// The proxy of ports: the host, and a pooling HTTP/1.1 client into sandboxes.
+pub(crate) struct PortProxy {
+    host: Arc<Host>,
+    /// Idle connections are kept for the next request to the same port of the same sandbox,
+    /// so that a kept-alive browser does not pay for a dial through the agent on every request.
+    client: Client<AgentConnector, Body>,
+    sandboxes: Sandboxes,
 }
 
-struct Idle {
-    sandbox: Weak<Sandbox>,
-    port: u16,
-    sender: http1::SendRequest<Body>,
-    since: Instant,
-}
-
-/// Idle connections kept at most, over all sandboxes.
-const POOL_MAX: usize = 64;
-/// How long an idle connection is kept.
+/// Idle connections kept at most per port of a sandbox.
+const POOL_MAX_PER_PORT: usize = 16;
+/// How long an idle connection is kept: it holds a socket in the sandbox (and a
+/// single-threaded server's attention).
 const POOL_IDLE: Duration = Duration::from_secs(30);
 
-static POOL: Pool = Pool(Mutex::new(PoolState {
-    idle: Vec::new(),
-    purging: false,
-}));
+impl PortProxy {
+    pub(crate) fn new(host: Arc<Host>) -> Arc<Self> {
+        let sandboxes = Sandboxes::default();
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_max_idle_per_host(POOL_MAX_PER_PORT)
+            .build(AgentConnector(sandboxes.clone()));
+        Arc::new(Self {
+            host,
+            client,
+            sandboxes,
+        })
+    }
+}
 
-impl Pool {
-    fn state(&self) -> std::sync::MutexGuard<'_, PoolState> {
+/// The sandboxes requests went to, by serial, for the connector to dial into. A pool key is
+/// `s{serial}-p{port}`: connections into a sandbox that is gone are never handed out for its
+/// successor's requests.
+#[derive(Clone, Default)]
+struct Sandboxes(Arc<Mutex<HashMap<u64, Weak<Sandbox>>>>);
+
+impl Sandboxes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Weak<Sandbox>>> {
         self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// A ready connection to `port` of this very sandbox (not one that had its pid before).
-    fn take(&self, sandbox: &Arc<Sandbox>, port: u16) -> Option<http1::SendRequest<Body>> {
-        let mut state = self.state();
-        state.purge();
-        let at = state.idle.iter().position(|e| {
-            e.port == port && std::ptr::eq(e.sandbox.as_ptr(), Arc::as_ptr(sandbox)) && e.sender.is_ready()
-        })?;
-        Some(state.idle.swap_remove(at).sender)
-    }
-
-    /// Keeps `sender` once its response has been read to the end, if the server keeps it open.
-    fn give_back(&'static self, sandbox: &Arc<Sandbox>, port: u16, mut sender: http1::SendRequest<Body>) {
-        let sandbox = Arc::downgrade(sandbox);
-        tokio::spawn(async move {
-            if sender.ready().await.is_err() {
-                return;
-            }
-            let mut state = self.state();
-            if state.idle.len() >= POOL_MAX {
-                return;
-            }
-            state.idle.push(Idle {
-                sandbox,
-                port,
-                sender,
-                since: Instant::now(),
-            });
-            if !std::mem::replace(&mut state.purging, true) {
-                tokio::spawn(self.purge_while_kept());
-            }
-        });
-    }
-
-    /// An idle connection holds a socket in the sandbox (and a single-threaded server's
-    /// attention): one task closes those too old, even if no request comes to purge them, and
-    /// ends when none are left.
-    async fn purge_while_kept(&'static self) {
-        loop {
-            tokio::time::sleep(POOL_IDLE / 3).await;
-            let mut state = self.state();
-            state.purge();
-            if state.idle.is_empty() {
-                state.purging = false;
-                return;
-            }
+    /// The pool key of `port` of `sandbox`, remembering the sandbox for the connector.
+    fn authority(&self, sandbox: &Arc<Sandbox>, port: u16) -> String {
+        let mut known = self.lock();
+        if !known.contains_key(&sandbox.serial()) {
+            known.retain(|_, s| s.strong_count() > 0);
+            known.insert(sandbox.serial(), Arc::downgrade(sandbox));
         }
+        format!("s{}-p{port}", sandbox.serial())
+    }
+
+    fn find(&self, authority: &str) -> Option<(Arc<Sandbox>, u16)> {
+        let (serial, port) = authority.strip_prefix('s')?.split_once("-p")?;
+        let sandbox = self.lock().get(&serial.parse().ok()?)?.upgrade()?;
+        Some((sandbox, port.parse().ok()?))
     }
 }
 
-impl PoolState {
-    /// Drops connections that are closed, too old, or into a sandbox that is gone.
-    fn purge(&mut self) {
-        self.idle
-            .retain(|e| e.sandbox.strong_count() > 0 && !e.sender.is_closed() && e.since.elapsed() < POOL_IDLE);
+/// Why the connector could not connect.
+#[derive(Debug, thiserror::Error)]
+enum DialError {
+    /// The sandbox stopped since the request was routed.
+    #[error("the sandbox stopped")]
+    Gone,
+    /// Its agent could not dial.
+    #[error(transparent)]
+    Dial(#[from] crate::runtime::RuntimeError),
+}
+
+/// Connects to a port inside a sandbox: its agent dials `127.0.0.1:{port}` in there and hands
+/// the socket over.
+#[derive(Clone)]
+struct AgentConnector(Sandboxes);
+
+impl tower::Service<Uri> for AgentConnector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = DialError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, DialError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), DialError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let target = uri.authority().and_then(|a| self.0.find(a.as_str()));
+        Box::pin(async move {
+            let (sandbox, port) = target.ok_or(DialError::Gone)?;
+            let stream = sandbox.dial(port).await?;
+            let _ = stream.set_nodelay(true);
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+/// The page's words for a failed dial.
+fn dial_refusal(e: &DialError, port: u16, service: &str) -> PortRefusal {
+    match e {
+        DialError::Dial(crate::runtime::RuntimeError::Io(io)) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            bad_gateway(format!(
+                "Nothing is listening on port {port} in service {service}. Start a server on 0.0.0.0:{port} or 127.0.0.1:{port} inside the sandbox, then reload."
+            ))
+        }
+        e => bad_gateway(format!("Port {port} of service {service} could not be reached: {e}")),
     }
 }
 
 /// A new connection to `port` inside the sandbox, dialled by its agent.
 async fn dial(sandbox: &Sandbox, port: u16, service: &str) -> Result<TokioIo<tokio::net::TcpStream>, PortRefusal> {
-    let stream = sandbox.dial(port).await.map_err(|e| {
-        let refused = matches!(&e, crate::runtime::RuntimeError::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused);
-        if refused {
-            bad_gateway(format!(
-                "Nothing is listening on port {port} in service {service}. Start a server on 0.0.0.0:{port} or 127.0.0.1:{port} inside the sandbox, then reload."
-            ))
-        } else {
-            bad_gateway(format!("Port {port} of service {service} could not be reached: {e}"))
-        }
-    })?;
+    let stream = sandbox
+        .dial(port)
+        .await
+        .map_err(|e| dial_refusal(&DialError::Dial(e), port, service))?;
     let _ = stream.set_nodelay(true);
     Ok(TokioIo::new(stream))
 }
 
 async fn forward(
-    host: &Host,
+    proxy: &PortProxy,
     address: &PortAddress<'_>,
     host_header: &str,
     mut request: Request,
 ) -> Result<Response, PortRefusal> {
-    let (sandbox, port) = host.port_target(address.project, address.service, address.port)?;
+    let (sandbox, port) = proxy.host.port_target(address.project, address.service, address.port)?;
     let internal = port.internal_port as u16;
     let service = address.service;
 
@@ -289,32 +302,21 @@ async fn forward(
             .map_err(failed)?
     } else {
         parts.version = axum::http::Version::HTTP_11;
-        parts.uri = Uri::try_from(path).map_err(|e| bad_gateway(e.to_string()))?;
-        let mut request = Request::from_parts(parts, body);
-        // An idle pooled connection first (never for an upgrade: that connection is not
-        // coming back); if the server closed it meanwhile, the request comes back unsent.
-        if !upgrade {
-            if let Some(mut sender) = POOL.take(&sandbox, internal) {
-                match sender.try_send_request(request).await {
-                    Ok(response) => {
-                        POOL.give_back(&sandbox, internal, sender);
-                        return Ok(finish(response));
-                    }
-                    Err(mut e) => match e.take_message() {
-                        Some(unsent) => request = unsent,
-                        None => return Err(failed(e.into_error())),
-                    },
+        let authority = proxy.sandboxes.authority(&sandbox, internal);
+        parts.uri = Uri::try_from(format!("http://{authority}{path}")).map_err(|e| bad_gateway(e.to_string()))?;
+        // An upgraded connection is not pooled: it is the upgrade's from then on.
+        proxy
+            .client
+            .request(Request::from_parts(parts, body))
+            .await
+            .map_err(|e| {
+                let dial = std::iter::successors(std::error::Error::source(&e), |e| e.source())
+                    .find_map(|e| e.downcast_ref::<DialError>());
+                match dial {
+                    Some(dial) => dial_refusal(dial, internal, service),
+                    None => bad_gateway(format!("Port {internal} of service {service} answered badly: {e}")),
                 }
-            }
-        }
-        let io = dial(&sandbox, internal, service).await?;
-        let (mut sender, connection) = http1::handshake(io).await.map_err(failed)?;
-        tokio::spawn(connection.with_upgrades());
-        let response = sender.send_request(request).await.map_err(failed)?;
-        if !upgrade {
-            POOL.give_back(&sandbox, internal, sender);
-        }
-        response
+            })?
     };
 
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {

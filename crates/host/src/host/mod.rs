@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use flankbox_protocol::lifetime::expiry_of;
 use flankbox_protocol::names::derive_id;
 use flankbox_protocol::plans::parse_gpu_plan;
 use flankbox_protocol::service::{
@@ -46,9 +47,6 @@ pub use http::{paginate, parse_body, PageQuery};
 /// Most instances a service may have. A sandbox is one instance; more would need a volume
 /// shared between sandboxes with different uid ranges.
 pub const MAX_INSTANCES: u32 = 1;
-/// A service tagged `flankbox-expires-<unix seconds>` is deleted, volumes and all, once that time
-/// has passed: sandboxes given a lifetime (the playground's, the edge proxy's) cannot leak.
-pub const EXPIRES_TAG: &str = "flankbox-expires-";
 /// How often the reaper looks for expired services.
 const REAP_EVERY: Duration = Duration::from_secs(5);
 
@@ -190,12 +188,35 @@ pub struct ExecTarget {
     pub env: Vec<String>,
 }
 
+/// Why a service has no sandbox to exec in; the message is the sentence the client sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecTargetError {
+    /// No such service.
+    #[error("{0}")]
+    NotFound(String),
+    /// The service is paused.
+    #[error("Service {0} is paused; resume it to exec")]
+    Paused(String),
+    /// The service is scaled to zero.
+    #[error("Service {0} is scaled to 0 instances; scale it to 1 to exec")]
+    ScaledToZero(String),
+    /// The service's sandbox is not running (yet).
+    #[error("Service {0} has no running instance yet; wait for status COMPLETED")]
+    NotRunning(String),
+    /// The asked-for instance is not the service's.
+    #[error("Instance {instance} of service {service} not found")]
+    NoInstance {
+        /// The instance asked for.
+        instance: String,
+        /// The service.
+        service: String,
+    },
+}
+
 /// The host.
 pub struct Host {
     /// Configuration.
     pub config: Config,
-    /// The edge proxy mounted at `/edge`, with this host as its upstream.
-    pub edge: flankbox_edge::Edge,
     backend: Arc<dyn Backend>,
     images: ImageCatalog,
     store: Store,
@@ -244,17 +265,8 @@ impl Host {
             .map_err(|e| Error::Internal(format!("preparing images: {e}")))?;
         let volumes: Vec<VolumeRecord> = store.all(Table::Volumes)?;
         let services: Vec<ServiceRecord> = store.all(Table::Services)?;
-        let edge = flankbox_edge::Edge::new(
-            &config.edge_secret,
-            &config.token,
-            &config.playground_project,
-            None,
-            config.edge_policy.clone(),
-        )
-        .map_err(|e| Error::Internal(e.to_string()))?;
         let host = Arc::new(Self {
             config,
-            edge,
             backend,
             images,
             store,
@@ -302,19 +314,16 @@ impl Host {
         });
     }
 
-    /// Deletes every service whose expiry tag lies in the past.
+    /// Deletes every service whose expiry tag ([`flankbox_protocol::lifetime`]) lies in the past,
+    /// volumes and all: sandboxes given a lifetime (the playground's, the edge proxy's) cannot
+    /// leak.
     pub async fn reap_expired(self: &Arc<Self>) {
         let now = now_unix();
         let expired: Vec<(Scope, String)> = lock(&self.services)
             .iter()
             .filter_map(|e| {
                 let r = lock(&e.record);
-                let expires = r
-                    .spec
-                    .tags
-                    .iter()
-                    .flatten()
-                    .find_map(|t| t.strip_prefix(EXPIRES_TAG)?.parse::<u64>().ok())?;
+                let expires = expiry_of(r.spec.tags.iter().flatten().map(String::as_str))?;
                 (expires <= now).then(|| {
                     (
                         Scope {

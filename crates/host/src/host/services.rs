@@ -8,7 +8,7 @@ impl Host {
         let spec: CreateDeployment = parse_body(body)?;
         check_create_deployment(&spec)?;
         if let Some((gpu_type, count)) = requested_gpu(&spec) {
-            return Err(self.no_gpu(&gpu_type, count));
+            self.check_gpu(&gpu_type, count)?;
         }
         self.images
             .resolve(spec.deployment.external.as_ref().map_or("", |e| e.image_path.as_str()))
@@ -114,23 +114,22 @@ impl Host {
         Ok(service)
     }
 
-    fn no_gpu(&self, gpu_type: &str, count: u32) -> Error {
-        let devices = std::fs::read_dir("/dev")
-            .map(|d| {
-                d.flatten()
-                    .filter(|e| {
-                        e.file_name().to_string_lossy().starts_with("nvidia")
-                            && e.file_name().to_string_lossy()[6..].chars().all(|c| c.is_ascii_digit())
-                            && e.file_name().len() > 6
-                    })
-                    .count()
-            })
-            .unwrap_or(0);
-        if devices == 0 {
-            Error::Unavailable(format!("GPU type {gpu_type} is not available on this host: it has no GPU devices (asked for {count} × {gpu_type})"))
-        } else {
-            Error::Unavailable(format!("GPU type {gpu_type} is not available on this host: it has {devices} NVIDIA device(s), but the local host does not pass GPUs into sandboxes (asked for {count} × {gpu_type})"))
+    /// Checks a request for `count` GPUs of `gpu_type` against what the backend offers.
+    fn check_gpu(&self, gpu_type: &str, count: u32) -> Result<()> {
+        let offered = self.backend.gpu_types();
+        if offered.iter().any(|t| t == gpu_type) {
+            return Ok(());
         }
+        let why = match (offered.is_empty(), self.backend.gpu_devices()) {
+            (false, _) => format!("it offers {}", offered.join(", ")),
+            (true, 0) => "it has no GPU devices".to_string(),
+            (true, devices) => {
+                format!("it has {devices} NVIDIA device(s), but the local host does not pass GPUs into sandboxes")
+            }
+        };
+        Err(Error::Unavailable(format!(
+            "GPU type {gpu_type} is not available on this host: {why} (asked for {count} × {gpu_type})"
+        )))
     }
 
     /// `GET /services/{id}`.
@@ -156,7 +155,7 @@ impl Host {
         check_scale(&req)?;
         if let Some(plan) = &req.deployment_plan {
             if let Some(gpu) = parse_gpu_plan(plan) {
-                return Err(self.no_gpu(&gpu.gpu_type, gpu.count));
+                self.check_gpu(&gpu.gpu_type, gpu.count)?;
             }
         }
         if let Some(n) = req.instances {
@@ -403,24 +402,34 @@ impl Host {
         ports
     }
 
-    /// The running sandbox of a service, for exec; the error is the sentence the client sees.
-    pub fn exec_target(&self, scope: &Scope, id: &str, instance: Option<&str>) -> Result<ExecTarget, String> {
-        let entry = self.find(scope, id).map_err(|e| e.to_string())?;
+    /// The running sandbox of a service, for exec.
+    pub fn exec_target(
+        &self,
+        scope: &Scope,
+        id: &str,
+        instance: Option<&str>,
+    ) -> std::result::Result<ExecTarget, ExecTargetError> {
+        let entry = self
+            .find(scope, id)
+            .map_err(|e| ExecTargetError::NotFound(e.to_string()))?;
         let record = entry.record();
         let current = lock(&entry.instance).clone();
         let not_running = || {
             if record.paused {
-                format!("Service {id} is paused; resume it to exec")
+                ExecTargetError::Paused(id.into())
             } else if record.instances == 0 {
-                format!("Service {id} is scaled to 0 instances; scale it to 1 to exec")
+                ExecTargetError::ScaledToZero(id.into())
             } else {
-                format!("Service {id} has no running instance yet; wait for status COMPLETED")
+                ExecTargetError::NotRunning(id.into())
             }
         };
         let i = current.ok_or_else(not_running)?;
         if let Some(want) = instance {
             if want != i.name {
-                return Err(format!("Instance {want} of service {id} not found"));
+                return Err(ExecTargetError::NoInstance {
+                    instance: want.into(),
+                    service: id.into(),
+                });
             }
         }
         match (i.phase.can_exec(), i.sandbox) {

@@ -199,7 +199,9 @@ impl Agent {
                         let fds: Vec<RawFd> = master.iter().map(|m| m.as_raw_fd()).collect();
                         self.send(&AgentMessage::Spawned { id, pid }, &fds)?;
                     }
-                    Err((errno, message)) => self.send(&AgentMessage::SpawnFailed { id, errno, message }, &[])?,
+                    Err(SpawnError { errno, message }) => {
+                        self.send(&AgentMessage::SpawnFailed { id, errno, message }, &[])?
+                    }
                 }
             }
             HostMessage::Signal { id, signal } => {
@@ -276,10 +278,10 @@ impl Agent {
     }
 
     /// Forks and executes a command. Returns its pid, and the PTY master when it has a terminal.
-    fn spawn(&self, req: &SpawnRequest, passed: Vec<OwnedFd>) -> Result<(i32, Option<OwnedFd>), (i32, String)> {
-        let invalid = |what: &str| (libc::EINVAL, format!("{what} contains a NUL byte"));
+    fn spawn(&self, req: &SpawnRequest, passed: Vec<OwnedFd>) -> Result<(i32, Option<OwnedFd>), SpawnError> {
+        let invalid = |what: &str| SpawnError::new(libc::EINVAL, format!("{what} contains a NUL byte"));
         if req.argv.is_empty() {
-            return Err((libc::EINVAL, "empty command".into()));
+            return Err(SpawnError::new(libc::EINVAL, "empty command"));
         }
         let argv: Vec<CString> = req
             .argv
@@ -300,7 +302,7 @@ impl Agent {
         let (stdio, master): (Vec<OwnedFd>, Option<OwnedFd>) = match req.tty {
             Some((cols, rows)) => {
                 let (master, slave) = open_pty(cols, rows).map_err(|e| {
-                    (
+                    SpawnError::new(
                         e.raw_os_error().unwrap_or(libc::EIO),
                         format!("cannot open a terminal: {e}"),
                     )
@@ -309,9 +311,9 @@ impl Agent {
             }
             None if passed.len() == 3 => (passed, None),
             None => {
-                return Err((
+                return Err(SpawnError::new(
                     libc::EINVAL,
-                    "a command without a terminal needs three stdio descriptors".into(),
+                    "a command without a terminal needs three stdio descriptors",
                 ))
             }
         };
@@ -324,7 +326,7 @@ impl Agent {
         let mut pipe = [0; 2];
         // SAFETY: pipe is a valid out-array of two ints.
         if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err((errno(), "pipe".into()));
+            return Err(SpawnError::new(errno(), "pipe"));
         }
         // SAFETY: pipe2 succeeded; we own both ends.
         let (err_r, err_w) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
@@ -332,7 +334,7 @@ impl Agent {
         // SAFETY: the agent is single-threaded, so the child may run ordinary code until exec.
         let pid = unsafe { libc::fork() };
         if pid < 0 {
-            return Err((errno(), "fork".into()));
+            return Err(SpawnError::new(errno(), "fork"));
         }
         if pid == 0 {
             // SAFETY: in the child; exec_child never returns.
@@ -364,7 +366,7 @@ impl Agent {
                 libc::EACCES => format!("{}: permission denied", req.argv[0]),
                 _ => format!("{}: {}", req.argv[0], io::Error::from_raw_os_error(errno)),
             };
-            return Err((errno, message));
+            return Err(SpawnError::new(errno, message));
         }
         Ok((pid, master))
     }
@@ -510,6 +512,24 @@ fn not_isolated() -> io::Result<()> {
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) },
         "subreaper",
     )
+}
+
+/// Why a process could not start: the errno of the failed step, and a sentence for the user
+/// (`docker exec`'s, for a missing program).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+struct SpawnError {
+    errno: i32,
+    message: String,
+}
+
+impl SpawnError {
+    fn new(errno: i32, message: impl Into<String>) -> Self {
+        Self {
+            errno,
+            message: message.into(),
+        }
+    }
 }
 
 /// Builds the sandbox: cgroup namespace, the mount plan, host name, loopback, pivot_root, then

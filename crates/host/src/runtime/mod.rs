@@ -19,7 +19,7 @@ pub mod seccomp;
 pub mod unisolated;
 
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 pub use linux::cgroup::Limits;
 pub use mounts::ImageRoot;
@@ -212,8 +212,41 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Frees host-wide resources once every sandbox has stopped.
     fn shutdown(&self) {}
-    /// GPU types this host can give sandboxes.
+    /// GPU types this host can give sandboxes (none: no backend passes GPUs in yet).
     fn gpu_types(&self) -> Vec<String> {
         Vec::new()
+    }
+    /// NVIDIA devices on this machine (`/dev/nvidiaN`), given to sandboxes or not: what a
+    /// refused GPU request is told.
+    fn gpu_devices(&self) -> usize {
+        nvidia_devices(Path::new("/dev"))
+    }
+}
+
+/// How many `nvidiaN` devices `dev` holds.
+fn nvidia_devices(dev: &Path) -> usize {
+    let is_gpu = |name: &str| {
+        name.strip_prefix("nvidia")
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+    };
+    std::fs::read_dir(dev)
+        .map(|d| d.flatten().filter(|e| is_gpu(&e.file_name().to_string_lossy())).count())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_numbered_nvidia_devices_count() {
+        let dev = std::env::temp_dir().join(format!("flankbox-dev-{}", std::process::id()));
+        std::fs::create_dir_all(&dev).unwrap();
+        for name in ["nvidia0", "nvidia12", "nvidiactl", "nvidia-uvm", "nvidia", "sda"] {
+            std::fs::write(dev.join(name), "").unwrap();
+        }
+        assert_eq!(nvidia_devices(&dev), 2);
+        std::fs::remove_dir_all(&dev).unwrap();
+        assert_eq!(nvidia_devices(&dev), 0);
     }
 }

@@ -200,6 +200,8 @@ struct Waiters {
 
 /// A running sandbox, seen from the host.
 pub struct Sandbox {
+    /// Unique in this process, unlike a pid or an address, which later sandboxes may reuse.
+    serial: u64,
     pid: i32,
     control: Arc<AsyncFd<OwnedFd>>,
     waiters: Arc<Mutex<Waiters>>,
@@ -257,7 +259,9 @@ impl Sandbox {
             ..Default::default()
         }));
         tokio::spawn(read_agent(control.clone(), waiters.clone(), pid));
+        static SERIAL: AtomicU64 = AtomicU64::new(0);
         Ok(Self {
+            serial: SERIAL.fetch_add(1, Ordering::Relaxed),
             pid,
             control,
             waiters,
@@ -372,6 +376,11 @@ impl Sandbox {
             Some(libc::EPIPE) | Some(libc::ECONNRESET) => RuntimeError::Gone,
             _ => e.into(),
         })
+    }
+
+    /// This sandbox's number, unique in this process.
+    pub fn serial(&self) -> u64 {
+        self.serial
     }
 
     /// A TCP connection to `127.0.0.1:port` inside the sandbox (for exposed ports), made by the

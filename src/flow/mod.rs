@@ -5,6 +5,7 @@
 //! commands over an exec session).
 
 mod create;
+pub mod detached;
 pub mod exec;
 mod files;
 mod lifecycle;

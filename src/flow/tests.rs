@@ -16,6 +16,9 @@ use super::*;
 use crate::sandbox::PortOptions;
 use crate::transport::{Incoming, Session};
 
+#[path = "detached_tests.rs"]
+mod detached;
+
 /// Runs a future that never waits on anything outside memory.
 fn run<F: Future>(f: F) -> F::Output {
     let mut f = pin!(f);
@@ -44,6 +47,8 @@ struct State {
     sent: Vec<Value>,
     /// Sleeps allowed before the call times out.
     sleeps_left: Option<usize>,
+    /// With a running clock, ms slept so far (otherwise time stands still).
+    clock: Option<f64>,
 }
 
 #[derive(Clone)]
@@ -96,6 +101,12 @@ impl Memory {
 
     fn time_out_after_sleeps(self, n: usize) -> Self {
         self.state.borrow_mut().sleeps_left = Some(n);
+        self
+    }
+
+    /// Time moves on by what is slept.
+    fn clock_runs(self) -> Self {
+        self.state.borrow_mut().clock = Some(0.0);
         self
     }
 
@@ -175,8 +186,11 @@ impl Transport for Memory {
         }
     }
 
-    async fn sleep(&self, _ms: u64) -> Result<()> {
+    async fn sleep(&self, ms: u64) -> Result<()> {
         let mut state = self.state.borrow_mut();
+        if let Some(clock) = &mut state.clock {
+            *clock += ms as f64;
+        }
         match &mut state.sleeps_left {
             Some(0) => {
                 *self.timed_out.borrow_mut() = true;
@@ -195,7 +209,7 @@ impl Transport for Memory {
     }
 
     fn now_ms(&self) -> f64 {
-        1_000_000.0
+        1_000_000.0 + self.state.borrow().clock.unwrap_or(0.0)
     }
 
     fn cancelled(&self) -> Option<Error> {

@@ -9,6 +9,7 @@
 //! `#[wasm_bindgen] impl Sandbox` of its own.
 
 mod create;
+mod detached;
 mod exec;
 mod files;
 mod lifecycle;

@@ -4,6 +4,7 @@
 
 mod api;
 mod cancel;
+mod detached;
 mod errors;
 mod http;
 mod process;

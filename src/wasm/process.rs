@@ -7,6 +7,7 @@ use js_sys::{Function, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 use web_sys::{ReadableStream, ReadableStreamDefaultController};
 
+use super::detached::Detached;
 use super::socket::Socket;
 use super::transport::Web;
 use super::types::bytes;
@@ -15,17 +16,18 @@ use crate::exec::{
     self, decode_frame, payload_frames, resize_frame, session_end, stdin_end_frame, ExecEvent, ExecSpec,
 };
 use crate::flow::{self, SandboxRef};
+use crate::protocol::detached::DetachedError;
 use crate::protocol::exec::Completion;
 use crate::transport::Incoming;
 
 /// A readable byte stream fed from Rust.
-struct Feed {
+pub(crate) struct Feed {
     stream: ReadableStream,
     controller: ReadableStreamDefaultController,
 }
 
 impl Feed {
-    fn new() -> Result<Self> {
+    pub(crate) fn new() -> Result<Self> {
         let slot: Rc<RefCell<Option<ReadableStreamDefaultController>>> = Rc::default();
         let start = {
             let slot = slot.clone();
@@ -51,7 +53,17 @@ impl Feed {
         } else {
             JsValue::from_str(&crate::flow::exec::as_text(output))
         };
-        let _ = self.controller.enqueue_with_chunk(&chunk);
+        self.enqueue(&chunk);
+    }
+
+    /// A chunk as it is: a `Uint8Array` or a string.
+    pub(crate) fn enqueue(&self, chunk: &JsValue) {
+        let _ = self.controller.enqueue_with_chunk(chunk);
+    }
+
+    /// Ends the stream.
+    pub(crate) fn close(&self) {
+        let _ = self.controller.close();
     }
 }
 
@@ -69,8 +81,14 @@ struct Shared {
 /// its exit. Closing the handle's connection (`kill()`) ends the command.
 #[wasm_bindgen]
 pub struct SandboxProcess {
-    shared: Rc<Shared>,
+    backend: Backend,
     exit: Promise,
+}
+
+/// What a handle drives: its own exec session, or a detached process followed across attaches.
+enum Backend {
+    Exec(Rc<Shared>),
+    Detached(Rc<Detached>),
 }
 
 impl SandboxProcess {
@@ -97,7 +115,18 @@ impl SandboxProcess {
         let exit = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
         let (resolve, reject) = settle.ok_or_else(|| Error::Protocol("Promise did not start".into()))?;
         wasm_bindgen_futures::spawn_local(forward(shared.clone(), resolve, reject));
-        Ok(Self { shared, exit })
+        Ok(Self {
+            backend: Backend::Exec(shared),
+            exit,
+        })
+    }
+
+    /// A handle of a detached process, settled by `exit`.
+    pub(crate) fn detached(process: Rc<Detached>, exit: Promise) -> Self {
+        Self {
+            backend: Backend::Detached(process),
+            exit,
+        }
     }
 }
 
@@ -138,19 +167,40 @@ impl SandboxProcess {
     /// Output (everything, with a terminal): `Uint8Array` chunks, or strings with `encoding: "utf8"`.
     #[wasm_bindgen(getter, unchecked_return_type = "ReadableStream<Uint8Array | string>")]
     pub fn stdout(&self) -> ReadableStream {
-        self.shared.stdout.stream.clone()
+        match &self.backend {
+            Backend::Exec(shared) => shared.stdout.stream.clone(),
+            Backend::Detached(process) => process.stdout.stream.clone(),
+        }
     }
 
     /// Error output, like `stdout` (empty with a terminal).
     #[wasm_bindgen(getter, unchecked_return_type = "ReadableStream<Uint8Array | string>")]
     pub fn stderr(&self) -> ReadableStream {
-        self.shared.stderr.stream.clone()
+        match &self.backend {
+            Backend::Exec(shared) => shared.stderr.stream.clone(),
+            Backend::Detached(process) => process.stderr.stream.clone(),
+        }
+    }
+
+    /// A detached process's id (`undefined` for a process tied to its connection).
+    #[wasm_bindgen(getter)]
+    pub fn id(&self) -> Option<String> {
+        match &self.backend {
+            Backend::Exec(_) => None,
+            Backend::Detached(process) => Some(process.id.clone()),
+        }
     }
 
     /// Sends input; resolves once it is on its way (waiting while more than 1 MiB is queued).
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn write(&self, #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] data: JsValue) -> Promise {
-        let shared = self.shared.clone();
+        let shared = match &self.backend {
+            Backend::Exec(shared) => shared.clone(),
+            Backend::Detached(process) => {
+                let sent = bytes(&data).and_then(|data| process.write(data));
+                return wasm_bindgen_futures::future_to_promise(async move { Ok(sent.map(|()| JsValue::UNDEFINED)?) });
+            }
+        };
         wasm_bindgen_futures::future_to_promise(async move {
             let data = bytes(&data)?;
             for frame in payload_frames(&data, shared.base64) {
@@ -164,19 +214,36 @@ impl SandboxProcess {
     /// Ends the input (a terminal gets ^D).
     #[wasm_bindgen(js_name = closeStdin)]
     pub fn close_stdin(&self) -> Result<(), JsValue> {
-        Ok(self.shared.socket.send(&stdin_end_frame())?)
+        match &self.backend {
+            Backend::Exec(shared) => Ok(shared.socket.send(&stdin_end_frame())?),
+            Backend::Detached(process) => {
+                process.close_stdin();
+                Ok(())
+            }
+        }
     }
 
     /// Resizes the terminal.
     pub fn resize(&self, cols: u16, rows: u16) -> Result<(), JsValue> {
-        Ok(self.shared.socket.send(&resize_frame(cols, rows))?)
+        match &self.backend {
+            Backend::Exec(shared) => Ok(shared.socket.send(&resize_frame(cols, rows))?),
+            Backend::Detached(_) => Err(Error::from(DetachedError::Tty).into()),
+        }
     }
 
-    /// Ends the command: the connection closes and the server kills it.
-    pub fn kill(&self) {
-        if !self.shared.done.get() {
-            self.shared.killed.set(true);
-            self.shared.socket.close();
+    /// Ends the command: its connection closes and the server kills it; a detached process gets
+    /// `SIGKILL` (from whichever client holds the handle), and `wait()` then gives its exit.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn kill(&self) -> Promise {
+        match &self.backend {
+            Backend::Exec(shared) => {
+                if !shared.done.get() {
+                    shared.killed.set(true);
+                    shared.socket.close();
+                }
+                Promise::resolve(&JsValue::UNDEFINED)
+            }
+            Backend::Detached(process) => process.kill(),
         }
     }
 

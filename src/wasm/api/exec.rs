@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::exec::{self, argv_for, ExecSpec};
 use crate::flow::exec::{Output, Stdin};
 use crate::flow::{self};
+use crate::protocol::detached::DetachedError;
 use crate::wasm::process::SandboxProcess;
 use crate::wasm::types::{boolean, bytes, callback, command, get, number, string, to_js};
 
@@ -47,15 +48,17 @@ impl Sandbox {
     }
 
     /// Starts a process and returns its handle at once, with byte streams for its output.
-    /// With `tty`, it gets a terminal of `cols` × `rows` (stderr then arrives on stdout).
+    /// With `tty`, it gets a terminal of `cols` × `rows` (stderr then arrives on stdout). With
+    /// `detached`, it outlives every connection (see `attach`); its handle has an `id`.
     #[wasm_bindgen(unchecked_return_type = "Promise<SandboxProcess>")]
     pub fn spawn(
         &self,
         #[wasm_bindgen(unchecked_param_type = "string | string[] | undefined")] cmd: JsValue,
-        #[wasm_bindgen(unchecked_param_type = "SpawnOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "SpawnOptions & DetachedSpawnOptions")] options: JsValue,
     ) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
+            let cmd_js = cmd.clone();
             let cmd = if cmd.is_undefined() || cmd.is_null() {
                 None
             } else {
@@ -66,6 +69,12 @@ impl Sandbox {
                 let n = |k: &str, d: u16| number(&options, k).map_or(d, |n| n.clamp(1, 1000) as u16);
                 (n("cols", 80), n("rows", 24))
             });
+            if boolean(&options, "detached").unwrap_or(false) {
+                if tty.is_some() {
+                    return Err(DetachedError::Tty.into());
+                }
+                return super::detached::spawn(inner, &cmd_js, argv, &options).await;
+            }
             let t = call_transport("spawn", &options)?;
             let base64 = string(&options, "encoding").as_deref() != Some("utf8");
             let spec = ExecSpec {

@@ -6,7 +6,9 @@
 // tests/types/types.test.mjs checks these against the generated ones, member for member.
 import type * as wasm from "./flankbox.js";
 import type {
+  AttachOptions,
   CallOptions,
+  DetachedSpawnOptions,
   ConnectOptions,
   DestroyOptions,
   ExecResult,
@@ -16,6 +18,7 @@ import type {
   ForServiceOptions,
   NorthflankOptions,
   Port,
+  ProcessInfo,
   Progress,
   SandboxOptions,
   SpawnOptions,
@@ -107,10 +110,20 @@ export declare class Sandbox {
    * TCP. A port that gets no name (private HTTP) resolves to `undefined`.
    */
   exposePort(port: number, options?: ExposePortOptions): Promise<string | undefined>;
+  /**
+   * A handle of detached process `id`, started by any client: its output replays from `from`
+   * (default 0, everything still kept) and goes on live; `wait()` gives its real exit code, even
+   * if it ended before. Rejects with `NOT_FOUND` if there is no such process.
+   */
+  attach(id: string, options?: AttachOptions & { encoding?: "bytes" }): Promise<DetachedProcess<Uint8Array>>;
+  attach(id: string, options: AttachOptions & { encoding: "utf8" }): Promise<DetachedProcess<string>>;
+  attach(id: string, options?: AttachOptions): Promise<DetachedProcess>;
   /** Pauses: scales to 0 (processes end, ephemeral storage goes, volumes stay) and waits. */
   pause(options?: CallOptions): Promise<void>;
   /** The sandbox's ports. */
   ports(options?: CallOptions): Promise<Port[]>;
+  /** Every detached process of the sandbox, whoever started it. */
+  processes(options?: CallOptions): Promise<ProcessInfo[]>;
   /** Reads a file, byte for byte. */
   readFile(path: string, options?: CallOptions): Promise<Uint8Array>;
   /** Resumes: scales back to 1 and waits until the fresh sandbox is ready (`onProgress` as in `create`). */
@@ -118,11 +131,16 @@ export declare class Sandbox {
   /**
    * Starts a process and returns its handle at once, with streams for its output: `Uint8Array`
    * chunks, or strings with `encoding: "utf8"`. Without a command, a login shell. With `tty`,
-   * it gets a terminal of `cols` × `rows` (stderr then arrives on stdout).
+   * it gets a terminal of `cols` × `rows` (stderr then arrives on stdout). With `detached: true`
+   * it outlives every connection: its handle has an `id` for `attach`, and resumes by itself
+   * after a dropped connection (within `resumeWithinMs`). A detached process has no terminal.
    */
-  spawn(cmd?: string | string[] | null, options?: SpawnOptions & { encoding?: "bytes" }): Promise<SandboxProcess<Uint8Array>>;
-  spawn(cmd: string | string[] | null | undefined, options: SpawnOptions & { encoding: "utf8" }): Promise<SandboxProcess<string>>;
-  spawn(cmd?: string | string[] | null, options?: SpawnOptions): Promise<SandboxProcess>;
+  spawn(cmd: string | string[] | null | undefined, options: SpawnOptions & DetachedSpawnOptions & { detached: true; encoding: "utf8" }): Promise<DetachedProcess<string>>;
+  spawn(cmd: string | string[] | null | undefined, options: SpawnOptions & DetachedSpawnOptions & { detached: true; encoding?: "bytes" }): Promise<DetachedProcess<Uint8Array>>;
+  spawn(cmd: string | string[] | null | undefined, options: SpawnOptions & DetachedSpawnOptions & { detached: true }): Promise<DetachedProcess>;
+  spawn(cmd?: string | string[] | null, options?: SpawnOptions & DetachedSpawnOptions & { encoding?: "bytes" }): Promise<SandboxProcess<Uint8Array>>;
+  spawn(cmd: string | string[] | null | undefined, options: SpawnOptions & DetachedSpawnOptions & { encoding: "utf8" }): Promise<SandboxProcess<string>>;
+  spawn(cmd?: string | string[] | null, options?: SpawnOptions & DetachedSpawnOptions): Promise<SandboxProcess>;
   /** Where the sandbox stands. */
   status(options?: CallOptions): Promise<SandboxStatus>;
   /**
@@ -143,9 +161,14 @@ export declare class Sandbox {
   readonly volumeId: string | undefined;
 }
 
+/** The handle of a detached process (`spawn(cmd, { detached: true })`, `attach(id)`): its `id` is there. */
+export type DetachedProcess<Chunk extends Uint8Array | string = Uint8Array | string> = SandboxProcess<Chunk> & { readonly id: string };
+
 /**
  * A running command: `stdout` and `stderr` are streams of `Uint8Array` (strings with
- * `encoding: "utf8"`); `wait()` resolves to its exit. `kill()` ends the command.
+ * `encoding: "utf8"`); `wait()` resolves to its exit. `kill()` ends the command. A detached
+ * process's handle reconnects by itself after a drop and rejects `wait()` with `STREAM_LOST`
+ * only when that fails within `resumeWithinMs` or the output to resume from is no longer kept.
  */
 export declare class SandboxProcess<Chunk extends Uint8Array | string = Uint8Array | string> {
   private constructor();
@@ -153,8 +176,12 @@ export declare class SandboxProcess<Chunk extends Uint8Array | string = Uint8Arr
   [Symbol.dispose](): void;
   /** Ends the input (a terminal gets ^D). */
   closeStdin(): void;
-  /** Ends the command: the connection closes and the server kills it. */
-  kill(): void;
+  /**
+   * Ends the command: the connection closes and the server kills it; a detached process gets
+   * SIGKILL (from whichever client holds the handle), and `wait()` then gives its exit.
+   * Resolves once that is done or sent.
+   */
+  kill(): Promise<void>;
   /** Resizes the terminal. */
   resize(cols: number, rows: number): void;
   /** Resolves to the exit when the command ends; rejects with `STREAM_LOST` if the connection drops first. */
@@ -163,6 +190,8 @@ export declare class SandboxProcess<Chunk extends Uint8Array | string = Uint8Arr
   write(data: Bytes): Promise<void>;
   /** Error output, like `stdout` (empty with a terminal). */
   readonly stderr: ReadableStream<Chunk>;
+  /** A detached process's id (`undefined` for a process tied to its connection). */
+  readonly id: string | undefined;
   /** Output (everything, with a terminal). */
   readonly stdout: ReadableStream<Chunk>;
 }

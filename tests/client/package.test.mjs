@@ -58,7 +58,7 @@ test("the README's examples run as written", () => {
   const readme = readFileSync(join(scratch, "node_modules", "flankbox", "README.md"), "utf8");
   const examples = [...readme.matchAll(/<!-- example: (\S+) -->\n```js\n([\s\S]*?)```/g)];
   assert.ok(examples.length >= 4, `found ${examples.length} examples`);
-  const expected = { quickstart: /^0 hello from sandbox-/m, process: /^apple\npear\n/m, lifecycle: /^kept$/m, errors: /^BAD_REQUEST 400 Invalid request: billing\.deploymentPlan/m, edge: /^fbx1 through the edge$/m };
+  const expected = { quickstart: /^0 hello from sandbox-/m, process: /^apple\npear\n/m, lifecycle: /^kept$/m, errors: /^BAD_REQUEST 400 Invalid request: billing\.deploymentPlan/m, edge: /^fbx1 through the edge$/m, detached: /^true for i in 1 2 3;[^\n]*\nstep 1\nstep 2\nstep 3\n\n3 3$/m };
   for (const [, name, code] of examples) {
     const file = join(scratch, `readme-${name}.mjs`);
     writeFileSync(file, code.replaceAll('projectId: "my-project"', `projectId: "${project("readme")}"`));

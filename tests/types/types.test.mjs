@@ -111,6 +111,15 @@ const either: SandboxProcess = await sandbox.spawn(null, { encoding: Math.random
 const exit: ExitInfo = await either.wait();
 await shell.write(new ArrayBuffer(1));
 
+// Detached: the handle has its id; attach's streams follow the encoding; offsets per stream.
+const job = await sandbox.spawn("make", { detached: true, keepBytes: 1 << 20, resumeWithinMs: 5000 });
+const jobId: string = job.id;
+const jobText: ReadableStream<string> = (await sandbox.attach(jobId, { from: { stdout: 3 }, encoding: "utf8" })).stdout;
+const listedProcesses: { id: string; running: boolean; exitCode?: number; startedAt: number }[] = await sandbox.processes();
+await (await sandbox.attach(jobId, { from: 0 })).kill();
+// @ts-expect-error: a plain process's id may be undefined
+const notDetachedId: string = shell.id;
+
 // stdin: a string, bytes, an ArrayBuffer, or a stream of any of them.
 await sandbox.exec("cat", { stdin: "text" });
 await sandbox.exec("cat", { stdin: new Uint8Array([1]) });
@@ -167,7 +176,7 @@ sandboxMethods satisfies { [K in keyof generated.Sandbox]: generated.Sandbox[K] 
 // [Symbol.dispose] frees a handle: with lib ESNext as the lib declares it, with ES2022 as the package does.
 Sandbox.forService(nf, "s")[Symbol.dispose]() satisfies void;
 
-export { result, made, bytes, raw, text, exit, outcome, wrong, element, members, wider, notText };
+export { result, made, bytes, raw, text, exit, outcome, wrong, element, members, wider, notText, jobText, listedProcesses, notDetachedId };
 `;
 
 let scratch;

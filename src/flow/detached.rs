@@ -22,9 +22,13 @@ use crate::transport::{Incoming, Session, Transport};
 
 /// How long a follower keeps trying to reconnect after a drop, unless told: 60 s.
 pub const DEFAULT_RESUME_WITHIN_MS: u64 = 60_000;
-/// First wait before reconnecting, ms; it doubles up to [`MAX_BACKOFF_MS`].
+/// Wait before the second reconnect, ms (the first is at once); it doubles up to
+/// [`MAX_BACKOFF_MS`], each with jitter.
 const FIRST_BACKOFF_MS: f64 = 100.0;
 const MAX_BACKOFF_MS: f64 = 2_000.0;
+/// A connection that held this long, ms, ends a run of drops: the next drop starts a fresh
+/// window and backoff. One that drops sooner (a server that accepts and cuts) does not.
+const STABLE_MS: f64 = 1_000.0;
 /// Output a supervisor command may print (ids, listings, messages).
 const SCRIPT_OUTPUT_LIMIT: usize = 1 << 20;
 
@@ -201,6 +205,8 @@ where
     let mut dropped_at: Option<f64> = None;
     let mut tries = 0;
     loop {
+        let mut started_at = None;
+        let resuming = dropped_at.is_some();
         match attach_once(
             t,
             sandbox,
@@ -209,7 +215,8 @@ where
             with_stdin,
             &mut input,
             deliver,
-            &mut dropped_at,
+            resuming,
+            &mut started_at,
         )
         .await?
         {
@@ -220,17 +227,24 @@ where
                 }
                 follower.dropped();
                 let now = t.now_ms();
-                let since = now - *dropped_at.get_or_insert(now);
-                let left = resume_within_ms as f64 - since;
+                if started_at.is_some_and(|at| now - at >= STABLE_MS) {
+                    dropped_at = None;
+                }
+                if dropped_at.is_none() {
+                    dropped_at = Some(now);
+                    tries = 0;
+                }
+                let left = resume_within_ms as f64 - (now - dropped_at.unwrap_or(now));
                 if left <= 0.0 {
                     return Err(Error::StreamLost(format!(
                         "could not reconnect within the resume window of {resume_within_ms} ms ({why})"
                     )));
                 }
-                if dropped_at == Some(now) {
-                    tries = 0;
-                }
-                let backoff = (FIRST_BACKOFF_MS * 2f64.powi(tries)).min(MAX_BACKOFF_MS) * (0.5 + t.random());
+                // The first try at once (a drop is often one cut), then with growing waits.
+                let backoff = match tries {
+                    0 => 0.0,
+                    n => (FIRST_BACKOFF_MS * 2f64.powi(n - 1)).min(MAX_BACKOFF_MS) * (0.5 + t.random()),
+                };
                 tries += 1;
                 t.sleep(backoff.min(left).ceil() as u64).await?;
             }
@@ -248,7 +262,8 @@ async fn attach_once<T, S>(
     with_stdin: bool,
     input: &mut Input<S>,
     deliver: &mut dyn FnMut(Delivery),
-    dropped_at: &mut Option<f64>,
+    resuming: bool,
+    started_at: &mut Option<f64>,
 ) -> Result<Attach>
 where
     T: Transport,
@@ -256,7 +271,7 @@ where
 {
     // Stdin ended while its end may not have reached the process: close it by command, since
     // this attach carries no stdin.
-    if input.ended && !input.end_sent && dropped_at.is_some() {
+    if input.ended && !input.end_sent && resuming {
         match script(t, sandbox, close_stdin_command(id)?).await {
             Ok(_) => input.end_sent = true,
             Err(e @ (Error::Network(_) | Error::StreamLost(_))) => return Ok(Attach::Dropped(e.to_string())),
@@ -274,7 +289,7 @@ where
         Err(e @ Error::Network(_)) => return Ok(Attach::Dropped(e.to_string())),
         Err(e) => return Err(e),
     };
-    let outcome = read_attach(t, &mut session, follower, input, deliver, dropped_at).await;
+    let outcome = read_attach(t, &mut session, follower, input, deliver, started_at).await;
     session.end();
     outcome
 }
@@ -285,7 +300,7 @@ async fn read_attach<T, Sess, S>(
     follower: &mut Follower,
     input: &mut Input<S>,
     deliver: &mut dyn FnMut(Delivery),
-    dropped_at: &mut Option<f64>,
+    started_at: &mut Option<f64>,
 ) -> Result<Attach>
 where
     T: Transport,
@@ -333,7 +348,7 @@ where
             None => return dropped(t, Error::StreamLost("connection closed".into())),
         };
         match decode_frame(&frame, true)? {
-            ExecEvent::Started { .. } => *dropped_at = None,
+            ExecEvent::Started { .. } => *started_at = Some(t.now_ms()),
             ExecEvent::Stdout(bytes) => {
                 for delivery in follower.push(&bytes)? {
                     let exit = match delivery {

@@ -72,6 +72,20 @@ fn the_resume_window_running_out_is_a_lost_stream_that_says_so() {
 }
 
 #[test]
+fn a_server_that_accepts_and_cuts_at_once_does_not_renew_the_window() {
+    // Every attach is accepted, then cut before it held for a second: the window still runs out.
+    let mut t = Memory::new().clock_runs();
+    for _ in 0..200 {
+        t = t.session(&[started()], 1006);
+    }
+    let e = follow_with(&t, None, 3_000).0.unwrap_err();
+    assert!(e.to_string().contains("resume window of 3000 ms"), "{e}");
+    // With backoff: at once, then about 100, 200, 400, … ms; not 200 tries.
+    let left = t.state.borrow().sessions.len();
+    assert!(left > 180, "{left} sessions left");
+}
+
+#[test]
 fn output_dropped_before_the_resume_is_a_lost_stream_that_says_so() {
     let t = Memory::new()
         .session(&[started(), attach_frames("O 5\nhello")], 1006)

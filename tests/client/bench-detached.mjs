@@ -4,7 +4,7 @@
 //               vs  a fresh attach (list, attach) → its first line (what a resume is made of)
 //   spawn       spawn(["true"], { detached: true }) → wait()   vs  spawn(["true"]) → wait()
 // Run with FLANKBOX_TEST_URL/TOKEN set (scripts/test-env start); BENCH_RUNS sets the samples.
-import { createServer, connect } from "node:net";
+import { relay } from "./relay.mjs";
 import { ROOT, URL_, TOKEN, project } from "./env.mjs";
 
 const { Northflank, Sandbox } = await import(`${ROOT}/pkg/node.js`);
@@ -14,25 +14,6 @@ const row = (name, xs, base) => {
   const [p50, p99, b50, b99] = [pct(xs, 0.5), pct(xs, 0.99), pct(base, 0.5), pct(base, 0.99)];
   console.log(`${name.padEnd(40)} p50 ${p50.toFixed(2).padStart(8)} ms  p99 ${p99.toFixed(2).padStart(8)} ms   baseline p50 ${b50.toFixed(2).padStart(7)} p99 ${b99.toFixed(2).padStart(7)}   ratio ${(p50 / b50).toFixed(1)}x`);
 };
-
-/** A TCP relay to the host whose `cut()` destroys every connection through it. */
-function relay(target) {
-  const { hostname, port } = new URL(target);
-  const open = new Set();
-  const server = createServer((client) => {
-    const upstream = connect(Number(port), hostname);
-    open.add(client).add(upstream);
-    const gone = () => [client, upstream].forEach((s) => (s.destroy(), open.delete(s)));
-    client.on("error", gone).on("close", gone);
-    upstream.on("error", gone).on("close", gone);
-    client.pipe(upstream).pipe(client);
-  });
-  return new Promise((resolve) =>
-    server.listen(0, "127.0.0.1", () =>
-      resolve({ url: `http://127.0.0.1:${server.address().port}`, cut: () => [...open].forEach((s) => s.destroy()), close: () => server.close() }),
-    ),
-  );
-}
 
 /** Resolves with the time of the next chunk of `reader` after now. */
 const nextChunk = async (reader) => {

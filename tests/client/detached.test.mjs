@@ -5,44 +5,11 @@
 // from output no longer kept; stdin after a resume; a terminal refused.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, connect } from "node:net";
+import { relay } from "./relay.mjs";
 import { ROOT, URL_, TOKEN, project } from "./env.mjs";
 
 const pkg = await import(`${ROOT}/pkg/node.js`);
 const { Northflank, Sandbox } = pkg;
-
-/** A TCP relay to the host whose `cut()` destroys every connection through it. */
-function relay(target) {
-  const { hostname, port } = new URL(target);
-  const open = new Set();
-  const server = createServer((client) => {
-    const upstream = connect(Number(port), hostname);
-    open.add(client).add(upstream);
-    const gone = () => {
-      client.destroy();
-      upstream.destroy();
-      open.delete(client);
-      open.delete(upstream);
-    };
-    client.on("error", gone).on("close", gone);
-    upstream.on("error", gone).on("close", gone);
-    client.pipe(upstream).pipe(client);
-  });
-  return new Promise((resolve) =>
-    server.listen(0, "127.0.0.1", () =>
-      resolve({
-        url: `http://127.0.0.1:${server.address().port}`,
-        cut: () => {
-          const n = open.size;
-          for (const s of open) s.destroy();
-          open.clear();
-          return n;
-        },
-        close: () => server.close(),
-      }),
-    ),
-  );
-}
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const lines = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => `line ${from + i}\n`).join("");

@@ -2,11 +2,12 @@
 // between the client and the host cuts every socket (as a network drop does) while the
 // process runs, and the client resumes with no gap and no repeat; a second client lists the
 // process, attaches from 0 and kills it; an attach after the end, one inside a character, one
-// from output no longer kept; stdin after a resume; a terminal refused.
+// from output no longer kept; stdin after a resume; a terminal refused. And in Chromium: a
+// page's detached process through two cuts, and a second client's replay.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { relay } from "./relay.mjs";
-import { ROOT, URL_, TOKEN, project } from "./env.mjs";
+import { ROOT, URL_, TOKEN, project, withBlankPage } from "./env.mjs";
 
 const pkg = await import(`${ROOT}/pkg/node.js`);
 const { Northflank, Sandbox } = pkg;
@@ -131,4 +132,36 @@ test("offsets: inside a character with utf8, per stream, and past what is kept",
 
   await assert.rejects(sandbox.attach("no-such-process"), (e) => e.code === "NOT_FOUND");
   await assert.rejects(sandbox.spawn("true", { detached: true, tty: true }), (e) => e.code === "INVALID_ARGUMENT" && /terminal/.test(e.message));
+});
+
+test("Chromium: a page's detached process survives two cuts, and a second client replays it", async () => {
+  const result = await withBlankPage(async (page) => {
+    const running = page.evaluate(
+      async ({ relayUrl, baseUrl, token, projectId, sandboxId }) => {
+        const { Northflank, Sandbox } = await import("/pkg/browser.js");
+        const sandbox = Sandbox.forService(new Northflank({ token, projectId, baseUrl: relayUrl }), sandboxId);
+        const proc = await sandbox.spawn("for i in $(seq 1 30); do echo line $i; sleep 0.05; done; exit 4", { detached: true, encoding: "utf8" });
+        window.progress = "";
+        const reader = proc.stdout.getReader();
+        for (let r = await reader.read(); !r.done; r = await reader.read()) window.progress += r.value;
+        const exit = await proc.wait();
+        const other = Sandbox.forService(new Northflank({ token, projectId, baseUrl }), sandboxId);
+        const again = await other.attach(proc.id, { encoding: "utf8" });
+        let replay = "";
+        const r2 = again.stdout.getReader();
+        for (let r = await r2.read(); !r.done; r = await r2.read()) replay += r.value;
+        return { text: window.progress, exitCode: exit.exitCode, replay, again: (await again.wait()).exitCode };
+      },
+      { relayUrl: cut.url, baseUrl: URL_, token: TOKEN, projectId, sandboxId },
+    );
+    const seen = async (line) => {
+      for (let i = 0; i < 400 && !(await page.evaluate(() => window.progress ?? "")).includes(line); i++) await sleep(25);
+    };
+    await seen("line 8\n");
+    assert.ok(cut.cut() > 0, "the first cut found open sockets");
+    await seen("line 18\n");
+    assert.ok(cut.cut() > 0, "the second cut found open sockets");
+    return running;
+  });
+  assert.deepEqual(result, { text: lines(1, 30), exitCode: 4, replay: lines(1, 30), again: 4 });
 });

@@ -9,7 +9,8 @@
 //! - [`tar`]: archives for directory upload and download;
 //! - [`transport`]: what the core needs of the world (REST calls, exec sessions, waits), as a
 //!   trait the wasm layer implements over `fetch` and `WebSocket`;
-//! - [`flow`]: the calls' steps over a transport (create, lifecycle, ports, files);
+//! - [`flow`]: the calls' steps over a transport (create, lifecycle, ports, files, detached
+//!   processes);
 //! - [`base64`]: the frames' base64 (the protocol's, shared with the edge proxy and the host);
 //! - [`error`]: the one error type, which becomes a JS `Error` with a `code`.
 //!

@@ -216,21 +216,44 @@ async fn main() {
 const THROUGHPUT_BYTES: usize = 200_000_000;
 
 /// A raw WebSocket stream on loopback: a tokio-tungstenite server sends `total` bytes of `a` as
-/// text messages of `chunk` bytes; the client reads them. The most a WebSocket here can do.
-async fn raw_websocket(total: usize, chunk: usize) -> Duration {
+/// text messages of up to `chunk` bytes; the client reads them. With `piped`, the bytes come
+/// from `script` run by `sh` on the host through a pipe (no sandbox, no frames); without, from
+/// memory: the most a WebSocket here can do.
+async fn raw_websocket(total: usize, chunk: usize, piped: Option<&str>) -> Duration {
     use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncReadExt;
     use tokio_tungstenite::tungstenite::Message;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let script = piped.map(str::to_string);
     let server = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
         let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
-        let text = "a".repeat(chunk);
-        let mut sent = 0;
-        while sent < total {
-            let n = chunk.min(total - sent);
-            ws.send(Message::text(&text[..n])).await.unwrap();
-            sent += n;
+        if let Some(script) = script {
+            let mut child = tokio::process::Command::new("sh")
+                .args(["-c", &script])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = child.stdout.take().unwrap();
+            let mut buf = vec![0u8; chunk];
+            loop {
+                let n = out.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                let text = std::str::from_utf8(&buf[..n]).unwrap();
+                ws.send(Message::text(text)).await.unwrap();
+            }
+            child.wait().await.unwrap();
+        } else {
+            let text = "a".repeat(chunk);
+            let mut sent = 0;
+            while sent < total {
+                let n = chunk.min(total - sent);
+                ws.send(Message::text(&text[..n])).await.unwrap();
+                sent += n;
+            }
         }
         let _ = ws.close(None).await;
     });
@@ -298,19 +321,28 @@ async fn exec_stream(host: &TestHost, service: &str, script: &str, base64: bool,
 }
 
 /// 200 MB of stdout through exec, as text and as base64, beside a raw WebSocket stream of
-/// 64 KiB text messages measured in the same run; best of 3 each, interleaved.
+/// 64 KiB text messages measured in the same run, and the same command's output piped on the
+/// host straight into a raw WebSocket (what the source and the pipe allow); best of 3 each,
+/// interleaved.
 async fn exec_throughput(host: &TestHost) {
     let id = host.sandbox("bench", "stream", json!({})).await;
     let total = THROUGHPUT_BYTES;
     let script = format!("head -c {total} /dev/zero | tr '\\0' a");
-    let (mut raw, mut text, mut b64) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut raw, mut piped, mut text, mut b64) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..3 {
-        raw.push(raw_websocket(total, 64 << 10).await);
+        raw.push(raw_websocket(total, 64 << 10, None).await);
+        piped.push(raw_websocket(total, 256 << 10, Some(&script)).await);
         text.push(exec_stream(host, &id, &script, false, total).await);
         b64.push(exec_stream(host, &id, &script, true, total).await);
     }
     let mb_s = |d: &Duration| total as f64 / 1e6 / d.as_secs_f64();
     let base = mb_s(raw.iter().min().unwrap());
+    let piped_base = mb_s(piped.iter().min().unwrap());
+    println!(
+        "{:<42} {piped_base:>7.0} MB/s   baseline {base:>7.0} MB/s   ratio {:>5.2}",
+        "  the same command piped to a raw WebSocket",
+        piped_base / base
+    );
     for (label, runs) in [
         ("exec stdout, 200 MB as text (best of 3)", &text),
         ("exec stdout, 200 MB as base64 (best of 3)", &b64),

@@ -52,7 +52,7 @@ const DRAIN_IDLE: Duration = Duration::from_millis(100);
 /// How long the client has to answer our close.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Output read in one go, and so the most data one frame carries.
-const READ_CHUNK: usize = 256 << 10;
+const READ_CHUNK: usize = 64 << 10;
 
 #[derive(Debug, serde::Deserialize)]
 pub(super) struct ExecPath {

@@ -2,11 +2,13 @@
 //! - cold start (create → COMPLETED → first exec output byte) vs a bare namespaced spawn;
 //! - exec round trip (`true` in a warm sandbox) vs the same bare spawn;
 //! - an exposed port: HTTP request latency and download throughput through the port proxy, vs
-//!   a direct loopback connection to the same server program running on the host.
+//!   a direct loopback connection to the same server program running on the host;
+//! - exec output throughput (200 MB of stdout, as text and as base64) vs a raw WebSocket
+//!   stream of the same frames on loopback.
 //!
 //! Run with `cargo bench -p flankbox-host --bench host` (as root). `BENCH_RUNS` scales the
 //! sample counts; `BENCH_ONLY=ports` runs only the port proxy part, `BENCH_ONLY=cold` only
-//! the cold starts.
+//! the cold starts, `BENCH_ONLY=throughput` only the exec output throughput.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -171,10 +173,14 @@ async fn main() {
         40 * scale,
         300 * scale
     );
-    // BENCH_ONLY=ports runs just the port proxy part.
+    // BENCH_ONLY=ports runs just the port proxy part; BENCH_ONLY=throughput the exec output.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("ports") {
         let host = TestHost::start();
         return port_proxy(&host, 300 * scale).await;
+    }
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("throughput") {
+        let host = TestHost::start();
+        return exec_throughput(&host).await;
     }
     let cold_pool = TestHost::start();
     let (cold, base) = cold_starts(&cold_pool, 40 * scale).await;
@@ -203,6 +209,150 @@ async fn main() {
     }
     row("exec round trip: `true` in a warm sandbox", &stats(rtt), &stats(base));
     port_proxy(&host, 300 * scale).await;
+    exec_throughput(&host).await;
+}
+
+/// Output bytes each throughput run moves.
+const THROUGHPUT_BYTES: usize = 200_000_000;
+
+/// A raw WebSocket stream on loopback: a tokio-tungstenite server sends `total` bytes of `a` as
+/// text messages of up to `chunk` bytes; the client reads them. With `piped`, the bytes come
+/// from `script` run by `sh` on the host through a pipe (no sandbox, no frames); without, from
+/// memory: the most a WebSocket here can do.
+async fn raw_websocket(total: usize, chunk: usize, piped: Option<&str>) -> Duration {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::AsyncReadExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let script = piped.map(str::to_string);
+    let server = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+        if let Some(script) = script {
+            let mut child = tokio::process::Command::new("sh")
+                .args(["-c", &script])
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = child.stdout.take().unwrap();
+            let mut buf = vec![0u8; chunk];
+            loop {
+                let n = out.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                let text = std::str::from_utf8(&buf[..n]).unwrap();
+                ws.send(Message::text(text)).await.unwrap();
+            }
+            child.wait().await.unwrap();
+        } else {
+            let text = "a".repeat(chunk);
+            let mut sent = 0;
+            while sent < total {
+                let n = chunk.min(total - sent);
+                ws.send(Message::text(&text[..n])).await.unwrap();
+                sent += n;
+            }
+        }
+        let _ = ws.close(None).await;
+    });
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/")).await.unwrap();
+    let started = Instant::now();
+    let mut got = 0;
+    while let Some(Ok(m)) = ws.next().await {
+        if let Message::Text(t) = m {
+            got += t.len();
+        }
+    }
+    let elapsed = started.elapsed();
+    assert_eq!(got, total);
+    server.await.unwrap();
+    elapsed
+}
+
+/// Streams `total` bytes of output from `script` through exec and returns the time from the
+/// `init` reply to the close. `base64` asks for base64 frames; the payload bytes are counted
+/// without decoding the JSON (the frames carry no escapes), as a client's own parse is not the
+/// host's cost.
+async fn exec_stream(host: &TestHost, service: &str, script: &str, base64: bool, total: usize) -> Duration {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let url = format!("{}/v1/command-exec/projects/bench/services/{service}", host.ws_base());
+    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    let mut context = json!({ "command": ["sh", "-c", script], "shell": "none" });
+    if base64 {
+        context["encoding"] = json!("base64");
+    }
+    let init =
+        json!({ "type": "init", "data": { "auth": { "type": "apiToken", "apiToken": TOKEN }, "context": context } });
+    ws.send(Message::text(init.to_string())).await.unwrap();
+    const PREFIX: &str = r#"{"type":"stdOut","data":""#;
+    let mut started = None;
+    let mut data = 0;
+    let mut frames = 0;
+    let mut completed = false;
+    while let Some(Ok(m)) = ws.next().await {
+        let Message::Text(t) = m else { continue };
+        if let Some(rest) = t.strip_prefix(PREFIX) {
+            data += rest.len() - 2;
+            frames += 1;
+        } else if t.contains(r#""type":"init""#) {
+            started = Some(Instant::now());
+        } else if t.contains(r#""type":"completion""#) {
+            assert!(t.contains(r#""exitCode":0"#), "{t}");
+            completed = true;
+        } else {
+            panic!("unexpected frame {t}");
+        }
+    }
+    let elapsed = started.expect("init reply").elapsed();
+    assert!(completed);
+    if std::env::var_os("BENCH_DETAIL").is_some() {
+        eprintln!("{frames} output frames, {} bytes each on average", data / frames.max(1));
+    }
+    let expected = if base64 { total.div_ceil(3) * 4 } else { total };
+    // base64 frames are padded per frame, so a little more may come.
+    assert!(
+        data >= expected && data < expected + expected / 100,
+        "{data} of {expected}"
+    );
+    elapsed
+}
+
+/// 200 MB of stdout through exec, as text and as base64, beside a raw WebSocket stream of
+/// 64 KiB text messages measured in the same run, and the same command's output piped on the
+/// host straight into a raw WebSocket (what the source and the pipe allow); best of 3 each,
+/// interleaved.
+async fn exec_throughput(host: &TestHost) {
+    let id = host.sandbox("bench", "stream", json!({})).await;
+    let total = THROUGHPUT_BYTES;
+    let script = format!("head -c {total} /dev/zero | tr '\\0' a");
+    let (mut raw, mut piped, mut text, mut b64) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..3 {
+        raw.push(raw_websocket(total, 64 << 10, None).await);
+        piped.push(raw_websocket(total, 256 << 10, Some(&script)).await);
+        text.push(exec_stream(host, &id, &script, false, total).await);
+        b64.push(exec_stream(host, &id, &script, true, total).await);
+    }
+    let mb_s = |d: &Duration| total as f64 / 1e6 / d.as_secs_f64();
+    let base = mb_s(raw.iter().min().unwrap());
+    let piped_base = mb_s(piped.iter().min().unwrap());
+    println!(
+        "{:<42} {piped_base:>7.0} MB/s   baseline {base:>7.0} MB/s   ratio {:>5.2}",
+        "  the same command piped to a raw WebSocket",
+        piped_base / base
+    );
+    for (label, runs) in [
+        ("exec stdout, 200 MB as text (best of 3)", &text),
+        ("exec stdout, 200 MB as base64 (best of 3)", &b64),
+    ] {
+        let t = mb_s(runs.iter().min().unwrap());
+        println!(
+            "{label:<42} {t:>7.0} MB/s   baseline {base:>7.0} MB/s   ratio {:>5.2}",
+            t / base
+        );
+    }
 }
 
 /// The port server the tests use, on the host's own loopback: the baseline.

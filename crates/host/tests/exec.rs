@@ -279,6 +279,34 @@ async fn a_large_output_streams_without_loss() {
 }
 
 #[tokio::test]
+async fn a_client_that_does_not_read_holds_the_output_back() {
+    require_root();
+    let host = TestHost::start();
+    let id = host.sandbox("p", "stalled", json!({})).await;
+    let before = common::vm_rss_kib(host.pid()).unwrap();
+    // 2 GB unread would be gone in these 3 s without backpressure.
+    let mut session = host
+        .open_exec(
+            "p",
+            &id,
+            json!({ "command": ["sh", "-c", "head -c 2000000000 /dev/zero | tr '\\0' x"], "shell": "none" }),
+            TOKEN,
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stalled = common::vm_rss_kib(host.pid()).unwrap();
+    assert!(
+        stalled < before + 32 * 1024,
+        "the host buffered output: {before} → {stalled} KiB"
+    );
+    // Reading again, the stream picks up where it stopped.
+    let first = session.next().await.unwrap();
+    assert_eq!(first["type"], "init");
+    let out = session.next().await.unwrap();
+    assert!(out["data"].as_str().unwrap().bytes().all(|b| b == b'x'), "{out}");
+}
+
+#[tokio::test]
 async fn a_second_init_or_garbage_does_not_break_the_host() {
     require_root();
     let host = TestHost::start();

@@ -47,12 +47,6 @@ fn encode_segment(s: &str) -> String {
         .collect()
 }
 
-fn vm_rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
 fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .is_ok_and(|s| !s.lines().any(|l| l.starts_with("State:") && l.contains('Z')))
@@ -478,11 +472,11 @@ async fn the_running_host_survives_generated_requests_and_sessions() {
             exec_session(&host, &b, &messages, oversized, &mut tally).await;
         }
         if rss_start.is_none() && started.elapsed() >= warmup {
-            rss_start = vm_rss_kib(pid);
+            rss_start = common::vm_rss_kib(pid);
         }
     }
     let survived = alive(pid);
-    let rss_end = vm_rss_kib(pid);
+    let rss_end = common::vm_rss_kib(pid);
     // The host still serves, and the sandboxes go.
     let (status, _) = host
         .call("GET", &format!("/v1/projects/{PROJECT}/services"), None)

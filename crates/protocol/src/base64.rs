@@ -12,21 +12,38 @@ const STANDARD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwx
 const URL_SAFE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 fn encode_with(input: &[u8], alphabet: &[u8; 64], pad: bool) -> String {
-    let mut out = Vec::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..4 {
-            if i < chars {
-                out.push(alphabet[(n >> (18 - 6 * i)) as usize & 63]);
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    encode_into_with(input, alphabet, pad, &mut out);
+    out
+}
+
+/// Appends the encoding of `input` to `out`: 48-byte blocks through a stack buffer (each
+/// pushed as one ASCII string), then the tail.
+fn encode_into_with(input: &[u8], alphabet: &[u8; 64], pad: bool, out: &mut String) {
+    let quad = |n: u32| [18, 12, 6, 0].map(|shift| alphabet[(n >> shift) as usize & 63]);
+    out.reserve(input.len().div_ceil(3) * 4);
+    let blocks = input.chunks_exact(48);
+    let tail = blocks.remainder();
+    let mut chars = [0u8; 64];
+    for block in blocks {
+        for (g, c) in block.chunks_exact(3).zip(chars.chunks_exact_mut(4)) {
+            let n = (u32::from(g[0]) << 16) | (u32::from(g[1]) << 8) | u32::from(g[2]);
+            c.copy_from_slice(&quad(n));
+        }
+        // Every character of the alphabet is ASCII.
+        out.push_str(std::str::from_utf8(&chars).unwrap_or_default());
+    }
+    for g in tail.chunks(3) {
+        let n =
+            (u32::from(g[0]) << 16) | (u32::from(*g.get(1).unwrap_or(&0)) << 8) | u32::from(*g.get(2).unwrap_or(&0));
+        for (i, c) in quad(n).into_iter().enumerate() {
+            if i <= g.len() {
+                out.push(char::from(c));
             } else if pad {
-                out.push(b'=');
+                out.push('=');
             }
         }
     }
-    // Every byte pushed is ASCII.
-    String::from_utf8(out).unwrap_or_default()
 }
 
 fn value(c: u8, alphabet: &[u8; 64]) -> Option<u32> {
@@ -65,6 +82,11 @@ fn decode_with(bytes: &[u8], alphabet: &[u8; 64]) -> Option<Vec<u8>> {
 /// Encodes in the standard alphabet, padded.
 pub fn encode(input: &[u8]) -> String {
     encode_with(input, STANDARD, true)
+}
+
+/// Appends the standard, padded encoding of `input` to `out` (a frame built in place).
+pub fn encode_into(input: &[u8], out: &mut String) {
+    encode_into_with(input, STANDARD, true, out)
 }
 
 /// Decodes the standard alphabet, with or without padding; blanks at the end are ignored.

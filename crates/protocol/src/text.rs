@@ -18,6 +18,20 @@ impl Utf8Carry {
         text
     }
 
+    /// Calls `f` with the text for `bytes`, as [`push`](Self::push) makes it, without copying
+    /// when nothing is carried and the bytes are valid (the common case for a large read).
+    pub fn push_with<R>(&mut self, bytes: &[u8], f: impl FnOnce(&str) -> R) -> R {
+        if !self.carry.is_empty() {
+            return f(&self.push(bytes));
+        }
+        let (complete, tail) = bytes.split_at(bytes.len() - incomplete_tail(bytes));
+        self.carry.extend_from_slice(tail);
+        match std::str::from_utf8(complete) {
+            Ok(text) => f(text),
+            Err(_) => f(&String::from_utf8_lossy(complete)),
+        }
+    }
+
     /// Whatever is left, decoded lossily.
     pub fn finish(&mut self) -> String {
         String::from_utf8_lossy(&std::mem::take(&mut self.carry)).into_owned()
@@ -54,5 +68,22 @@ mod tests {
         assert_eq!(t.push(&[0xff, b'b']), "\u{fffd}b");
         assert_eq!(t.push(&[0xf0, 0x9f]), "");
         assert_eq!(t.finish(), "\u{fffd}");
+    }
+
+    #[test]
+    fn push_with_gives_what_push_gives() {
+        let reads: [&[u8]; 6] = [
+            b"plain ",
+            &[0xe2, 0x98],
+            &[0x83, b'!'],
+            &[0xff, b'x', 0xf0],
+            &[0x9f],
+            b"",
+        ];
+        let (mut a, mut b) = (Utf8Carry::default(), Utf8Carry::default());
+        for r in reads {
+            assert_eq!(a.push_with(r, str::to_string), b.push(r));
+        }
+        assert_eq!(a.finish(), b.finish());
     }
 }

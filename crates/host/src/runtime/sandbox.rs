@@ -186,6 +186,18 @@ fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
+/// Capacity of an output pipe: a flood then moves in reads of up to this much (the default
+/// 64 KiB made frames of about 30 KiB), while a full pipe still stops the writer.
+const OUTPUT_PIPE_BYTES: libc::c_int = 1 << 20;
+
+/// A pipe for a process's output, grown to [`OUTPUT_PIPE_BYTES`] where the kernel allows.
+fn output_pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = pipe_pair()?;
+    // SAFETY: fcntl on a descriptor we own; a refusal (a lower pipe-max-size) keeps the default.
+    unsafe { libc::fcntl(read.as_raw_fd(), libc::F_SETPIPE_SZ, OUTPUT_PIPE_BYTES) };
+    Ok((read, write))
+}
+
 type SpawnReply = Result<(i32, Option<OwnedFd>), (i32, String)>;
 type DialReply = Result<OwnedFd, i32>;
 
@@ -313,8 +325,8 @@ impl Sandbox {
             self.send(&HostMessage::Spawn(request), &[]).map(|()| None)
         } else {
             let (in_r, in_w) = pipe_pair()?;
-            let (out_r, out_w) = pipe_pair()?;
-            let (err_r, err_w) = pipe_pair()?;
+            let (out_r, out_w) = output_pipe()?;
+            let (err_r, err_w) = output_pipe()?;
             self.send(
                 &HostMessage::Spawn(request),
                 &[in_r.as_raw_fd(), out_w.as_raw_fd(), err_w.as_raw_fd()],

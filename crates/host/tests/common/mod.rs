@@ -365,3 +365,10 @@ pub fn port_server_command(ports: &[u16]) -> String {
         servers.join(" & ")
     )
 }
+
+/// A process's resident memory, in KiB.
+pub fn vm_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}

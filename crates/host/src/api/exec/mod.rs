@@ -10,9 +10,11 @@
 //! ends or the client goes), then the `completion`.
 //!
 //! - `command`: the argv and identity of an exec;
+//! - `output`: output frames, built without serde_json on the hot path;
 //! - `streams`: output and stdin pumps, and the completion.
 
 mod command;
+mod output;
 mod streams;
 
 use std::sync::Arc;
@@ -302,7 +304,8 @@ async fn relay(started: Started, base64: bool, early: Vec<String>, tx: Sink, mut
         tty,
         oom_before,
     } = started;
-    let (frames_tx, frames_rx) = mpsc::channel::<Message>(16);
+    // A short queue: while it is full, output gathers into larger frames (streams::fill_while_busy).
+    let (frames_tx, frames_rx) = mpsc::channel::<Message>(2);
     let writer = tokio::spawn(streams::forward(tx, frames_rx));
     let (exited_tx, exited_rx) = watch::channel(false);
     let mut readers = vec![tokio::spawn(streams::pump_output(

@@ -2,12 +2,12 @@
 //! sent in order, and the `completion` its end maps to.
 
 use axum::extract::ws::Message;
-use flankbox_protocol::exec::{Completion, CompletionStatus, ServerFrame};
-use flankbox_protocol::text::Utf8Carry;
+use flankbox_protocol::exec::{Completion, CompletionStatus};
 use futures_util::SinkExt;
 use tokio::sync::{mpsc, watch};
 
-use super::{frame, Sink, DRAIN_IDLE, READ_CHUNK};
+use super::output::OutputFrames;
+use super::{Sink, DRAIN_IDLE, READ_CHUNK};
 use crate::runtime::sandbox::{Input, Output};
 use crate::runtime::ExitStatus;
 
@@ -42,7 +42,7 @@ pub(super) async fn pump_output(
     mut exited: watch::Receiver<bool>,
 ) {
     let mut buf = vec![0u8; READ_CHUNK];
-    let mut text = Utf8Carry::default();
+    let mut frames_of = OutputFrames::new(stderr, base64);
     let mut draining = *exited.borrow();
     loop {
         let read = if draining {
@@ -60,32 +60,45 @@ pub(super) async fn pump_output(
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
-        let data = if base64 {
-            flankbox_protocol::base64::encode(&buf[..n])
-        } else {
-            text.push(&buf[..n])
-        };
-        if data.is_empty() {
-            continue;
+        let (filled, ended, permit) = fill_while_busy(&mut output, &mut buf, n, &frames).await;
+        let Ok(permit) = permit else { return };
+        if let Some(f) = frames_of.frame(&buf[..filled]) {
+            permit.send(f);
         }
-        let f = if stderr {
-            ServerFrame::StdErr(data)
-        } else {
-            ServerFrame::StdOut(data)
-        };
-        if frames.send(frame(&f)).await.is_err() {
-            return;
+        if ended {
+            break;
         }
     }
-    let rest = text.finish();
-    if !rest.is_empty() {
-        let f = if stderr {
-            ServerFrame::StdErr(rest)
-        } else {
-            ServerFrame::StdOut(rest)
-        };
-        let _ = frames.send(frame(&f)).await;
+    if let Some(f) = frames_of.finish() {
+        let _ = frames.send(f).await;
     }
+}
+
+/// Waits for room in the frame queue, reading more output into `buf` (after the `filled`
+/// bytes there) meanwhile: while the socket is busy, output gathers into one larger frame
+/// instead of many small ones. Stops reading when `buf` is full, so a full queue still stops
+/// the reads. Returns the bytes in `buf`, whether the output ended, and the queue's room.
+async fn fill_while_busy<'a>(
+    output: &mut Output,
+    buf: &mut [u8],
+    mut filled: usize,
+    frames: &'a mpsc::Sender<Message>,
+) -> (
+    usize,
+    bool,
+    Result<mpsc::Permit<'a, Message>, mpsc::error::SendError<()>>,
+) {
+    while filled < buf.len() {
+        tokio::select! {
+            biased;
+            permit = frames.reserve() => return (filled, false, permit),
+            read = output.read(&mut buf[filled..]) => match read {
+                Ok(0) | Err(_) => return (filled, true, frames.reserve().await),
+                Ok(n) => filled += n,
+            },
+        }
+    }
+    (filled, false, frames.reserve().await)
 }
 
 /// A `payload`'s bytes; `None` for base64 that does not decode.

@@ -9,9 +9,9 @@ import { gzipSync } from "node:zlib";
 import { join } from "node:path";
 import { ROOT, URL_, TOKEN, project, installPackedPackage, launchChromium, BROWSER_ENTRY, runBundleInChromium, workerdFromBundle } from "./env.mjs";
 
-/** Past this, the package has grown by accident: wasm + JS glue, gzipped. 120 KB until issue 12
- * made serde the one reader of answers, frames and options (147.7 KB; README "The client"). */
-const SIZE_GUARD = 160 * 1024;
+/** Past this, the package has grown by accident: wasm + JS glue, gzipped with Node's gzip. The
+ * size reached in issue 13 (148,187 bytes; README "The client") plus 5 %. */
+const SIZE_GUARD = 155_600;
 
 let scratch;
 const env = { ...process.env, NF_URL: URL_, NF_TOKEN: TOKEN };

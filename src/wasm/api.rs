@@ -32,7 +32,7 @@ use crate::flow::{Progress, SandboxRef};
 use crate::rest::ApiRequest;
 
 /// Runs `fut` as a Promise, turning errors into JS errors.
-fn promise<F>(fut: F) -> Promise
+pub(crate) fn promise<F>(fut: F) -> Promise
 where
     F: Future<Output = Result<JsValue>> + 'static,
 {

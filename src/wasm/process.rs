@@ -151,7 +151,7 @@ impl SandboxProcess {
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn write(&self, #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] data: JsValue) -> Promise {
         let shared = self.shared.clone();
-        wasm_bindgen_futures::future_to_promise(async move {
+        super::api::promise(async move {
             let data = bytes(&data)?;
             for frame in payload_frames(&data, shared.base64) {
                 shared.socket.room().await?;

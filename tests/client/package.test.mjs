@@ -10,8 +10,8 @@ import { join } from "node:path";
 import { ROOT, URL_, TOKEN, project, installPackedPackage, launchChromium, BROWSER_ENTRY, runBundleInChromium, workerdFromBundle } from "./env.mjs";
 
 /** Past this, the package has grown by accident: wasm + JS glue, gzipped with Node's gzip. The
- * size reached in issue 13 (148,187 bytes; README "The client") plus 5 %. */
-const SIZE_GUARD = 155_600;
+ * size reached in issue 13 (147,836 bytes; README "The client") plus 5 %. */
+const SIZE_GUARD = 155_200;
 
 let scratch;
 const env = { ...process.env, NF_URL: URL_, NF_TOKEN: TOKEN };

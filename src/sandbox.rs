@@ -136,7 +136,12 @@ pub fn port_spec(p: &PortOptions) -> Result<PortSpec> {
 /// the API's scheme: `https://` on Northflank (`*.code.run`), `http://` on a local host whose
 /// API is plain HTTP (`*.localhost`). TCP and UDP ports get `tcp://` and `udp://` addresses.
 pub fn port_url(base_url: &str, protocol: PortProtocol, dns: &str) -> String {
-    let host = dns.split_once("://").map_or(dns, |(_, rest)| rest);
+    // A byte search: `split_once("://")` alone brings in core's two-way string searcher (size).
+    let host = dns
+        .as_bytes()
+        .windows(3)
+        .position(|w| w == b"://")
+        .map_or(dns, |i| &dns[i + 3..]);
     let scheme = match protocol {
         PortProtocol::Http | PortProtocol::Http2 if base_url.starts_with("http://") => "http",
         PortProtocol::Http | PortProtocol::Http2 => "https",

@@ -15,6 +15,8 @@ mod files;
 mod lifecycle;
 mod ports;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise};
@@ -31,10 +33,17 @@ use crate::flow::{Progress, SandboxRef};
 use crate::rest::ApiRequest;
 
 /// Runs `fut` as a Promise, turning errors into JS errors.
-fn promise<F>(fut: F) -> Promise
+pub(crate) fn promise<F>(fut: F) -> Promise
 where
-    F: std::future::Future<Output = Result<JsValue>> + 'static,
+    F: Future<Output = Result<JsValue>> + 'static,
 {
+    boxed_promise(Box::pin(fut))
+}
+
+/// The one `future_to_promise` of the exported methods: boxed, so that its promise plumbing is
+/// compiled once rather than once per method (size; README "The client").
+#[inline(never)]
+fn boxed_promise(fut: Pin<Box<dyn Future<Output = Result<JsValue>>>>) -> Promise {
     future_to_promise(async move { fut.await.map_err(JsValue::from) })
 }
 

@@ -82,12 +82,12 @@ impl Detached {
     /// Sends `SIGKILL` to the process's group; resolves once it is sent.
     pub(crate) fn kill(&self) -> Promise {
         let (sandbox, id) = (self.sandbox.clone(), self.id.clone());
-        wasm_bindgen_futures::future_to_promise(async move {
+        super::api::promise(async move {
             let sent = async {
                 let t = Web::new(Cancel::new("kill", None, Some(KILL_TIMEOUT_MS))?);
                 flow::detached::signal(&t, &sandbox, &id, "KILL").await
             };
-            sent.await.map_err(JsValue::from)?;
+            sent.await?;
             Ok(JsValue::UNDEFINED)
         })
     }

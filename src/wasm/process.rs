@@ -198,10 +198,10 @@ impl SandboxProcess {
             Backend::Exec(shared) => shared.clone(),
             Backend::Detached(process) => {
                 let sent = bytes(&data).and_then(|data| process.write(data));
-                return wasm_bindgen_futures::future_to_promise(async move { Ok(sent.map(|()| JsValue::UNDEFINED)?) });
+                return super::api::promise(async move { Ok(sent.map(|()| JsValue::UNDEFINED)?) });
             }
         };
-        wasm_bindgen_futures::future_to_promise(async move {
+        super::api::promise(async move {
             let data = bytes(&data)?;
             for frame in payload_frames(&data, shared.base64) {
                 shared.socket.room().await?;

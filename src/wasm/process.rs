@@ -198,7 +198,7 @@ impl SandboxProcess {
             Backend::Exec(shared) => shared.clone(),
             Backend::Detached(process) => {
                 let sent = bytes(&data).and_then(|data| process.write(data));
-                return super::api::promise(async move { Ok(sent.map(|()| JsValue::UNDEFINED)?) });
+                return super::api::promise(async move { sent.map(|()| JsValue::UNDEFINED) });
             }
         };
         super::api::promise(async move {

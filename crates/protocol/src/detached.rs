@@ -284,6 +284,19 @@ fn header_event(header: &str) -> Result<Header, DetachedError> {
     Ok(header)
 }
 
+/// Joins consecutive output of one stream into one event: the same stream as a reader sees it,
+/// however the exec cut it into frames (for comparing and logging attaches).
+pub fn coalesce(events: impl IntoIterator<Item = AttachEvent>) -> Vec<AttachEvent> {
+    let mut out: Vec<AttachEvent> = Vec::new();
+    for event in events {
+        match (out.last_mut(), event) {
+            (Some(AttachEvent::Output(s, acc)), AttachEvent::Output(t, more)) if *s == t => acc.extend(more),
+            (_, event) => out.push(event),
+        }
+    }
+    out
+}
+
 /// Why a follower stops reading a process.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FollowError {
@@ -473,18 +486,6 @@ mod tests {
         events
     }
 
-    /// Joins consecutive output of one stream, as a reader would see it.
-    fn joined(events: Vec<AttachEvent>) -> Vec<AttachEvent> {
-        let mut out: Vec<AttachEvent> = Vec::new();
-        for e in events {
-            match (out.last_mut(), e) {
-                (Some(AttachEvent::Output(s, acc)), AttachEvent::Output(t, more)) if *s == t => acc.extend(more),
-                (_, e) => out.push(e),
-            }
-        }
-        out
-    }
-
     #[test]
     fn frames_decode_the_same_in_any_pieces() {
         let stream = b"O 6\nline\n\nE 3\ne\nrG err 4096\nO 2\nhiX 7\n";
@@ -499,7 +500,7 @@ mod tests {
             AttachEvent::Exit(Some(7)),
         ];
         for piece in 1..stream.len() {
-            assert_eq!(joined(decode_in_pieces(stream, piece)), want, "pieces of {piece}");
+            assert_eq!(coalesce(decode_in_pieces(stream, piece)), want, "pieces of {piece}");
         }
     }
 

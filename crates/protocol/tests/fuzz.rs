@@ -9,7 +9,7 @@
 #[path = "../../../tests/support/fuzz_runner.rs"]
 mod fuzz_runner;
 
-use flankbox_protocol::detached::{AttachDecoder, AttachEvent, Stream};
+use flankbox_protocol::detached::{coalesce, AttachDecoder, AttachEvent, Stream};
 use flankbox_protocol::exec::{
     ClientFrame, Command, Completion, CompletionStatus, ErrorData, ExecContext, IdOrName, InitAuth, InitContext,
     InitReply, InitRequest, ServerFrame, TtySize,
@@ -558,18 +558,6 @@ fn attach_frame() -> impl Strategy<Value = (Vec<u8>, Option<AttachEvent>)> {
     ]
 }
 
-/// Joins consecutive output of one stream.
-fn joined(events: Vec<AttachEvent>) -> Vec<AttachEvent> {
-    let mut out: Vec<AttachEvent> = Vec::new();
-    for e in events {
-        match (out.last_mut(), e) {
-            (Some(AttachEvent::Output(s, acc)), AttachEvent::Output(t, more)) if *s == t => acc.extend(more),
-            (_, e) => out.push(e),
-        }
-    }
-    out
-}
-
 #[test]
 fn detached_attach_frames_decode_in_any_pieces_and_odd_bytes_never_panic() {
     fuzz(
@@ -577,13 +565,13 @@ fn detached_attach_frames_decode_in_any_pieces_and_odd_bytes_never_panic() {
         || (prop::collection::vec(attach_frame(), 0..12), 1usize..16, raw_input()),
         |(frames, piece, junk)| {
             let bytes: Vec<u8> = frames.iter().flat_map(|(b, _)| b.clone()).collect();
-            let want = joined(frames.into_iter().filter_map(|(_, e)| e).collect());
+            let want = coalesce(frames.into_iter().filter_map(|(_, e)| e));
             let mut decoder = AttachDecoder::new();
             let mut got = Vec::new();
             for chunk in bytes.chunks(piece) {
                 got.extend(decoder.push(chunk).map_err(|e| TestCaseError::fail(e.to_string()))?);
             }
-            prop_assert_eq!(joined(got), want);
+            prop_assert_eq!(coalesce(got), want);
             // Anything at all: events or an error, never a panic.
             let _ = AttachDecoder::new().push(&junk);
             Ok(())

@@ -301,6 +301,32 @@ for (const kind of ["worker", "native"]) {
       assert.ok(!(await hostServices()).includes(short.id), "destroyed on its next access");
     });
 
+    test("detached processes: a sandbox's capability spawns, lists and attaches; another sandbox's can do neither", async () => {
+      const nf = new pkg.Northflank({ baseUrl: base() });
+      const a = await pkg.Sandbox.create(nf, { ttlSeconds: 300 });
+      const b = await pkg.Sandbox.create(nf, { ttlSeconds: 300 });
+      try {
+        const job = await a.spawn("echo one; sleep 0.3; echo two; exit 4", { detached: true, encoding: "utf8" });
+        const own = pkg.Sandbox.forService(nf, a.id, { capability: a.capability });
+        const listed = await own.processes();
+        assert.deepEqual(listed.map((p) => p.id), [job.id]);
+        const attached = await own.attach(job.id, { from: 0, encoding: "utf8" });
+        const reader = attached.stdout.getReader();
+        let output = "";
+        for (let r = await reader.read(); !r.done; r = await reader.read()) output += r.value;
+        assert.deepEqual([output, (await attached.wait()).exitCode], ["one\ntwo\n", 4]);
+        // B's capability pointed at A: refused before anything runs in A.
+        const wrong = pkg.Sandbox.forService(nf, a.id, { capability: b.capability });
+        await assert.rejects(wrong.processes(), (e) => e.code !== "NOT_FOUND" && /for sandbox fbx-.* not fbx-|CAPABILITY_SCOPE|capability/i.test(`${e.code} ${e.message}`));
+        await assert.rejects(wrong.attach(job.id), (e) => e.code !== "NOT_FOUND");
+        // And B sees only its own (none).
+        assert.deepEqual(await b.processes(), []);
+      } finally {
+        await a.destroy();
+        await b.destroy();
+      }
+    });
+
     test("a capability for sandbox A does nothing to sandbox B", async () => {
       const ip = `198.51.100.${kind === "worker" ? 3 : 4}`;
       const a = await rawCreate(base(), { ip });

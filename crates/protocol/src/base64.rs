@@ -89,13 +89,17 @@ pub fn encode_into(input: &[u8], out: &mut String) {
     encode_into_with(input, STANDARD, true, out)
 }
 
-/// Decodes the standard alphabet, with or without padding; blanks at the end are ignored.
+/// Decodes the standard alphabet, with or without padding (as the `base64` crate's indifferent
+/// mode: padding only completes a last group of 2 or 3, and may stop short); blanks at the end
+/// are ignored.
 pub fn decode(input: &str) -> Option<Vec<u8>> {
     let input = input.trim_end().as_bytes();
-    let unpadded = match input {
-        [rest @ .., b'=', b'='] | [rest @ .., b'='] if input.len() % 4 == 0 => rest,
-        _ => input,
-    };
+    let pads = input.iter().rev().take_while(|&&b| b == b'=').count();
+    let unpadded = &input[..input.len() - pads];
+    let last_group = unpadded.len() % 4;
+    if pads > 0 && (last_group < 2 || last_group + pads > 4) {
+        return None;
+    }
     decode_with(unpadded, STANDARD)
 }
 
@@ -142,6 +146,8 @@ mod tests {
         assert_eq!(decode("ab!d"), None);
         assert_eq!(decode("abcde"), None);
         assert_eq!(decode("aGk=\n").unwrap(), b"hi");
+        // Padding that stops short, as the base64 crate takes it (proptest found this one).
+        assert_eq!(decode("aQ=").unwrap(), b"i");
         // Not canonical: unused bits set.
         assert_eq!(decode("aGl="), None);
         assert_eq!(decode("Zh=="), None);

@@ -1,10 +1,10 @@
-//! Detached processes over the exec channel alone (`flankbox_protocol::detached`): spawn, list,
-//! signal, and a follower that attaches, hands output on, and after a dropped connection
-//! attaches again with backoff from the last byte it delivered, within a window.
+//! Detached processes over the exec channel alone (`flankbox_protocol::detached`): list, signal,
+//! and a follower that starts a process and follows it live (or attaches to one), hands output
+//! on, and after a dropped connection attaches again with backoff from the last byte it
+//! delivered, within a window.
 
 use std::pin::pin;
 
-use futures_core::Stream;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -15,8 +15,8 @@ use super::SandboxRef;
 use crate::error::{Error, Result};
 use crate::exec::{decode_frame, payload_frames, stdin_end_frame, ExecEvent, ExecSpec};
 use crate::protocol::detached::{
-    close_stdin_command, list_command, parse_list, signal_command, spawn_command, Delivery, DetachedError, FollowError,
-    Follower,
+    close_stdin_command, list_command, parse_list, signal_command, Delivery, DetachedError, FollowError, Follower,
+    RunHeader, Stream, RUN_CODE_UNKNOWN,
 };
 use crate::transport::{Incoming, Session, Transport};
 
@@ -112,24 +112,6 @@ fn failed(code: i32, stderr: &str) -> Error {
     })
 }
 
-/// Starts `argv` detached as `id`, keeping the last `keep_bytes` of each stream; resolves once
-/// it runs. `described` is the command as the caller gave it (JSON), for listings.
-pub async fn spawn<T: Transport>(
-    t: &T,
-    sandbox: &SandboxRef,
-    id: &str,
-    keep_bytes: u64,
-    described: &str,
-    argv: &[String],
-) -> Result<()> {
-    let (code, stdout, stderr) = script(t, sandbox, spawn_command(id, keep_bytes, described, argv)?).await?;
-    if code == 0 && stdout.trim() == id {
-        Ok(())
-    } else {
-        Err(failed(code, &stderr))
-    }
-}
-
 /// Every detached process of the sandbox, whoever started it.
 pub async fn list<T: Transport>(t: &T, sandbox: &SandboxRef) -> Result<Vec<ProcessInfo>> {
     let (code, stdout, stderr) = script(t, sandbox, list_command()).await?;
@@ -169,31 +151,57 @@ struct Input<S> {
     end_sent: bool,
 }
 
+/// How a follower begins.
+pub enum Start<'a> {
+    /// By attaching to a process that exists.
+    Attach,
+    /// By starting one with this `run` command (`flankbox_protocol::detached::run_command`) and
+    /// following it live; `started` hears once whether it started (a failure also ends
+    /// `follow` with that error).
+    Run {
+        /// The exec command.
+        argv: Vec<String>,
+        /// Told once: `Ok` when the process is starting, or why it could not.
+        started: &'a mut dyn FnMut(Result<()>),
+    },
+}
+
 /// How one attach ended.
 enum Attach {
     /// The process ended, with its code (`None` if its supervisor vanished).
     Exited(Option<i32>),
     /// The connection dropped (or never came): why.
     Dropped(String),
+    /// A run ended without the code; an attach asks for it (not a drop: no backoff).
+    AskExit,
 }
 
-/// Follows process `id` (through its `follower`) until it ends, handing each delivery to
-/// `deliver`; with `stdin`, its chunks go to the process and its end closes the process's
-/// stdin. A dropped connection is resumed from the last byte delivered, with backoff, for up to
+/// A run's session: its output is the process's own, after the header.
+struct Live<'a, 'b> {
+    header: RunHeader,
+    /// What the run said on stderr before its header: why it could not start.
+    said: Vec<u8>,
+    /// Told when the header comes (then taken).
+    started: &'b mut Option<&'a mut dyn FnMut(Result<()>)>,
+}
+
+/// Follows a process through its `follower` until it ends, handing each delivery to
+/// `deliver`, after starting it as `start` says; with `stdin`, its chunks go to the process and
+/// its end closes the process's stdin. A dropped connection is resumed from the last byte delivered, with backoff, for up to
 /// `resume_within_ms` after the drop; past that, or when the output to resume from is no longer
 /// kept, it fails with `STREAM_LOST` saying which.
 pub async fn follow<T, S>(
     t: &T,
     sandbox: &SandboxRef,
-    id: &str,
     follower: &mut Follower,
     resume_within_ms: u64,
+    start: Start<'_>,
     stdin: Option<S>,
     deliver: &mut dyn FnMut(Delivery),
 ) -> Result<Option<i32>>
 where
     T: Transport,
-    S: Stream<Item = Vec<u8>> + Unpin,
+    S: futures_core::Stream<Item = Vec<u8>> + Unpin,
 {
     let mut input = Input {
         ended: stdin.is_none(),
@@ -204,13 +212,54 @@ where
     let with_stdin = !input.ended;
     let mut dropped_at: Option<f64> = None;
     let mut tries = 0;
+    if let Start::Run { argv, started } = start {
+        let mut started = Some(started);
+        let mut started_at = None;
+        let outcome = run_once(
+            t,
+            sandbox,
+            argv,
+            follower,
+            &mut input,
+            deliver,
+            &mut started,
+            &mut started_at,
+        )
+        .await;
+        let outcome = match (outcome, started) {
+            // It never said it started: the start failed, and `follow` with it.
+            (outcome, Some(tell)) => {
+                let e = match outcome {
+                    Err(e) => e,
+                    Ok(Attach::Dropped(why)) => {
+                        Error::StreamLost(format!("the connection dropped while starting: {why}"))
+                    }
+                    Ok(_) => Error::Protocol("a run ended before it started".into()),
+                };
+                tell(Err(e.clone()));
+                return Err(e);
+            }
+            (outcome, None) => outcome?,
+        };
+        match outcome {
+            Attach::Exited(code) => return Ok(code),
+            Attach::AskExit => {}
+            Attach::Dropped(_) => {
+                if let Some(e) = t.cancelled() {
+                    return Err(e);
+                }
+                follower.dropped();
+                dropped_at = Some(t.now_ms());
+                tries = 1; // the first resume goes at once
+            }
+        }
+    }
     loop {
         let mut started_at = None;
         let resuming = dropped_at.is_some();
         match attach_once(
             t,
             sandbox,
-            id,
             follower,
             with_stdin,
             &mut input,
@@ -221,6 +270,7 @@ where
         .await?
         {
             Attach::Exited(code) => return Ok(code),
+            Attach::AskExit => {}
             Attach::Dropped(why) => {
                 if let Some(e) = t.cancelled() {
                     return Err(e);
@@ -252,12 +302,44 @@ where
     }
 }
 
+/// The run: starts the process and follows it live until it ends or the connection drops.
+#[allow(clippy::too_many_arguments)]
+async fn run_once<T, S>(
+    t: &T,
+    sandbox: &SandboxRef,
+    argv: Vec<String>,
+    follower: &mut Follower,
+    input: &mut Input<S>,
+    deliver: &mut dyn FnMut(Delivery),
+    started: &mut Option<&mut dyn FnMut(Result<()>)>,
+    started_at: &mut Option<f64>,
+) -> Result<Attach>
+where
+    T: Transport,
+    S: futures_core::Stream<Item = Vec<u8>> + Unpin,
+{
+    let spec = ExecSpec {
+        argv,
+        base64: true,
+        tty: None,
+        instance: None,
+    };
+    let mut session = open_session(t, sandbox, &spec).await?;
+    let mut live = Live {
+        header: RunHeader::default(),
+        said: Vec::new(),
+        started,
+    };
+    let outcome = read_attach(t, &mut session, follower, input, deliver, started_at, Some(&mut live)).await;
+    session.end();
+    outcome
+}
+
 /// One attach: until the process ends or the connection drops.
 #[allow(clippy::too_many_arguments)]
 async fn attach_once<T, S>(
     t: &T,
     sandbox: &SandboxRef,
-    id: &str,
     follower: &mut Follower,
     with_stdin: bool,
     input: &mut Input<S>,
@@ -267,12 +349,12 @@ async fn attach_once<T, S>(
 ) -> Result<Attach>
 where
     T: Transport,
-    S: Stream<Item = Vec<u8>> + Unpin,
+    S: futures_core::Stream<Item = Vec<u8>> + Unpin,
 {
     // Stdin ended while its end may not have reached the process: close it by command, since
     // this attach carries no stdin.
     if input.ended && !input.end_sent && resuming {
-        match script(t, sandbox, close_stdin_command(id)?).await {
+        match script(t, sandbox, close_stdin_command(follower.id())?).await {
             Ok(_) => input.end_sent = true,
             Err(e @ (Error::Network(_) | Error::StreamLost(_))) => return Ok(Attach::Dropped(e.to_string())),
             Err(e) => return Err(e),
@@ -289,11 +371,13 @@ where
         Err(e @ Error::Network(_)) => return Ok(Attach::Dropped(e.to_string())),
         Err(e) => return Err(e),
     };
-    let outcome = read_attach(t, &mut session, follower, input, deliver, started_at).await;
+    let outcome = read_attach(t, &mut session, follower, input, deliver, started_at, None).await;
     session.end();
     outcome
 }
 
+/// Reads a session (an attach's frames, or with `live` a run's own output) until the process
+/// ends or the connection drops, sending input as it comes.
 async fn read_attach<T, Sess, S>(
     t: &T,
     session: &mut Sess,
@@ -301,11 +385,12 @@ async fn read_attach<T, Sess, S>(
     input: &mut Input<S>,
     deliver: &mut dyn FnMut(Delivery),
     started_at: &mut Option<f64>,
+    mut live: Option<&mut Live<'_, '_>>,
 ) -> Result<Attach>
 where
     T: Transport,
     Sess: Session,
-    S: Stream<Item = Vec<u8>> + Unpin,
+    S: futures_core::Stream<Item = Vec<u8>> + Unpin,
 {
     loop {
         // Input first when some waits; otherwise whichever comes: a frame or a chunk to send.
@@ -347,30 +432,75 @@ where
             }
             None => return dropped(t, Error::StreamLost("connection closed".into())),
         };
-        match decode_frame(&frame, true)? {
-            ExecEvent::Started { .. } => *started_at = Some(t.now_ms()),
-            ExecEvent::Stdout(bytes) => {
-                for delivery in follower.push(&bytes)? {
-                    let exit = match delivery {
-                        Delivery::Exit(code) => Some(code),
-                        _ => None,
-                    };
-                    deliver(delivery);
-                    if let Some(code) = exit {
-                        return Ok(Attach::Exited(code));
-                    }
+        let event = decode_frame(&frame, true)?;
+        if let ExecEvent::Started { .. } = event {
+            *started_at = Some(t.now_ms());
+            continue;
+        }
+        let deliveries = match live.as_deref_mut() {
+            Some(live) => match read_live(live, follower, event)? {
+                LiveStep::Deliver(deliveries) => deliveries,
+                LiveStep::Ended(end) => return Ok(end),
+            },
+            None => match event {
+                ExecEvent::Stdout(bytes) => follower.push(&bytes)?,
+                // The supervisor's own complaints; its frames say what matters.
+                ExecEvent::Stderr(_) | ExecEvent::Started { .. } => continue,
+                ExecEvent::Completed(c) => {
+                    return Ok(Attach::Dropped(format!(
+                        "the attach ended with code {} before the process did",
+                        c.exit_code
+                    )))
                 }
-            }
-            // The supervisor's own complaints; its frames say what matters.
-            ExecEvent::Stderr(_) => {}
-            ExecEvent::Completed(c) => {
-                return Ok(Attach::Dropped(format!(
-                    "the attach ended with code {} before the process did",
-                    c.exit_code
-                )))
+            },
+        };
+        for delivery in deliveries {
+            let exit = match delivery {
+                Delivery::Exit(code) => Some(code),
+                _ => None,
+            };
+            deliver(delivery);
+            if let Some(code) = exit {
+                return Ok(Attach::Exited(code));
             }
         }
     }
+}
+
+/// What a run's event comes to.
+enum LiveStep {
+    Deliver(Vec<Delivery>),
+    Ended(Attach),
+}
+
+/// Most of what a run may say on stderr before its header that is kept for the error.
+const SAID_LIMIT: usize = 4096;
+
+fn read_live(live: &mut Live<'_, '_>, follower: &mut Follower, event: ExecEvent) -> Result<LiveStep> {
+    let started = live.header.complete();
+    Ok(LiveStep::Deliver(match event {
+        ExecEvent::Stdout(bytes) => {
+            let own = live.header.strip(&bytes)?;
+            if !started && live.header.complete() {
+                if let Some(tell) = live.started.take() {
+                    tell(Ok(()));
+                }
+            }
+            follower.push_live(Stream::Stdout, own)
+        }
+        ExecEvent::Stderr(bytes) if started => follower.push_live(Stream::Stderr, &bytes),
+        ExecEvent::Stderr(bytes) => {
+            let room = SAID_LIMIT.saturating_sub(live.said.len());
+            live.said.extend_from_slice(&bytes[..room.min(bytes.len())]);
+            Vec::new()
+        }
+        ExecEvent::Completed(c) if !started => {
+            return Err(failed(c.exit_code, &String::from_utf8_lossy(&live.said)));
+        }
+        ExecEvent::Completed(c) if c.exit_code == RUN_CODE_UNKNOWN => return Ok(LiveStep::Ended(Attach::AskExit)),
+        ExecEvent::Completed(c) => follower.live_exit(c.exit_code),
+        ExecEvent::Started { .. } => Vec::new(),
+    }))
 }
 
 /// A drop, unless the call itself was cancelled.

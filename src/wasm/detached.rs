@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use futures_channel::mpsc;
+use futures_channel::{mpsc, oneshot};
 use js_sys::{Function, Promise, Uint8Array};
 use wasm_bindgen::prelude::*;
 
@@ -13,6 +13,7 @@ use super::cancel::Cancel;
 use super::process::{Feed, SandboxProcess};
 use super::transport::Web;
 use crate::error::{Error, Result};
+use crate::flow::detached::Start;
 use crate::flow::{self, SandboxRef};
 use crate::protocol::detached::{Chunk, Delivery, Follower, Offsets, Stream};
 use crate::protocol::exec::{Completion, CompletionStatus};
@@ -43,6 +44,30 @@ pub(crate) struct FollowOptions {
 impl Detached {
     /// A handle of process `id`, followed from `options.from` until it ends.
     pub(crate) fn follow(sandbox: Rc<SandboxRef>, id: String, options: FollowOptions) -> Result<SandboxProcess> {
+        Self::start(sandbox, id, options, None)
+    }
+
+    /// Starts a process with `run_argv` (a `run` command of process `id`) and a handle that
+    /// follows it live; resolves once it is starting, or rejects with why it could not.
+    pub(crate) async fn run(
+        sandbox: Rc<SandboxRef>,
+        id: String,
+        run_argv: Vec<String>,
+        options: FollowOptions,
+    ) -> Result<SandboxProcess> {
+        let (tx, rx) = oneshot::channel();
+        let process = Self::start(sandbox, id, options, Some((run_argv, tx)))?;
+        rx.await
+            .unwrap_or_else(|_| Err(Error::Protocol("the detached process's task ended".into())))?;
+        Ok(process)
+    }
+
+    fn start(
+        sandbox: Rc<SandboxRef>,
+        id: String,
+        options: FollowOptions,
+        run_with: Option<(Vec<String>, oneshot::Sender<Result<()>>)>,
+    ) -> Result<SandboxProcess> {
         let follower = Follower::new(&id, options.from, options.utf8)?;
         let (tx, rx) = mpsc::unbounded();
         let process = Rc::new(Detached {
@@ -60,6 +85,7 @@ impl Detached {
             follower,
             rx,
             options.resume_within_ms,
+            run_with,
             resolve,
             reject,
         ));
@@ -119,6 +145,7 @@ async fn run(
     mut follower: Follower,
     input: mpsc::UnboundedReceiver<Vec<u8>>,
     resume_within_ms: u64,
+    run_with: Option<(Vec<String>, oneshot::Sender<Result<()>>)>,
     resolve: Function,
     reject: Function,
 ) {
@@ -137,12 +164,28 @@ async fn run(
     let outcome = async {
         // No timeout: the process may run for days; a drop is resumed within its window.
         let t = Web::new(Cancel::new("detached process", None, None)?);
+        let (argv, mut told) = match run_with {
+            Some((argv, told)) => (Some(argv), Some(told)),
+            None => (None, None),
+        };
+        let mut tell = |started: Result<()>| {
+            if let Some(told) = told.take() {
+                let _ = told.send(started);
+            }
+        };
+        let start = match argv {
+            Some(argv) => Start::Run {
+                argv,
+                started: &mut tell,
+            },
+            None => Start::Attach,
+        };
         flow::detached::follow(
             &t,
             &process.sandbox,
-            &process.id,
             &mut follower,
             resume_within_ms,
+            start,
             Some(input),
             &mut deliver,
         )

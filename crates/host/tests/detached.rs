@@ -1,15 +1,16 @@
 //! Detached processes over the exec channel alone (`flankbox_protocol::detached`), run in a
 //! real sandbox through real exec sessions: a process outlives the exec that started it and
 //! the attach that was cut, an attach from the delivered offsets continues with no gap and no
-//! repeat, a second reader replays from 0, stdin and signals reach it from any session, and
-//! output past the kept window is reported as gone.
+//! repeat, a second reader replays from 0, stdin and signals reach it from any session,
+//! output past the kept window is reported as gone, and a live run carries the output on its
+//! own streams until it is cut, after which the process goes on into its files.
 
 mod common;
 
 use common::{require_root, ExecResult, TestHost};
 use flankbox_protocol::detached::{
-    attach_command, close_stdin_command, list_command, parse_list, signal_command, spawn_command, AttachDecoder,
-    AttachEvent, Offsets, Stream,
+    attach_command, close_stdin_command, list_command, parse_list, run_command, signal_command, spawn_command,
+    AttachDecoder, AttachEvent, Offsets, RunHeader, Stream,
 };
 use serde_json::{json, Value};
 
@@ -237,4 +238,121 @@ async fn stdin_signals_and_the_kept_window_work_from_any_session() {
     );
     assert_eq!(flood.stdout.len(), 2 << 20);
     assert!(flood.stdout.iter().all(|&b| b == b'x'));
+}
+
+/// Starts `script` as process `id` with a live run, cut once its first output came: what it
+/// delivered (the header taken off).
+async fn run_then_cut(host: &TestHost, sandbox: &str, id: &str, script: &str) -> Attached {
+    let argv = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+    let run = run_command(id, 1 << 20, "[]", false, &argv).unwrap();
+    let mut session = host
+        .open_exec(
+            PROJECT,
+            sandbox,
+            json!({ "command": run, "shell": "none" }),
+            common::TOKEN,
+        )
+        .await;
+    let mut header = RunHeader::default();
+    let mut got = Attached::default();
+    while got.stdout.is_empty() {
+        let frame = session.next().await.expect("output before the cut");
+        let data = frame["data"].as_str().unwrap_or_default().as_bytes();
+        match frame["type"].as_str() {
+            Some("stdOut") => got.stdout.extend(header.strip(data).unwrap()),
+            Some("stdErr") => got.stderr.extend(data),
+            _ => {}
+        }
+    }
+    // Dropped without a close, as a network cut would.
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_carries_its_output_live_and_a_cut_run_goes_on_into_its_files() {
+    require_root();
+    let host = TestHost::start();
+    let sb = host.sandbox(PROJECT, "runner", json!({})).await;
+    let sh = |script: &str| vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+
+    // Live on the exec's own streams, with the process's exit code, and stdin.
+    let argv = sh("read -r l; echo got $l; echo warn >&2; exit 3");
+    let inputs = [
+        json!({ "type": "payload", "data": "one\n" }),
+        json!({ "type": "stdInEnd" }),
+    ];
+    let live = run(
+        &host,
+        &sb,
+        run_command("r1", 1 << 20, "[]", true, &argv).unwrap(),
+        &inputs,
+    )
+    .await;
+    assert_eq!(
+        (live.stdout.as_str(), live.stderr.as_str(), live.exit_code),
+        ("S\ngot one\n", "warn\n", Some(3)),
+        "{live:?}"
+    );
+    // The files hold the same, for any later reader.
+    let replay = attach(&host, &sb, "r1", Offsets::default()).await;
+    assert_eq!(
+        (replay.stdout.as_slice(), replay.stderr.as_slice()),
+        (&b"got one\n"[..], &b"warn\n"[..])
+    );
+    assert_eq!(replay.events, vec![AttachEvent::Exit(Some(3))]);
+
+    // Cut after the first line: the process goes on, and an attach from what was delivered
+    // gives the rest once, then the exit code.
+    let script = "for i in $(seq 1 60); do echo line $i; sleep 0.02; done; echo oops >&2; exit 5";
+    let first = run_then_cut(&host, &sb, "r2", script).await;
+    let rest = attach(&host, &sb, "r2", first.offsets()).await;
+    let mut whole = first.stdout.clone();
+    whole.extend(&rest.stdout);
+    assert_eq!(String::from_utf8(whole).unwrap(), lines(1, 60));
+    let mut errors = first.stderr.clone();
+    errors.extend(&rest.stderr);
+    assert_eq!(errors, b"oops\n");
+    assert_eq!(rest.events, vec![AttachEvent::Exit(Some(5))]);
+
+    // A kill right after the run answered finds the process (the signal waits for its pid).
+    let run_argv = run_command("r3", 1 << 20, "[]", false, &sh("echo up; sleep 600")).unwrap();
+    let mut session = host
+        .open_exec(
+            PROJECT,
+            &sb,
+            json!({ "command": run_argv, "shell": "none" }),
+            common::TOKEN,
+        )
+        .await;
+    loop {
+        let frame = session.next().await.expect("the header");
+        if frame["type"] == "stdOut" {
+            break;
+        }
+    }
+    let killed = run(&host, &sb, signal_command("r3", "KILL").unwrap(), &[]).await;
+    assert_eq!(killed.exit_code, Some(0), "{killed:?}");
+    let mut code = None;
+    while let Some(frame) = session.next().await {
+        if frame["type"] == "completion" {
+            code = frame["data"]["exitCode"].as_i64();
+            break;
+        }
+    }
+    assert_eq!(code, Some(137));
+
+    // A missing tool: nothing starts, the run says which, with 127 and no header.
+    let bare = run(
+        &host,
+        &sb,
+        {
+            let mut argv = run_command("r4", 1 << 20, "[]", false, &sh("true")).unwrap();
+            argv[2] = format!("PATH=/nonexistent; {}", argv[2]);
+            argv
+        },
+        &[],
+    )
+    .await;
+    assert_eq!((bare.exit_code, bare.stdout.as_str()), (Some(127), ""), "{bare:?}");
+    assert!(bare.stderr.contains("need 'setsid'"), "{bare:?}");
 }

@@ -3,17 +3,20 @@
 //! them, and an attach that replays its output from a byte offset and then goes on live.
 //!
 //! Every operation is one exec of `sh -c` [`SUPERVISOR`] with a subcommand (see the script for
-//! the layout it keeps in the sandbox). An image needs `sh`, coreutils (`split`, `tail`, `head`,
-//! `stat`, `mkfifo`, `sleep` with fractions, `date`) and `setsid` (util-linux, in every Debian
-//! and Ubuntu image; BusyBox has it too). Where one is missing, a spawn starts nothing and
-//! exits with code 127, naming the tool on stderr.
+//! the layout it keeps in the sandbox). A client starts a process with [`run_command`], which
+//! carries its output live on the exec's own stdout and stderr while that connection lasts (as
+//! fast as a plain exec), and resumes after a drop with [`attach_command`], which reads the
+//! files the supervisor kept. An image needs `sh`, coreutils (`split`, `tee`, `tail`, `head`,
+//! `stat`, `mkfifo`, `sleep` with fractions) and `setsid` (util-linux, in every Debian and
+//! Ubuntu image; BusyBox has it too). Where one is missing, a start starts nothing and exits
+//! with code 127, naming the tool on stderr.
 //!
 //! An attach's stdout is a sequence of frames ([`AttachDecoder`]); it is read as bytes (the
 //! exec's `base64` encoding), since offsets count bytes.
 
 use std::fmt;
 
-/// The supervisor script; its subcommands are `spawn`, `list`, `attach`, `signal` and
+/// The supervisor script; its subcommands are `run`, `spawn`, `list`, `attach`, `signal` and
 /// `close-stdin`.
 pub const SUPERVISOR: &str = include_str!("detached.sh");
 
@@ -64,8 +67,9 @@ fn script(subcommand: &str, args: impl IntoIterator<Item = String>) -> Vec<Strin
 }
 
 /// The exec command that starts `argv` detached as process `id`, keeping the last
-/// `keep_bytes` of each stream. `described` is the command as the caller gave it (one line of
-/// JSON, shown by [`list_command`]). Its stdout is the id once the process runs.
+/// `keep_bytes` of each stream, and ends: for starting without following (the client uses
+/// [`run_command`]). `described` is the command as the caller gave it (one line of JSON,
+/// shown by [`list_command`]). Its stdout is the id once the process runs.
 pub fn spawn_command(
     id: &str,
     keep_bytes: u64,
@@ -76,6 +80,64 @@ pub fn spawn_command(
     let described = described.replace('\n', " ");
     let head = [id.to_string(), keep_bytes.max(1).to_string(), described];
     Ok(script("spawn", head.into_iter().chain(argv.iter().cloned())))
+}
+
+/// The exec command that starts `argv` detached as process `id` and follows it live: its
+/// stdout is [`RUN_HEADER`] once the process's directory is made, then the process's own
+/// stdout; its stderr is the process's stderr (before the header: why the start failed); its
+/// exit code is the process's, or 255 when the supervisor could not give one (ask with an
+/// attach). With `stdin`, the exec's stdin goes to the process. A dropped connection ends the
+/// exec, not the process, which goes on into its files; resume with [`attach_command`].
+pub fn run_command(
+    id: &str,
+    keep_bytes: u64,
+    described: &str,
+    stdin: bool,
+    argv: &[String],
+) -> Result<Vec<String>, DetachedError> {
+    check_id(id)?;
+    let described = described.replace('\n', " ");
+    let head = [
+        id.to_string(),
+        keep_bytes.max(1).to_string(),
+        described,
+        u8::from(stdin).to_string(),
+    ];
+    Ok(script("run", head.into_iter().chain(argv.iter().cloned())))
+}
+
+/// What a `run` exec prints on stdout before the process's own output.
+pub const RUN_HEADER: &[u8] = b"S\n";
+
+/// The exit code of a `run` exec whose supervisor gave none: the real one (or its loss) is
+/// then asked for with an attach, since the process may have exited 255 itself.
+pub const RUN_CODE_UNKNOWN: i32 = 255;
+
+/// Takes [`RUN_HEADER`] off the front of a `run` exec's stdout, fed in whatever pieces.
+#[derive(Debug, Default)]
+pub struct RunHeader {
+    seen: usize,
+}
+
+impl RunHeader {
+    /// Whether the whole header came: the process's directory is made and it is starting.
+    pub fn complete(&self) -> bool {
+        self.seen == RUN_HEADER.len()
+    }
+
+    /// Feeds stdout; returns the part that is the process's own output.
+    pub fn strip<'a>(&mut self, bytes: &'a [u8]) -> Result<&'a [u8], DetachedError> {
+        let want = &RUN_HEADER[self.seen..];
+        let take = want.len().min(bytes.len());
+        if bytes[..take] != want[..take] {
+            return Err(DetachedError::Malformed(format!(
+                "a run began with {:?}",
+                String::from_utf8_lossy(&bytes[..take])
+            )));
+        }
+        self.seen += take;
+        Ok(&bytes[take..])
+    }
 }
 
 /// The exec command that lists every detached process; parse its stdout with [`parse_list`].
@@ -377,6 +439,11 @@ impl Follower {
         })
     }
 
+    /// The process it follows.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     /// The exec command for the next attach: the first, or a resume after a drop.
     pub fn attach_command(&mut self, stdin: bool) -> Vec<String> {
         self.decoder = AttachDecoder::new();
@@ -399,25 +466,7 @@ impl Follower {
         let mut out = Vec::new();
         for event in self.decoder.push(bytes)? {
             match event {
-                AttachEvent::Output(stream, bytes) => {
-                    let i = stream as usize;
-                    *self.offset_mut(stream) += bytes.len() as u64;
-                    let mut bytes = bytes.as_slice();
-                    if self.skip_partial[i] {
-                        let whole = bytes.iter().position(|b| b & 0b1100_0000 != 0b1000_0000);
-                        bytes = &bytes[whole.unwrap_or(bytes.len())..];
-                        self.skip_partial[i] = whole.is_none();
-                    }
-                    let chunk = match &mut self.text {
-                        Some(carries) => Chunk::Text(carries[i].push(bytes)),
-                        None => Chunk::Bytes(bytes.to_vec()),
-                    };
-                    let empty = matches!(&chunk, Chunk::Text(t) if t.is_empty())
-                        || matches!(&chunk, Chunk::Bytes(b) if b.is_empty());
-                    if !empty {
-                        out.push(Delivery::Output(stream, chunk));
-                    }
-                }
+                AttachEvent::Output(stream, bytes) => self.output(stream, &bytes, &mut out),
                 AttachEvent::Gone { stream, kept_from } => {
                     let asked = self.offset(stream);
                     if kept_from <= asked {
@@ -441,21 +490,58 @@ impl Follower {
                     *self.offset_mut(stream) = kept_from;
                     self.skip_partial[stream as usize] = self.text.is_some();
                 }
-                AttachEvent::Exit(code) => {
-                    if let Some(carries) = &mut self.text {
-                        for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
-                            let rest = carries[i].finish();
-                            if !rest.is_empty() {
-                                out.push(Delivery::Output(stream, Chunk::Text(rest)));
-                            }
-                        }
-                    }
-                    out.push(Delivery::Exit(code));
-                }
+                AttachEvent::Exit(code) => self.exit(code, &mut out),
                 AttachEvent::NoSuchProcess => return Err(FollowError::NoSuchProcess(self.id.clone())),
             }
         }
         Ok(out)
+    }
+
+    /// Feeds output a `run` exec carried live (its [`RUN_HEADER`] taken off).
+    pub fn push_live(&mut self, stream: Stream, bytes: &[u8]) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        self.output(stream, bytes, &mut out);
+        out
+    }
+
+    /// The end of a `run` exec that gave the exit code.
+    pub fn live_exit(&mut self, code: i32) -> Vec<Delivery> {
+        let mut out = Vec::new();
+        self.exit(Some(code), &mut out);
+        out
+    }
+
+    fn output(&mut self, stream: Stream, bytes: &[u8], out: &mut Vec<Delivery>) {
+        let i = stream as usize;
+        *self.offset_mut(stream) += bytes.len() as u64;
+        let mut bytes = bytes;
+        if self.skip_partial[i] {
+            let whole = bytes.iter().position(|b| b & 0b1100_0000 != 0b1000_0000);
+            bytes = &bytes[whole.unwrap_or(bytes.len())..];
+            self.skip_partial[i] = whole.is_none();
+        }
+        if bytes.is_empty() {
+            return;
+        }
+        let chunk = match &mut self.text {
+            Some(carries) => Chunk::Text(carries[i].push(bytes)),
+            None => Chunk::Bytes(bytes.to_vec()),
+        };
+        if !matches!(&chunk, Chunk::Text(t) if t.is_empty()) {
+            out.push(Delivery::Output(stream, chunk));
+        }
+    }
+
+    fn exit(&mut self, code: Option<i32>, out: &mut Vec<Delivery>) {
+        if let Some(carries) = &mut self.text {
+            for (i, stream) in [Stream::Stdout, Stream::Stderr].into_iter().enumerate() {
+                let rest = carries[i].finish();
+                if !rest.is_empty() {
+                    out.push(Delivery::Output(stream, Chunk::Text(rest)));
+                }
+            }
+        }
+        out.push(Delivery::Exit(code));
     }
 
     fn offset(&self, stream: Stream) -> u64 {
@@ -536,6 +622,24 @@ mod tests {
             (list[2].running, list[2].exit_code, &list[2].command),
             (false, None, &serde_json::Value::Null)
         );
+    }
+
+    #[test]
+    fn a_run_header_comes_off_in_any_pieces_and_nothing_else_passes_for_it() {
+        for piece in 1..5 {
+            let mut header = RunHeader::default();
+            let mut own = Vec::new();
+            for chunk in b"S\nhi\n".chunks(piece) {
+                own.extend_from_slice(header.strip(chunk).unwrap());
+            }
+            assert!(header.complete());
+            assert_eq!(own, b"hi\n", "pieces of {piece}");
+        }
+        assert!(RunHeader::default().strip(b"hello").is_err());
+        assert!(RunHeader::default().strip(b"SX").is_err());
+        let argv = run_command("p-1", 10, "[\"a\"]", true, &["a".into()]).unwrap();
+        assert_eq!(argv[4..], ["run", "p-1", "10", "[\"a\"]", "1", "a"]);
+        assert!(run_command("P", 10, "", false, &[]).is_err());
     }
 
     #[test]

@@ -2,11 +2,12 @@
 # Run as: sh -c "$SCRIPT" flankbox-detached SUBCOMMAND ARGS...
 #
 # A process's directory, $ROOT/<id> (ROOT: /tmp/.flankbox/detached) (mode 700, so only its user sees it):
-#   cmd           the command as the client described it (one line of JSON), for listings
-#   started       start time, seconds since the epoch
+#   cmd           the command as the client described it (one line of JSON), for listings;
+#                 its mtime is the start time
 #   pid           the command's pid, which is also its process group and session
 #   supervisor    the supervisor's pid
 #   in            a FIFO: the command's stdin; `holder` keeps it open until stdin is closed
+#   o, e          FIFOs: the command's stdout and stderr (o2, e2: after tee, for `run`)
 #   out.NNNNNNNN  stdout in segments of SEGMENT bytes; segment n holds bytes [n*S, (n+1)*S)
 #   err.NNNNNNNN  stderr, likewise; the oldest segments go once more than KEEP are kept
 #   exit          the exit code, written once both streams are complete
@@ -41,32 +42,48 @@ alive() {
   return 1
 }
 
-spawn() { # id keep_bytes cmd_json argv...
+# Makes process $1's directory; sets d and keep_segs. Exits 127 naming a missing tool.
+prepare() { # id keep_bytes cmd_json
   id=$1 keep=$2 cmd=$3
-  shift 3
   d=$ROOT/$id
-  for tool in setsid split stat mkfifo tail head sleep date; do
+  for tool in setsid split tee stat mkfifo tail head sleep; do
     command -v "$tool" >/dev/null 2>&1 || {
       echo "flankbox: detached processes need '$tool' in the image (setsid: util-linux; the rest: coreutils)" >&2
       exit 127
     }
   done
   umask 077
-  mkdir -p "$ROOT" && mkdir "$d" || { echo "flankbox: cannot make $d" >&2; exit 1; }
+  { [ -d "$ROOT" ] || mkdir -p "$ROOT"; } && mkdir "$d" || { echo "flankbox: cannot make $d" >&2; exit 1; }
   printf '%s\n' "$cmd" >"$d/cmd"
-  date +%s >"$d/started"
-  mkfifo "$d/in" "$d/o" "$d/e" || exit 1
+  mkfifo "$d/in" "$d/o" "$d/e" "$d/o2" "$d/e2" || exit 1
   keep_segs=$(( (keep + SEGMENT - 1) / SEGMENT ))
   [ "$keep_segs" -ge 2 ] || keep_segs=2
-  # The supervisor: in a session of its own, so that the exec that started it can end.
-  setsid sh -c '
-    d=$1 seg=$2 keep=$3
-    shift 3
+}
+
+# Starts the supervisor of $d in a session of its own, so that it outlives the exec that
+# started it; $! is the supervisor. live=1: it also copies the output, as it comes, to its own
+# stdout and stderr (the starting exec's), and carries on with the files alone once that exec
+# is gone (a write to a pipe nobody reads fails with EPIPE, SIGPIPE being ignored).
+supervise() { # live argv...
+  live=$1
+  shift
+  exec setsid sh -c '
+    d=$1 seg=$2 keep=$3 live=$4
+    shift 4
     cd "$d" || exit 1
     echo $$ >supervisor
-    split -a 8 -d -b "$seg" - out. <o & so=$!
-    split -a 8 -d -b "$seg" - err. <e & se=$!
-    sleep 2147483647 >in & holder=$!
+    if [ "$live" = 1 ]; then
+      # tee: to the exec first (its stdout), then through o2/e2 to the files; SIGPIPE is
+      # ignored by tee alone, not by the command.
+      split -a 8 -d -b "$seg" - out. <o2 >/dev/null & so=$!
+      split -a 8 -d -b "$seg" - err. <e2 >/dev/null & se=$!
+      ( trap "" PIPE; exec tee o2 <o 2>/dev/null ) &
+      ( trap "" PIPE; exec tee e2 <e >&2 2>/dev/null ) &
+    else
+      split -a 8 -d -b "$seg" - out. <o & so=$!
+      split -a 8 -d -b "$seg" - err. <e & se=$!
+    fi
+    sleep 2147483647 >in 2>/dev/null & holder=$!
     echo "$holder" >holder
     # Not a group leader here, so setsid does not fork: $! is the command, its own group.
     setsid "$@" <in >o 2>e & pid=$!
@@ -76,18 +93,53 @@ spawn() { # id keep_bytes cmd_json argv...
         ls "$s".* 2>/dev/null | head -n "-$keep" | while read -r f; do rm -f "$f"; done
       done
     }
-    ( while kill -0 "$pid" 2>/dev/null || kill -0 "$so" 2>/dev/null; do prune; sleep 0.5; done ) &
+    ( while kill -0 "$pid" 2>/dev/null || kill -0 "$so" 2>/dev/null; do prune; sleep 0.5; done ) >/dev/null 2>&1 &
     wait "$pid"; code=$?
     kill "$holder" 2>/dev/null
     wait "$so" "$se"
-    prune
     echo "$code" >exit.tmp && mv exit.tmp exit
-  ' flankbox-supervisor "$d" "$SEGMENT" "$keep_segs" "$@" </dev/null >/dev/null 2>&1 &
+    prune >/dev/null 2>&1 </dev/null &
+    exit "$code"
+  ' flankbox-supervisor "$d" "$SEGMENT" "$keep_segs" "$live" "$@"
+}
+
+spawn() { # id keep_bytes cmd_json argv...
+  prepare "$1" "$2" "$3"
+  shift 3
+  supervise 0 "$@" </dev/null >/dev/null 2>&1 &
   # Answer once the command runs (or could not start), so a kill right after finds it.
   i=0
   while [ ! -e "$d/pid" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i + 1)); done
   [ -e "$d/pid" ] || { echo "flankbox: the supervisor did not start" >&2; exit 1; }
   echo "$id"
+}
+
+# Spawns and follows live in one exec: "S\n" on stdout once the process's directory is made,
+# then the process's stdout and stderr as they come on this exec's own, and its exit code as
+# this exec's (255 when there is none to give: the client then asks with an attach). Stdin
+# (with $4 = 1) goes to the process. A dropped connection ends this exec, not the process:
+# the host kills this exec's group (the supervisor has a session of its own) and closes the
+# exec's pipes, so tee's next write fails and the output goes on into the files alone. That
+# a dropped exec's pipes close is assumed of Northflank too (a kubelet exec stream's end
+# closes them); were they left open and unread, the process would block once they filled.
+run() { # id keep_bytes cmd_json stdin(0|1) argv...
+  prepare "$1" "$2" "$3"
+  with_stdin=$4
+  shift 4
+  printf 'S\n'
+  supervise 1 "$@" </dev/null & sup=$!
+  feeder=
+  if [ "$with_stdin" = 1 ]; then
+    exec 3<&0
+    ( cat <&3 >"$d/in" && kill "$(cat "$d/holder")" ) </dev/null >/dev/null 2>&1 &
+    feeder=$!
+    exec 3<&-
+  fi
+  wait "$sup"
+  code=$?
+  [ -z "$feeder" ] || kill "$feeder" 2>/dev/null
+  [ -e "$d/exit" ] || exit 255
+  exit "$code"
 }
 
 list() {
@@ -99,7 +151,7 @@ list() {
     elif alive "$d"; then state=running
     else state=lost
     fi
-    printf '%s\t%s\t%s\t%s\n' "${d##*/}" "$(cat "$d/started" 2>/dev/null)" "$state" "$(cat "$d/cmd")"
+    printf '%s\t%s\t%s\t%s\n' "${d##*/}" "$(stat -c %Y "$d/cmd" 2>/dev/null)" "$state" "$(cat "$d/cmd")"
   done
 }
 
@@ -171,9 +223,18 @@ attach() { # id from_out from_err stdin(0|1)
   exit 0
 }
 
+# Waits (up to 5 s) for file $2 of process directory $1: a `run` answers before its
+# supervisor has written its files, so a signal right after it may come first.
+await_file() {
+  [ -e "$1/cmd" ] || return 1
+  i=0
+  while [ ! -e "$1/$2" ] && [ ! -e "$1/exit" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i + 1)); done
+  [ -e "$1/$2" ]
+}
+
 signal() { # id signal
   d=$ROOT/$1
-  [ -e "$d/pid" ] || { echo "flankbox: no process $1" >&2; exit 3; }
+  await_file "$d" pid || { [ -e "$d/exit" ] && exit 0; echo "flankbox: no process $1" >&2; exit 3; }
   [ -e "$d/exit" ] && exit 0
   kill -s "$2" -- "-$(cat "$d/pid")" 2>/dev/null || kill -s "$2" "$(cat "$d/pid")" 2>/dev/null
   exit 0
@@ -181,13 +242,14 @@ signal() { # id signal
 
 close_stdin() { # id
   d=$ROOT/$1
-  [ -e "$d/holder" ] || { echo "flankbox: no process $1" >&2; exit 3; }
+  await_file "$d" holder || { [ -e "$d/exit" ] && exit 0; echo "flankbox: no process $1" >&2; exit 3; }
   kill "$(cat "$d/holder")" 2>/dev/null
   exit 0
 }
 
 case ${1:-} in
   spawn) shift; spawn "$@" ;;
+  run) shift; run "$@" ;;
   list) list ;;
   attach) shift; attach "$@" ;;
   signal) shift; signal "$@" ;;

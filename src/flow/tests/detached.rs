@@ -1,9 +1,10 @@
 //! Detached processes against the in-memory transport: a resume after a cut inside a frame,
-//! the resume window running out, output gone before it could be resumed, and the supervisor
-//! commands' answers.
+//! the resume window running out, output gone before it could be resumed, a run followed live
+//! (its start, its failure to start, a cut, an exit code it could not give), and the
+//! supervisor commands' answers.
 
 use super::*;
-use crate::flow::detached::{self, ProcessInfo};
+use crate::flow::detached::{self, ProcessInfo, Start};
 use crate::protocol::detached::{Chunk, Delivery, Follower, Offsets, Stream as Which};
 
 /// The argv of the `n`th exec session opened.
@@ -30,13 +31,145 @@ fn follow_with(t: &Memory, input: Option<Vec<&str>>, within_ms: u64) -> (Result<
     let result = run(detached::follow(
         t,
         &sandbox(),
-        "p",
         &mut follower,
         within_ms,
+        Start::Attach,
         stdin,
         &mut deliver,
     ));
     (result, out)
+}
+
+/// What a run gave: the outcome, whether (or why not) it said it started, and both streams.
+struct RunOutcome {
+    result: Result<Option<i32>>,
+    started: Vec<Result<()>>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Starts `p` with a run (its argv a placeholder) and follows it, with `input` as stdin.
+fn run_with(t: &Memory, input: Option<Vec<&str>>) -> RunOutcome {
+    let mut follower = Follower::new("p", Offsets::default(), true).unwrap();
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let mut deliver = |d: Delivery| match d {
+        Delivery::Output(Which::Stdout, Chunk::Text(text)) => stdout.push_str(&text),
+        Delivery::Output(Which::Stderr, Chunk::Text(text)) => stderr.push_str(&text),
+        _ => {}
+    };
+    let mut started = Vec::new();
+    let mut tell = |r: Result<()>| started.push(r);
+    let stdin = input.map(|chunks| futures_util::stream::iter(chunks.into_iter().map(|c| c.as_bytes().to_vec())));
+    let start = Start::Run {
+        argv: vec!["run-p".into()],
+        started: &mut tell,
+    };
+    let result = run(detached::follow(
+        t,
+        &sandbox(),
+        &mut follower,
+        60_000,
+        start,
+        stdin,
+        &mut deliver,
+    ));
+    RunOutcome {
+        result,
+        started,
+        stdout,
+        stderr,
+    }
+}
+
+#[test]
+fn a_run_carries_the_output_live_after_its_header_and_ends_with_the_exec() {
+    // The header split over two frames, output on both streams, the process's exit code.
+    let t = Memory::new().session(
+        &[
+            started(),
+            attach_frames("S"),
+            attach_frames("\nhello "),
+            json!({ "type": "stdErr", "data": b64("oops\n") }),
+            attach_frames("world\n"),
+            completion(3),
+        ],
+        1000,
+    );
+    let got = run_with(&t, Some(vec!["typed"]));
+    assert_eq!(got.result.unwrap(), Some(3));
+    assert_eq!((got.stdout.as_str(), got.stderr.as_str()), ("hello world\n", "oops\n"));
+    assert_eq!(got.started, vec![Ok(())]);
+    // One exec only: the run, with the input sent on it.
+    assert_eq!(argv_of(&t, 0), ["run-p"]);
+    assert_eq!(
+        t.state.borrow().sent[1],
+        json!({ "type": "payload", "data": b64("typed") })
+    );
+}
+
+#[test]
+fn a_run_that_cannot_start_says_why_and_starts_nothing() {
+    let t = Memory::new().session(
+        &[
+            started(),
+            json!({ "type": "stdErr", "data": b64("flankbox: detached processes need 'tee' in the image\n") }),
+            completion(127),
+        ],
+        1000,
+    );
+    let got = run_with(&t, None);
+    let e = got.result.unwrap_err();
+    assert_eq!(
+        (e.code(), e.to_string()),
+        (
+            "EXEC_FAILED",
+            "flankbox: detached processes need 'tee' in the image".to_string()
+        )
+    );
+    assert_eq!(got.started, vec![Err(e)]);
+    // Anything but the header first is a broken run, not output.
+    let t = Memory::new().session(&[started(), attach_frames("hello"), completion(0)], 1000);
+    let got = run_with(&t, None);
+    assert_eq!(got.result.unwrap_err().code(), "PROTOCOL");
+    assert_eq!(got.started.len(), 1);
+}
+
+#[test]
+fn a_run_cut_mid_output_resumes_with_an_attach_from_what_it_delivered() {
+    let t = Memory::new()
+        .session(
+            &[
+                started(),
+                attach_frames("S\nline 1\nli"),
+                json!({ "type": "stdErr", "data": b64("e1\n") }),
+            ],
+            1006,
+        )
+        .session(
+            &[started(), attach_frames("O 5\nne 2\nE 3\ne2\nX 0\n"), completion(0)],
+            1000,
+        );
+    let got = run_with(&t, Some(vec![]));
+    assert_eq!(got.result.unwrap(), Some(0));
+    assert_eq!(
+        (got.stdout.as_str(), got.stderr.as_str()),
+        ("line 1\nline 2\n", "e1\ne2\n")
+    );
+    // Offsets count the process's bytes, not the header. Stdin ended on the run (its end was
+    // sent there), so the resume carries none.
+    assert_eq!(argv_of(&t, 1)[4..], ["attach", "p", "9", "3", "0"]);
+    assert_eq!(t.state.borrow().sent[1], json!({ "type": "stdInEnd" }));
+}
+
+#[test]
+fn a_run_without_an_exit_code_asks_an_attach_for_it() {
+    // 255 may be the process's own code or a supervisor that vanished: an attach tells.
+    let t = Memory::new()
+        .session(&[started(), attach_frames("S\nbye\n"), completion(255)], 1000)
+        .session(&[started(), attach_frames("X -\n"), completion(0)], 1000);
+    let got = run_with(&t, None);
+    assert_eq!((got.result.unwrap(), got.stdout.as_str()), (None, "bye\n"));
+    assert_eq!(argv_of(&t, 1)[4..], ["attach", "p", "4", "0", "0"]);
 }
 
 #[test]
@@ -118,17 +251,8 @@ fn text_err(data: &str) -> Value {
 }
 
 #[test]
-fn spawn_list_and_signal_read_the_supervisors_answers() {
+fn list_and_signal_read_the_supervisors_answers() {
     let t = Memory::new()
-        .session(&[started(), text_out("p-1\n"), completion(0)], 1000)
-        .session(
-            &[
-                started(),
-                text_err("flankbox: detached processes need 'setsid'\n"),
-                completion(127),
-            ],
-            1000,
-        )
         .session(
             &[
                 started(),
@@ -137,18 +261,18 @@ fn spawn_list_and_signal_read_the_supervisors_answers() {
             ],
             1000,
         )
-        .session(&[started(), completion(3)], 1000);
-    let argv = vec!["sleep".to_string(), "9".to_string()];
-    run(detached::spawn(&t, &sandbox(), "p-1", 1024, "[\"sleep\",\"9\"]", &argv)).unwrap();
-    assert_eq!(
-        argv_of(&t, 0)[4..9],
-        ["spawn", "p-1", "1024", "[\"sleep\",\"9\"]", "sleep"]
-    );
-    let missing = run(detached::spawn(&t, &sandbox(), "p-2", 1024, "[]", &argv)).unwrap_err();
-    assert_eq!(
-        (missing.code(), missing.to_string()),
-        ("EXEC_FAILED", "flankbox: detached processes need 'setsid'".to_string())
-    );
+        .session(
+            &[started(), text_err("flankbox: no process p-9\n"), completion(3)],
+            1000,
+        )
+        .session(
+            &[
+                started(),
+                text_err("sh: 1: kill: Operation not permitted\n"),
+                completion(1),
+            ],
+            1000,
+        );
     let listed = run(detached::list(&t, &sandbox())).unwrap();
     assert_eq!(
         listed[1],
@@ -163,6 +287,12 @@ fn spawn_list_and_signal_read_the_supervisors_answers() {
     assert!(listed[0].running);
     let gone = run(detached::signal(&t, &sandbox(), "p-9", "KILL")).unwrap_err();
     assert_eq!(gone.code(), "NOT_FOUND");
+    assert_eq!(argv_of(&t, 1)[4..], ["signal", "p-9", "KILL"]);
+    let refused = run(detached::signal(&t, &sandbox(), "p-1", "KILL")).unwrap_err();
+    assert_eq!(
+        (refused.code(), refused.to_string()),
+        ("EXEC_FAILED", "sh: 1: kill: Operation not permitted".to_string())
+    );
     // Bad ids and signals go nowhere.
     assert_eq!(
         run(detached::signal(&t, &sandbox(), "../x", "KILL"))

@@ -10,7 +10,7 @@ use super::{call_transport, promise, Sandbox};
 use crate::error::{Error, Result};
 use crate::flow::detached::DEFAULT_RESUME_WITHIN_MS;
 use crate::flow::{self, SandboxRef};
-use crate::protocol::detached::{Offsets, DEFAULT_KEEP_BYTES};
+use crate::protocol::detached::{run_command, Offsets, DEFAULT_KEEP_BYTES};
 use crate::wasm::detached::{Detached, FollowOptions};
 use crate::wasm::types::{get, number, string};
 
@@ -61,7 +61,7 @@ fn follow_options(options: &JsValue, from: Offsets) -> FollowOptions {
     }
 }
 
-/// Starts `argv` detached (the `detached: true` branch of `spawn`) and follows it from 0.
+/// Starts `argv` detached (the `detached: true` branch of `spawn`) and follows it live.
 pub(super) async fn spawn(
     sandbox: Rc<SandboxRef>,
     cmd: &JsValue,
@@ -75,9 +75,11 @@ pub(super) async fn spawn(
         .and_then(|s| s.as_string())
         .unwrap_or_else(|| "null".into());
     let keep = number(options, "keepBytes").unwrap_or(DEFAULT_KEEP_BYTES);
-    flow::detached::spawn(&t, &sandbox, &id, keep, &described, &argv).await?;
-    let process = Detached::follow(sandbox, id, follow_options(options, Offsets::default()))?;
-    Ok(process.into())
+    // The live run always takes stdin: the handle's `write` may come at any time.
+    let run_argv = run_command(&id, keep, &described, true, &argv)?;
+    let process = Detached::run(sandbox, id, run_argv, follow_options(options, Offsets::default()));
+    // The call's own signal and timeout bound the start.
+    Ok(t.cancel.run(process).await?.into())
 }
 
 #[wasm_bindgen]

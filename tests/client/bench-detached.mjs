@@ -26,7 +26,9 @@ const projectId = project("bench-detached");
 const cutter = await relay(URL_);
 const direct = new Northflank({ token: TOKEN, projectId, baseUrl: URL_ });
 const viaRelay = new Northflank({ token: TOKEN, projectId, baseUrl: cutter.url });
-const created = await Sandbox.create(direct);
+// 2 vCPU: on the default plan's 0.2 vCPU a start's dozen short processes wait for the CPU
+// quota's next period, and the figure would measure the plan, not the supervisor.
+const created = await Sandbox.create(direct, { plan: "nf-compute-200" });
 try {
   const sandbox = Sandbox.forService(viaRelay, created.id);
   // A line every 2 ms: the delay to the next line after a cut is the resume, within 2 ms.

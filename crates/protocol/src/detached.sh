@@ -11,6 +11,8 @@
 #   out.NNNNNNNN  stdout in segments of SEGMENT bytes; segment n holds bytes [n*S, (n+1)*S)
 #   err.NNNNNNNN  stderr, likewise; the oldest segments go once more than KEEP are kept
 #   exit          the exit code, written once both streams are complete
+# (pid, holder, supervisor and exit are each written by one `echo`, one write: a reader that
+# finds one non-empty (`-s`) finds it whole)
 #
 # attach writes frames on stdout, so that output, loss and exit share one ordered channel:
 #   "O <n>\n" + n bytes of stdout     "E <n>\n" + n bytes of stderr
@@ -37,7 +39,7 @@ first_seg() {
 # Whether the process or its supervisor (which records the exit code just after) still runs.
 alive() {
   for f in "$1/pid" "$1/supervisor"; do
-    [ -e "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && return 0
+    [ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && return 0
   done
   return 1
 }
@@ -87,17 +89,17 @@ supervise() { # live argv...
     echo "$holder" >holder
     # Not a group leader here, so setsid does not fork: $! is the command, its own group.
     setsid "$@" <in >o 2>e & pid=$!
-    echo "$pid" >pid.tmp && mv pid.tmp pid
+    echo "$pid" >pid
     prune() {
       for s in out err; do
         ls "$s".* 2>/dev/null | head -n "-$keep" | while read -r f; do rm -f "$f"; done
       done
     }
-    ( while kill -0 "$pid" 2>/dev/null || kill -0 "$so" 2>/dev/null; do prune; sleep 0.5; done ) >/dev/null 2>&1 &
+    ( while sleep 0.5 && { kill -0 "$pid" || kill -0 "$so"; } 2>/dev/null; do prune; done ) >/dev/null 2>&1 &
     wait "$pid"; code=$?
     kill "$holder" 2>/dev/null
     wait "$so" "$se"
-    echo "$code" >exit.tmp && mv exit.tmp exit
+    echo "$code" >exit
     prune >/dev/null 2>&1 </dev/null &
     exit "$code"
   ' flankbox-supervisor "$d" "$SEGMENT" "$keep_segs" "$live" "$@"
@@ -109,8 +111,8 @@ spawn() { # id keep_bytes cmd_json argv...
   supervise 0 "$@" </dev/null >/dev/null 2>&1 &
   # Answer once the command runs (or could not start), so a kill right after finds it.
   i=0
-  while [ ! -e "$d/pid" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i + 1)); done
-  [ -e "$d/pid" ] || { echo "flankbox: the supervisor did not start" >&2; exit 1; }
+  while [ ! -s "$d/pid" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i + 1)); done
+  [ -s "$d/pid" ] || { echo "flankbox: the supervisor did not start" >&2; exit 1; }
   echo "$id"
 }
 
@@ -138,7 +140,7 @@ run() { # id keep_bytes cmd_json stdin(0|1) argv...
   wait "$sup"
   code=$?
   [ -z "$feeder" ] || kill "$feeder" 2>/dev/null
-  [ -e "$d/exit" ] || exit 255
+  [ -s "$d/exit" ] || exit 255
   exit "$code"
 }
 
@@ -147,7 +149,7 @@ list() {
   for d in "$ROOT"/*/; do
     d=${d%/}
     [ -e "$d/cmd" ] || continue
-    if [ -e "$d/exit" ]; then state="exited $(cat "$d/exit")"
+    if [ -s "$d/exit" ]; then state="exited $(cat "$d/exit")"
     elif alive "$d"; then state=running
     else state=lost
     fi
@@ -191,7 +193,7 @@ attach() { # id from_out from_err stdin(0|1)
   seg_out=$(($2 / SEGMENT)) off_out=$(($2 % SEGMENT))
   seg_err=$(($3 / SEGMENT)) off_err=$(($3 % SEGMENT))
   feeder=
-  if [ "$4" = 1 ] && [ ! -e "$d/exit" ]; then
+  if [ "$4" = 1 ] && [ ! -s "$d/exit" ]; then
     # Stdin from this exec goes to the process; an end of it (not a dropped socket, which
     # kills this cat) closes the process's stdin.
     exec 3<&0
@@ -202,7 +204,7 @@ attach() { # id from_out from_err stdin(0|1)
   idle=0
   while :; do
     done_=0
-    [ -e "$d/exit" ] && done_=1
+    [ -s "$d/exit" ] && done_=1
     moved=0
     pump out
     pump err
@@ -211,7 +213,7 @@ attach() { # id from_out from_err stdin(0|1)
       break
     fi
     if [ $moved = 0 ]; then
-      if ! alive "$d" && [ ! -e "$d/exit" ]; then
+      if ! alive "$d" && [ ! -s "$d/exit" ]; then
         idle=$((idle + 1))
         # The supervisor writes `exit` just after the command ends; give it a moment.
         [ $idle -lt 100 ] || { echo 'X -'; break; }
@@ -228,21 +230,21 @@ attach() { # id from_out from_err stdin(0|1)
 await_file() {
   [ -e "$1/cmd" ] || return 1
   i=0
-  while [ ! -e "$1/$2" ] && [ ! -e "$1/exit" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i + 1)); done
-  [ -e "$1/$2" ]
+  while [ ! -s "$1/$2" ] && [ ! -s "$1/exit" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i + 1)); done
+  [ -s "$1/$2" ]
 }
 
 signal() { # id signal
   d=$ROOT/$1
-  await_file "$d" pid || { [ -e "$d/exit" ] && exit 0; echo "flankbox: no process $1" >&2; exit 3; }
-  [ -e "$d/exit" ] && exit 0
+  await_file "$d" pid || { [ -s "$d/exit" ] && exit 0; echo "flankbox: no process $1" >&2; exit 3; }
+  [ -s "$d/exit" ] && exit 0
   kill -s "$2" -- "-$(cat "$d/pid")" 2>/dev/null || kill -s "$2" "$(cat "$d/pid")" 2>/dev/null
   exit 0
 }
 
 close_stdin() { # id
   d=$ROOT/$1
-  await_file "$d" holder || { [ -e "$d/exit" ] && exit 0; echo "flankbox: no process $1" >&2; exit 3; }
+  await_file "$d" holder || { [ -s "$d/exit" ] && exit 0; echo "flankbox: no process $1" >&2; exit 3; }
   kill "$(cat "$d/holder")" 2>/dev/null
   exit 0
 }

@@ -111,6 +111,31 @@ test("stdin written after a resume reaches the process, and closeStdin ends its 
   assert.equal(await out.done, "got one\ngot two\neof\n");
 });
 
+test("a network that stays gone past the resume window rejects wait() with STREAM_LOST; the process runs on", async () => {
+  const gone = await relay(URL_);
+  try {
+    const sandbox = Sandbox.forService(new Northflank({ token: TOKEN, projectId, baseUrl: gone.url }), sandboxId);
+    const script = "for i in $(seq 1 30); do echo line $i; sleep 0.05; done; exit 4";
+    const proc = await sandbox.spawn(script, { detached: true, encoding: "utf8", resumeWithinMs: 1500 });
+    const out = collect(proc.stdout);
+    await until("line 3", () => out.text.includes("line 3\n"));
+    const started = Date.now();
+    assert.ok(gone.down() > 0);
+    await assert.rejects(proc.wait(), (e) => e.code === "STREAM_LOST" && /resume window of 1500 ms/.test(e.message));
+    const waited = Date.now() - started;
+    assert.ok(waited >= 1400 && waited < 10_000, `gave up after ${waited} ms`);
+    // What it delivered was whole lines from the start; the process itself went on.
+    assert.match(await out.done, /^(line \d+\n)+$/);
+    const elsewhere = Sandbox.forService(direct, sandboxId);
+    const again = await elsewhere.attach(proc.id, { encoding: "utf8" });
+    const all = collect(again.stdout);
+    assert.equal((await again.wait()).exitCode, 4);
+    assert.equal(await all.done, Array.from({ length: 30 }, (_, i) => `line ${i + 1}\n`).join(""));
+  } finally {
+    gone.close();
+  }
+});
+
 test("offsets: inside a character with utf8, per stream, and past what is kept", async () => {
   const sandbox = Sandbox.forService(direct, sandboxId);
   const proc = await sandbox.spawn("printf 'é-done'; printf 'ab' >&2", { detached: true });

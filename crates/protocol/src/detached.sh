@@ -128,6 +128,9 @@ run() { # id keep_bytes cmd_json stdin(0|1) argv...
   prepare "$1" "$2" "$3"
   with_stdin=$4
   shift 4
+  # Alive until the supervisor, which writes its own pid over this, has started: a listing
+  # right after the header sees a process that runs.
+  echo $$ >"$d/supervisor"
   printf 'S\n'
   supervise 1 "$@" </dev/null & sup=$!
   feeder=

@@ -2,15 +2,20 @@
 // drop does: the client sees its sockets close (1006) and the host sees them go.
 import { createServer, connect } from "node:net";
 
-/** Relays to `target` (an http URL); resolves to `{ url, cut, down, up, close }`; `cut()`
- * returns how many sockets it destroyed; `down()` cuts and refuses every connection until
- * `up()`, as a network that stays gone does. */
+/** Relays to `target` (an http URL); resolves to `{ url, cut, outage, refused, close }`; `cut()`
+ * returns how many sockets it destroyed; `outage(ms)` cuts, then drops every new connection for
+ * `ms` (a network that stays down, so a reconnect has to wait and try again); `refused()` counts
+ * the connections dropped so. */
 export function relay(target) {
   const { hostname, port } = new URL(target);
   const open = new Set();
-  let refusing = false;
+  let downUntil = 0;
+  let refused = 0;
   const server = createServer((client) => {
-    if (refusing) return void client.destroy();
+    if (Date.now() < downUntil) {
+      refused++;
+      return client.destroy();
+    }
     const upstream = connect(Number(port), hostname);
     open.add(client).add(upstream);
     const gone = () => {
@@ -34,13 +39,11 @@ export function relay(target) {
       resolve({
         url: `http://127.0.0.1:${server.address().port}`,
         cut,
-        down: () => {
-          refusing = true;
+        outage: (ms) => {
+          downUntil = Date.now() + ms;
           return cut();
         },
-        up: () => {
-          refusing = false;
-        },
+        refused: () => refused,
         close: () => server.close(),
       }),
     ),

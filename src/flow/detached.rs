@@ -5,6 +5,7 @@
 
 use std::pin::pin;
 
+use futures_channel::oneshot;
 use futures_util::future::{select, Either};
 use futures_util::StreamExt;
 use serde::Serialize;
@@ -140,12 +141,27 @@ pub async fn signal<T: Transport>(t: &T, sandbox: &SandboxRef, id: &str, signal:
     }
 }
 
+/// A piece of a follower's input, and who hears once it went out on a connection with room for
+/// it (a writer that waits for that is held back while the connection is slow or gone).
+pub struct Written {
+    /// The bytes.
+    pub bytes: Vec<u8>,
+    /// Told once the bytes are sent.
+    pub sent: Option<oneshot::Sender<()>>,
+}
+
+impl From<Vec<u8>> for Written {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self { bytes, sent: None }
+    }
+}
+
 /// The input of a follower: chunks to send as they come; the stream's end closes the process's
 /// stdin.
 struct Input<S> {
     chunks: Option<S>,
     /// A chunk taken from `chunks` that no session has taken yet.
-    pending: Option<Vec<u8>>,
+    pending: Option<Written>,
     /// `chunks` ended: the next session sends the end (or, after a drop, a close command).
     ended: bool,
     end_sent: bool,
@@ -201,7 +217,8 @@ pub async fn follow<T, S>(
 ) -> Result<Option<i32>>
 where
     T: Transport,
-    S: futures_core::Stream<Item = Vec<u8>> + Unpin,
+    S: futures_core::Stream + Unpin,
+    S::Item: Into<Written>,
 {
     let mut input = Input {
         ended: stdin.is_none(),
@@ -316,7 +333,8 @@ async fn run_once<T, S>(
 ) -> Result<Attach>
 where
     T: Transport,
-    S: futures_core::Stream<Item = Vec<u8>> + Unpin,
+    S: futures_core::Stream + Unpin,
+    S::Item: Into<Written>,
 {
     let spec = ExecSpec {
         argv,
@@ -349,7 +367,8 @@ async fn attach_once<T, S>(
 ) -> Result<Attach>
 where
     T: Transport,
-    S: futures_core::Stream<Item = Vec<u8>> + Unpin,
+    S: futures_core::Stream + Unpin,
+    S::Item: Into<Written>,
 {
     // Stdin ended while its end may not have reached the process: close it by command, since
     // this attach carries no stdin.
@@ -390,16 +409,20 @@ async fn read_attach<T, Sess, S>(
 where
     T: Transport,
     Sess: Session,
-    S: futures_core::Stream<Item = Vec<u8>> + Unpin,
+    S: futures_core::Stream + Unpin,
+    S::Item: Into<Written>,
 {
     loop {
         // Input first when some waits; otherwise whichever comes: a frame or a chunk to send.
-        if let Some(chunk) = input.pending.take() {
-            for frame in payload_frames(&chunk, true) {
+        if let Some(mut chunk) = input.pending.take() {
+            for frame in payload_frames(&chunk.bytes, true) {
                 if let Err(e) = send(t, session, frame).await {
                     input.pending = Some(chunk);
                     return dropped(t, e);
                 }
+            }
+            if let Some(sent) = chunk.sent.take() {
+                let _ = sent.send(());
             }
             continue;
         }
@@ -408,7 +431,7 @@ where
             Some(chunks) => match select(pin!(chunks.next()), pin!(session.next())).await {
                 Either::Right((incoming, _)) => incoming,
                 Either::Left((Some(chunk), _)) => {
-                    input.pending = Some(chunk);
+                    input.pending = Some(chunk.into());
                     continue;
                 }
                 Either::Left((None, _)) => {

@@ -13,7 +13,7 @@ use super::cancel::Cancel;
 use super::process::{Feed, SandboxProcess};
 use super::transport::Web;
 use crate::error::{Error, Result};
-use crate::flow::detached::Start;
+use crate::flow::detached::{Start, Written};
 use crate::flow::{self, SandboxRef};
 use crate::protocol::detached::{Chunk, Delivery, Follower, Offsets, Stream};
 use crate::protocol::exec::{Completion, CompletionStatus};
@@ -28,7 +28,7 @@ pub(crate) struct Detached {
     pub(crate) stdout: Feed,
     pub(crate) stderr: Feed,
     /// Input for the follower; dropping it closes the process's stdin.
-    input: RefCell<Option<mpsc::UnboundedSender<Vec<u8>>>>,
+    input: RefCell<Option<mpsc::UnboundedSender<Written>>>,
 }
 
 /// How the follower resumes.
@@ -92,11 +92,28 @@ impl Detached {
         Ok(SandboxProcess::detached(process, exit))
     }
 
-    /// Queues input; it goes out on the current attach, or the next one after a drop.
-    pub(crate) fn write(&self, data: Vec<u8>) -> Result<()> {
-        match &*self.input.borrow() {
-            Some(tx) if tx.unbounded_send(data).is_ok() => Ok(()),
-            _ => Err(Error::Invalid("stdin is closed".into())),
+    /// Queues input; it goes out on the current connection, or the next one after a drop. The
+    /// future resolves once it is sent, so a writer that awaits each write is held back while
+    /// the connection is slow or being resumed, as with a plain exec.
+    pub(crate) fn write(&self, data: Vec<u8>) -> impl std::future::Future<Output = Result<()>> {
+        let (sent, on_sent) = oneshot::channel();
+        let queued = match &*self.input.borrow() {
+            Some(tx) => tx
+                .unbounded_send(Written {
+                    bytes: data,
+                    sent: Some(sent),
+                })
+                .is_ok(),
+            None => false,
+        };
+        async move {
+            if !queued {
+                return Err(Error::Invalid("stdin is closed".into()));
+            }
+            // A process that ended (or a follower that gave up) drops what was left unsent.
+            on_sent
+                .await
+                .map_err(|_| Error::StreamLost("the input was not sent: the process's connection ended".into()))
         }
     }
 
@@ -143,7 +160,7 @@ fn exit_info(code: Option<i32>) -> Completion {
 async fn run(
     process: Rc<Detached>,
     mut follower: Follower,
-    input: mpsc::UnboundedReceiver<Vec<u8>>,
+    input: mpsc::UnboundedReceiver<Written>,
     resume_within_ms: u64,
     run_with: Option<(Vec<String>, oneshot::Sender<Result<()>>)>,
     resolve: Function,

@@ -197,8 +197,11 @@ impl SandboxProcess {
         let shared = match &self.backend {
             Backend::Exec(shared) => shared.clone(),
             Backend::Detached(process) => {
-                let sent = bytes(&data).and_then(|data| process.write(data));
-                return super::api::promise(async move { sent.map(|()| JsValue::UNDEFINED) });
+                let sent = bytes(&data).map(|data| process.write(data));
+                return super::api::promise(async move {
+                    sent?.await?;
+                    Ok(JsValue::UNDEFINED)
+                });
             }
         };
         super::api::promise(async move {

@@ -303,3 +303,39 @@ fn list_and_signal_read_the_supervisors_answers() {
     let id = detached::new_id(&t);
     assert!(crate::protocol::detached::check_id(&id).is_ok(), "{id}");
 }
+
+#[test]
+fn a_write_is_told_once_its_bytes_went_out() {
+    use crate::flow::detached::Written;
+    use futures_channel::oneshot;
+    use futures_util::StreamExt;
+    let t = Memory::new().session(&[started(), attach_frames("S\ngot it\n"), completion(0)], 1000);
+    let (sent, on_sent) = oneshot::channel();
+    let chunk = Written {
+        bytes: b"first\n".to_vec(),
+        sent: Some(sent),
+    };
+    // Input that stays open: the process ends before its stdin does.
+    let stdin = futures_util::stream::iter([chunk]).chain(futures_util::stream::pending());
+    let mut follower = Follower::new("p", Offsets::default(), true).unwrap();
+    let mut tell = |_: Result<()>| {};
+    let start = Start::Run {
+        argv: vec!["run-p".into()],
+        started: &mut tell,
+    };
+    let result = run(detached::follow(
+        &t,
+        &sandbox(),
+        &mut follower,
+        60_000,
+        start,
+        Some(stdin),
+        &mut |_| {},
+    ));
+    assert_eq!(result.unwrap(), Some(0));
+    assert_eq!(futures_util::FutureExt::now_or_never(on_sent), Some(Ok(())));
+    assert_eq!(
+        t.state.borrow().sent[1],
+        json!({ "type": "payload", "data": b64("first\n") })
+    );
+}

@@ -18,7 +18,8 @@ use std::fmt;
 
 /// The supervisor script; its subcommands are `run`, `spawn`, `list`, `attach`, `signal` and
 /// `close-stdin`.
-pub const SUPERVISOR: &str = include_str!("detached.sh");
+/// (src/detached.sh, less its comments and indentation: see build.rs.)
+pub const SUPERVISOR: &str = include_str!(concat!(env!("OUT_DIR"), "/detached.min.sh"));
 
 /// Output kept per stream of a process unless a spawn says otherwise: 16 MiB.
 pub const DEFAULT_KEEP_BYTES: u64 = 16 << 20;
@@ -640,6 +641,17 @@ mod tests {
         let argv = run_command("p-1", 10, "[\"a\"]", true, &["a".into()]).unwrap();
         assert_eq!(argv[4..], ["run", "p-1", "10", "[\"a\"]", "1", "a"]);
         assert!(run_command("P", 10, "", false, &[]).is_err());
+    }
+
+    #[test]
+    fn the_shipped_supervisor_is_valid_sh_without_comments() {
+        assert!(SUPERVISOR.len() < include_str!("detached.sh").len() * 2 / 3);
+        assert!(!SUPERVISOR.lines().any(|l| l.starts_with('#') || l.starts_with(' ')));
+        let parsed = std::process::Command::new("sh")
+            .args(["-n", "-c", SUPERVISOR])
+            .status()
+            .unwrap();
+        assert!(parsed.success());
     }
 
     #[test]

@@ -32,6 +32,18 @@ pub struct ExecSpec {
     pub instance: Option<String>,
 }
 
+impl ExecSpec {
+    /// `argv` with base64 frames, no terminal, on any instance: how the client's own commands
+    /// (files, detached processes) run, since they count bytes.
+    pub fn bytes(argv: Vec<String>) -> Self {
+        Self {
+            argv,
+            base64: true,
+            ..Self::default()
+        }
+    }
+}
+
 /// The argv for a command: an array runs as is; a string goes to `shell` (default `bash -c`);
 /// none is the interactive login shell. The rule itself is the protocol's
 /// ([`flankbox_protocol::exec::command_argv`]), which the host applies too.

@@ -229,63 +229,56 @@ where
     let with_stdin = !input.ended;
     let mut dropped_at: Option<f64> = None;
     let mut tries = 0;
-    if let Start::Run { argv, started } = start {
-        let mut started = Some(started);
-        let mut started_at = None;
-        let outcome = run_once(
-            t,
-            sandbox,
-            argv,
-            follower,
-            &mut input,
-            deliver,
-            &mut started,
-            &mut started_at,
-        )
-        .await;
-        let outcome = match (outcome, started) {
-            // It never said it started: the start failed, and `follow` with it.
-            (outcome, Some(tell)) => {
-                let e = match outcome {
-                    Err(e) => e,
-                    Ok(Attach::Dropped(why)) => {
-                        Error::StreamLost(format!("the connection dropped while starting: {why}"))
-                    }
-                    Ok(_) => Error::Protocol("a run ended before it started".into()),
-                };
-                tell(Err(e.clone()));
-                return Err(e);
-            }
-            (outcome, None) => outcome?,
-        };
-        match outcome {
-            Attach::Exited(code) => return Ok(code),
-            Attach::AskExit => {}
-            Attach::Dropped(_) => {
-                if let Some(e) = t.cancelled() {
-                    return Err(e);
-                }
-                follower.dropped();
-                dropped_at = Some(t.now_ms());
-                tries = 1; // the first resume goes at once
-            }
-        }
-    }
+    let mut run = match start {
+        Start::Run { argv, started } => Some((argv, started)),
+        Start::Attach => None,
+    };
     loop {
         let mut started_at = None;
         let resuming = dropped_at.is_some();
-        match attach_once(
-            t,
-            sandbox,
-            follower,
-            with_stdin,
-            &mut input,
-            deliver,
-            resuming,
-            &mut started_at,
-        )
-        .await?
-        {
+        let outcome = match run.take() {
+            Some((argv, started)) => {
+                let mut started = Some(started);
+                let outcome = run_once(
+                    t,
+                    sandbox,
+                    argv,
+                    follower,
+                    &mut input,
+                    deliver,
+                    &mut started,
+                    &mut started_at,
+                )
+                .await;
+                // It never said it started: the start failed, and `follow` with it.
+                if let Some(tell) = started {
+                    let e = match outcome {
+                        Err(e) => e,
+                        Ok(Attach::Dropped(why)) => {
+                            Error::StreamLost(format!("the connection dropped while starting: {why}"))
+                        }
+                        Ok(_) => Error::Protocol("a run ended before it started".into()),
+                    };
+                    tell(Err(e.clone()));
+                    return Err(e);
+                }
+                outcome?
+            }
+            None => {
+                attach_once(
+                    t,
+                    sandbox,
+                    follower,
+                    with_stdin,
+                    &mut input,
+                    deliver,
+                    resuming,
+                    &mut started_at,
+                )
+                .await?
+            }
+        };
+        match outcome {
             Attach::Exited(code) => return Ok(code),
             Attach::AskExit => {}
             Attach::Dropped(why) => {
@@ -336,12 +329,7 @@ where
     S: futures_core::Stream + Unpin,
     S::Item: Into<Written>,
 {
-    let spec = ExecSpec {
-        argv,
-        base64: true,
-        tty: None,
-        instance: None,
-    };
+    let spec = ExecSpec::bytes(argv);
     let mut session = open_session(t, sandbox, &spec).await?;
     let mut live = Live {
         header: RunHeader::default(),
@@ -379,12 +367,7 @@ where
             Err(e) => return Err(e),
         }
     }
-    let spec = ExecSpec {
-        argv: follower.attach_command(with_stdin && !input.ended),
-        base64: true,
-        tty: None,
-        instance: None,
-    };
+    let spec = ExecSpec::bytes(follower.attach_command(with_stdin && !input.ended));
     let mut session = match open_session(t, sandbox, &spec).await {
         Ok(session) => session,
         Err(e @ Error::Network(_)) => return Ok(Attach::Dropped(e.to_string())),

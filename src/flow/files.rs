@@ -36,12 +36,7 @@ pub fn lost<T: Transport>(t: &T, closed: Option<Incoming>) -> Error {
 /// Runs `argv` with `input` as stdin and resolves to its stdout. A failed command rejects with
 /// its stderr (or its exit code).
 pub async fn file_op<T: Transport>(t: &T, sandbox: &SandboxRef, argv: Vec<String>, input: &[u8]) -> Result<Vec<u8>> {
-    let spec = ExecSpec {
-        argv,
-        base64: true,
-        tty: None,
-        instance: None,
-    };
+    let spec = ExecSpec::bytes(argv);
     let mut session = open_session(t, sandbox, &spec).await?;
     for frame in payload_frames(input, true) {
         send(t, &mut session, frame).await?;

@@ -204,7 +204,9 @@ attach() { # id from_out from_err stdin(0|1)
     feeder=$!
     exec 3<&-
   fi
-  idle=0
+  # Polls: every 20 ms while output comes, backing off to every 100 ms while it does not, so
+  # a quiet process costs its sandbox a few processes a second, not fifty.
+  lost=0 quiet=0 nap=0.02
   while :; do
     done_=0
     [ -s "$d/exit" ] && done_=1
@@ -215,14 +217,23 @@ attach() { # id from_out from_err stdin(0|1)
       printf 'X %s\n' "$(cat "$d/exit")"
       break
     fi
-    if [ $moved = 0 ]; then
-      if ! alive "$d" && [ ! -s "$d/exit" ]; then
-        idle=$((idle + 1))
-        # The supervisor writes `exit` just after the command ends; give it a moment.
-        [ $idle -lt 100 ] || { echo 'X -'; break; }
-      fi
-      sleep 0.02
+    if [ $moved = 1 ]; then
+      quiet=0 nap=0.02
+      continue
     fi
+    quiet=$((quiet + 1))
+    # Whether the supervisor vanished (the sandbox restarted under it), now and then; it
+    # writes `exit` before it ends, so three looks in a row without either is a loss.
+    if [ $((quiet % 10)) = 0 ]; then
+      if ! alive "$d" && [ ! -s "$d/exit" ]; then
+        lost=$((lost + 1))
+        [ $lost -lt 3 ] || { echo 'X -'; break; }
+      else
+        lost=0
+      fi
+    fi
+    sleep $nap
+    case $nap in 0.02) nap=0.04 ;; 0.04) nap=0.07 ;; *) nap=0.1 ;; esac
   done
   [ -z "$feeder" ] || kill "$feeder" 2>/dev/null
   exit 0

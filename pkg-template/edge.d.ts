@@ -48,5 +48,18 @@ export interface EdgeProxy {
   scheduled(event?: unknown, env?: unknown, ctx?: { waitUntil(p: Promise<unknown>): void }): Promise<void>;
 }
 
-/** Builds the edge proxy. */
+/** What the proxy throws (a bad configuration) or rejects with (an upstream failure in
+ * `scheduled`). */
+export interface FlankboxEdgeError extends Error {
+  name: "FlankboxEdgeError";
+  /** e.g. "CONFIG" for a bad configuration. */
+  code: string;
+  /** The HTTP status the proxy answers such a refusal with. */
+  status: number;
+  /** The Northflank-shaped error body: `{ error: { status, message, ... } }`. */
+  details?: unknown;
+}
+
+/** Builds the edge proxy; throws a `FlankboxEdgeError` (code "CONFIG") on a bad configuration,
+ * e.g. a secret shorter than 32 bytes. */
 export function createEdgeProxy(options: EdgeProxyOptions): EdgeProxy;

@@ -576,3 +576,39 @@ test("an exec session quiet for the policy's idle timeout is closed, in the Work
     await quietHost.stop();
   }
 });
+
+test("a misconfigured proxy throws a JS Error with name, code, status and details, in workerd", async () => {
+  const { workerdFromBundle } = await import("../client/env.mjs");
+  const { freePort } = await import("./worker.mjs");
+  const { execFileSync } = await import("node:child_process");
+  const src = mkdtempSync(join(tmpdir(), "flankbox-edge-config-"));
+  writeFileSync(
+    join(src, "worker.js"),
+    `import { createEdgeProxy } from ${JSON.stringify(join(ROOT, "pkg/edge.js"))};
+     export default {
+       fetch() {
+         try {
+           createEdgeProxy({ token: "t", projectId: "p", secret: "too short" });
+           return Response.json({ threw: false });
+         } catch (e) {
+           const { name, code, status, message, details } = e;
+           return Response.json({ threw: true, isError: e instanceof Error, stack: typeof e.stack, name, code, status, message, details });
+         }
+       },
+     };`,
+  );
+  const out = join(src, "out");
+  execFileSync(join(ROOT, "node_modules/.bin/esbuild"), [join(src, "worker.js"), "--bundle", "--format=esm", "--platform=neutral", "--conditions=workerd,worker,browser", "--loader:.wasm=copy", `--outdir=${out}`, "--log-level=warning"]);
+  const mf = await workerdFromBundle(out, {}, { host: "127.0.0.1", port: await freePort() });
+  try {
+    const got = await (await fetch(await mf.ready)).json();
+    assert.deepEqual(
+      { threw: got.threw, isError: got.isError, stack: got.stack, name: got.name, code: got.code, status: got.status },
+      { threw: true, isError: true, stack: "string", name: "FlankboxEdgeError", code: "CONFIG", status: 500 },
+    );
+    assert.match(got.message, /secret/i);
+    assert.equal(got.details?.error?.message, got.message);
+  } finally {
+    await mf.dispose();
+  }
+});

@@ -21,21 +21,21 @@ fn to_js<T: Serialize>(value: &T) -> JsValue {
     value.serialize(&serializer).unwrap_or(JsValue::UNDEFINED)
 }
 
-/// A refusal for JavaScript: `{ status, code, message, body }`.
+/// A refusal for JavaScript: an `Error` named `FlankboxEdgeError` with `code`, `status`,
+/// `details` (the Northflank-shaped error body, parsed) and `body` (that body as sent, which the
+/// glue answers with).
 fn refusal(e: &EdgeError) -> JsValue {
-    #[derive(Serialize)]
-    struct Refusal<'a> {
-        status: u16,
-        code: &'a str,
-        message: String,
-        body: String,
-    }
-    to_js(&Refusal {
-        status: e.status(),
-        code: e.code(),
-        message: e.to_string(),
-        body: e.body(),
-    })
+    let error = js_sys::Error::new(&e.to_string());
+    error.set_name("FlankboxEdgeError");
+    let body = e.body();
+    let set = |key: &str, value: JsValue| {
+        let _ = js_sys::Reflect::set(&error, &JsValue::from_str(key), &value);
+    };
+    set("code", JsValue::from_str(e.code()));
+    set("status", JsValue::from(e.status()));
+    set("details", js_sys::JSON::parse(&body).unwrap_or(JsValue::UNDEFINED));
+    set("body", JsValue::from_str(&body));
+    error.into()
 }
 
 fn from_js<T: serde::de::DeserializeOwned>(value: JsValue, what: &str) -> Result<T, EdgeError> {
@@ -88,7 +88,7 @@ impl Io for JsIo {
 #[wasm_bindgen]
 impl EdgeCore {
     /// `new EdgeCore(secret, token, projectId, teamId, policyJson)`; throws a configuration
-    /// error (`{ status: 500, code: "CONFIG", message }`).
+    /// error (a `FlankboxEdgeError` with `status` 500 and `code` "CONFIG").
     #[wasm_bindgen(constructor)]
     pub fn new(
         secret: String,

@@ -22,6 +22,17 @@ import { mark, markRunStart } from "./timing.js";
 /** Marked on the page once a widget shows its code and Run works (the weight test reads it). */
 const INTERACTIVE_MARK = "flankbox:interactive";
 
+/** Where a widget keeps, for a reload of its tab, the program it runs (sessionStorage: this
+ * tab only, never the URL). Keyed per widget: its id, or its place among the page's widgets. */
+const runKey = (el) => `flankbox-playground:${location.pathname}:${el.id || [...document.querySelectorAll("flankbox-playground")].indexOf(el)}`;
+
+/** `fn(sessionStorage)`, or undefined where storage is refused (a sandboxed frame). */
+function stored(fn) {
+  try {
+    return fn(sessionStorage);
+  } catch {}
+}
+
 /** Calls `fn` once the page has loaded and the browser is idle, so that work a page asks for
  * ahead of time never competes with its first paint. */
 function whenIdle(fn) {
@@ -48,6 +59,11 @@ export class FlankboxPlayground extends HTMLElement {
   #session;
   #output;
   #proc;
+  #busy = false; // a Run (or a reattach) is on, from its start to its end
+  #running; // what a reload needs to reattach to #proc: { id, code, language, startedAt }
+  #stopped; // the process that Stop was pressed for
+  #reattaching = false; // a reload's program is being reattached to (its entry is still kept)
+  #key; // this widget's sessionStorage key (runKey)
   #gotOutput = false; // whether the current Run's program has printed anything yet
   #writing = Promise.resolve(); // the running program's input, in order: EOF waits for it
   #terminal; // Promise<ShellTerminal>, from the Terminal tab's first opening until its shell ends
@@ -58,12 +74,16 @@ export class FlankboxPlayground extends HTMLElement {
 
   connectedCallback() {
     this.#connected = new AbortController();
-    addEventListener("pagehide", () => this.destroy({ keepalive: true }), { signal: this.#connected.signal });
+    addEventListener("pagehide", () => this.#leave(), { signal: this.#connected.signal });
     if (this.ui.root) return;
     injectStyles();
-    const initial = this.hasAttribute("code") ? this.getAttribute("code") : this.textContent.trim() ? dedent(this.textContent) : undefined;
+    this.#key = runKey(this);
+    // A program this widget ran before a reload of the page: its code shows, and it reattaches.
+    const saved = stored((s) => JSON.parse(s.getItem(this.#key)));
+    let initial = this.hasAttribute("code") ? this.getAttribute("code") : this.textContent.trim() ? dedent(this.textContent) : undefined;
     this.textContent = "";
     this.#language = LANGUAGES[this.getAttribute("language")] ? this.getAttribute("language") : DEFAULT_LANGUAGE;
+    if (saved && LANGUAGES[saved.language]) [this.#language, initial] = [saved.language, saved.code];
     this.#session = new SandboxSession({
       api: this.getAttribute("api") ?? location.origin,
       onStatus: (step, detail) => this.#setStatus(step, detail),
@@ -73,6 +93,7 @@ export class FlankboxPlayground extends HTMLElement {
     this.#code = initial ?? LANGUAGES[this.#language].example;
     this.#build();
     this.#setStatus("idle", "Press Run (Ctrl+Enter)");
+    if (saved?.sandboxId) this.#reattach(saved);
     performance.mark(INTERACTIVE_MARK);
     // A page made for running code (the playground page) warms up the sandbox and the editor
     // once it has painted; an embedded widget waits for the user.
@@ -86,6 +107,23 @@ export class FlankboxPlayground extends HTMLElement {
   disconnectedCallback() {
     this.#connected.abort();
     this.destroy({ keepalive: true });
+  }
+
+  /** The page goes away. A running program outlives a reload: its sandbox and process are kept
+   * for the next page of this tab, which reattaches within the edge proxy's hold grace; a tab
+   * really closed leaves its sandbox to that grace. That needs the proxy's hold (capability
+   * mode); without it (token mode) nothing would end a sandbox left behind but its lifetime,
+   * so the page destroys it, as it does when nothing runs. */
+  #leave() {
+    if (this.#reattaching) return; // its entry is still kept, for the next page
+    const handover = this.#running && this.#session.handover;
+    if (handover && stored((s) => s.setItem(this.#key, JSON.stringify({ ...this.#running, ...handover })) ?? true)) return;
+    this.destroy({ keepalive: true });
+  }
+
+  /** Forgets the program kept for a reload. */
+  #forget() {
+    stored((s) => s.removeItem(this.#key));
   }
 
   /** The code in the editor. */
@@ -221,24 +259,16 @@ export class FlankboxPlayground extends HTMLElement {
     this.ui.status.textContent = detail ? `${step}: ${detail}` : step;
   }
 
-  /** Runs the editor's code; output streams into the output pane. */
+  /** Runs the editor's code; output streams into the output pane. Resolves once it ended. */
   async run() {
-    if (this.#proc) return;
+    if (this.#busy) return;
     const lang = LANGUAGES[this.#language];
+    const [code, language] = [this.code, this.#language];
     markRunStart();
-    this.#gotOutput = false;
-    this.#output.clear();
-    this.ui.footer.textContent = "";
-    delete this.dataset.exitCode;
-    this.#showTab("output");
-    this.ui.run.disabled = true;
-    this.#setStatus("preparing");
-    let proc;
-    try {
+    await this.#follow("preparing", async () => {
       const sandbox = await this.#session.ensure();
       mark("sandbox");
       // The file goes with the spawn when it fits in the command (one round trip, not two).
-      const code = this.code;
       let command = writeAndRun(lang, code);
       if (!command) {
         await sandbox.writeFile(lang.file, code);
@@ -246,9 +276,58 @@ export class FlankboxPlayground extends HTMLElement {
         command = lang.run;
       }
       const started = performance.now();
-      proc = await sandbox.spawn(command, { encoding: "utf8" });
+      // Detached: the program outlives the page's sockets (a reload reattaches to it, a dropped
+      // network resumes where it was), and costs no more than a plain spawn.
+      const proc = await sandbox.spawn(command, { detached: true, encoding: "utf8" });
       mark("spawned");
+      return { sandbox, proc, started, running: { id: proc.id, code, language, startedAt: Date.now() } };
+    });
+  }
+
+  /** Reattaches to the program `saved` by this widget before a reload: its whole output
+   * again (from byte 0), then live, with stdin and Stop. */
+  #reattach({ sandboxId, capability, id, code, language, startedAt }) {
+    this.#reattaching = true;
+    this.#follow("reattaching", async () => {
+      let sandbox, proc;
+      try {
+        sandbox = await this.#session.adopt(sandboxId, capability);
+        proc = await sandbox.attach(id, { from: 0, encoding: "utf8" });
+      } catch (e) {
+        this.#reattaching = false;
+        // Gone meanwhile (the grace passed, or the sandbox's lifetime): start afresh.
+        this.#forget();
+        this.#session.destroy().catch(() => {});
+        return void this.#setStatus("idle", `the program from before the reload is gone (${e.message}); press Run`);
+      }
+      this.#reattaching = false;
+      // Taken: the entry goes (a tab duplicated from now on must not take it too); the next
+      // pagehide writes it again if the program still runs.
+      this.#forget();
+      const started = performance.now() - (Date.now() - startedAt);
+      return { sandbox, proc, started, running: { id, code, language, startedAt } };
+    });
+  }
+
+  /** A Run's life: `start()` resolves to { sandbox, proc, started, running } (or nothing: it
+   * did not start); output streams into the output pane until the program ends. */
+  async #follow(step, start) {
+    this.#busy = true;
+    this.#gotOutput = false;
+    this.#output.clear();
+    this.ui.footer.textContent = "";
+    delete this.dataset.exitCode;
+    this.#showTab("output");
+    this.ui.run.disabled = true;
+    this.#setStatus(step);
+    let proc;
+    try {
+      const begun = await start();
+      if (!begun) return;
+      const { sandbox, started, running } = begun;
+      proc = begun.proc;
       this.#proc = proc;
+      this.#running = running;
       this.#writing = Promise.resolve();
       this.#setStatus("running");
       this.#inputEnabled(true);
@@ -260,12 +339,14 @@ export class FlankboxPlayground extends HTMLElement {
       await Promise.all(pumps);
       this.#output.flush();
       const ms = Math.round(performance.now() - started);
-      if (exit.status === "Unknown") {
+      // A kill (Stop) ends a detached process with 137 (128 + SIGKILL).
+      const stopped = exit.status === "Unknown" || (this.#stopped === proc && exit.exitCode === 137);
+      if (stopped) {
         this.#setStatus("stopped", `after ${ms} ms`);
       } else {
         this.#setStatus("exited", `exit code ${exit.exitCode} in ${ms} ms`);
       }
-      this.ui.footer.textContent = exit.status === "Unknown" ? `stopped after ${ms} ms` : `exit code ${exit.exitCode} · ${ms} ms`;
+      this.ui.footer.textContent = stopped ? `stopped after ${ms} ms` : `exit code ${exit.exitCode} · ${ms} ms`;
       this.dataset.exitCode = exit.exitCode;
       mark("exited");
     } catch (e) {
@@ -274,7 +355,11 @@ export class FlankboxPlayground extends HTMLElement {
       this.#output.flush();
       this.#setStatus("error", e.message);
     } finally {
-      if (this.#proc === proc) this.#proc = undefined;
+      if (this.#proc === proc) {
+        this.#proc = this.#running = undefined;
+        this.#forget();
+      }
+      this.#busy = false;
       this.#showPreviews([]);
       this.#inputEnabled(false);
       this.ui.stop.disabled = true;
@@ -294,7 +379,15 @@ export class FlankboxPlayground extends HTMLElement {
 
   /** Stops the running program at once. */
   stop() {
-    this.#proc?.kill();
+    this.#stopped = this.#proc;
+    this.#kill();
+  }
+
+  #kill() {
+    // A detached process's kill is a request, which fails once the sandbox is gone.
+    try {
+      Promise.resolve(this.#proc?.kill()).catch(() => {});
+    } catch {}
   }
 
   /** Sends input to the running program. */
@@ -364,7 +457,8 @@ export class FlankboxPlayground extends HTMLElement {
   /** Destroys the sandbox, also one still being made. With `keepalive`, the request outlives
    * the page. */
   async destroy({ keepalive = false } = {}) {
-    this.#proc?.kill();
+    this.#kill();
+    this.#forget();
     if (this.#terminal) this.#shell?.kill();
     this.#terminal = undefined;
     this.#shell = undefined;

@@ -10,12 +10,11 @@
 //
 // What a page pays up front is this module and its styles: the code shows as text and Run
 // works. The rest loads when it is first needed, each a chunk of its own: the editor
-// (CodeMirror) and the language's mode on the code's first focus, the client and its wasm on
-// that focus or the first Run, xterm.js when the Terminal tab opens.
+// (CodeMirror) and the language's mode on the code's first focus, the sandbox's session and the
+// client with its wasm on that focus or the first Run, xterm.js when the Terminal tab opens.
 import { LANGUAGES, DEFAULT_LANGUAGE, writeAndRun } from "./languages.js";
 import { buildUi, codeLabel, dedent, el, injectStyles } from "./dom.js";
 import { OutputPane } from "./output.js";
-import { SandboxSession } from "./session.js";
 import { watchPorts } from "./ports.js";
 import { mark, markRunStart } from "./timing.js";
 
@@ -56,7 +55,9 @@ export class FlankboxPlayground extends HTMLElement {
   #editor; // the CodeEditor, once loaded
   #editorLoading; // Promise<CodeEditor>
   #caret = 0; // where the caret goes when the editor replaces the code view
-  #session;
+  #session; // the SandboxSession, once its chunk is loaded (the first time a sandbox is wanted)
+  #sessionLoading; // Promise<SandboxSession>
+  #destroys = 0; // counts destroys: a sandbox asked for before one is not made
   #output;
   #proc;
   #busy = false; // a Run (or a reattach) is on, from its start to its end
@@ -84,12 +85,6 @@ export class FlankboxPlayground extends HTMLElement {
     this.textContent = "";
     this.#language = LANGUAGES[this.getAttribute("language")] ? this.getAttribute("language") : DEFAULT_LANGUAGE;
     if (saved && LANGUAGES[saved.language]) [this.#language, initial] = [saved.language, saved.code];
-    this.#session = new SandboxSession({
-      api: this.getAttribute("api") ?? location.origin,
-      onStatus: (step, detail) => this.#setStatus(step, detail),
-      onSandbox: (id) => (id ? (this.dataset.sandbox = id) : delete this.dataset.sandbox),
-      onIdle: () => !this.#proc && this.destroy(),
-    });
     this.#code = initial ?? LANGUAGES[this.#language].example;
     this.#build();
     this.#setStatus("idle", "Press Run (Ctrl+Enter)");
@@ -99,7 +94,7 @@ export class FlankboxPlayground extends HTMLElement {
     // once it has painted; an embedded widget waits for the user.
     if (this.hasAttribute("prepare"))
       whenIdle(() => {
-        this.#session.ensure().catch(() => {});
+        this.#sandbox().catch(() => {});
         Promise.all([import("./editor.js"), LANGUAGES[this.#language].mode()]).catch(() => {});
       });
   }
@@ -116,9 +111,33 @@ export class FlankboxPlayground extends HTMLElement {
    * so the page destroys it, as it does when nothing runs. */
   #leave() {
     if (this.#reattaching) return; // its entry is still kept, for the next page
-    const handover = this.#running && this.#session.handover;
+    const handover = this.#running && this.#session?.handover;
     if (handover && stored((s) => s.setItem(this.#key, JSON.stringify({ ...this.#running, ...handover })) ?? true)) return;
     this.destroy({ keepalive: true });
+  }
+
+  /** The sandbox's session, its chunk loaded once. */
+  #sessionReady() {
+    this.#sessionLoading ??= import("./session.js").then(
+      ({ SandboxSession }) =>
+        (this.#session = new SandboxSession({
+          api: this.getAttribute("api") ?? location.origin,
+          onStatus: (step, detail) => this.#setStatus(step, detail),
+          onSandbox: (id) => (id ? (this.dataset.sandbox = id) : delete this.dataset.sandbox),
+          onIdle: () => !this.#proc && this.destroy(),
+          mark,
+        })),
+    );
+    this.#sessionLoading.catch(() => (this.#sessionLoading = undefined));
+    return this.#sessionLoading;
+  }
+
+  /** The sandbox, made once (and again after a destroy). */
+  async #sandbox() {
+    const destroys = this.#destroys;
+    const session = await this.#sessionReady();
+    if (destroys !== this.#destroys) throw new Error("the playground was destroyed meanwhile");
+    return session.ensure();
   }
 
   /** Forgets the program kept for a reload. */
@@ -188,7 +207,7 @@ export class FlankboxPlayground extends HTMLElement {
     });
     ui.run.addEventListener("click", () => this.run());
     // The press comes a moment before the click (the release): the sandbox starts then.
-    ui.run.addEventListener("pointerdown", () => this.#session.ensure().catch(() => {}));
+    ui.run.addEventListener("pointerdown", () => this.#sandbox().catch(() => {}));
     ui.stop.addEventListener("click", () => this.stop());
     ui.stdin.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -217,7 +236,7 @@ export class FlankboxPlayground extends HTMLElement {
       });
     }
     // Warm a sandbox up while the user is still typing.
-    ui.editor.addEventListener("focusin", () => this.#session.ensure().catch(() => {}), { once: true });
+    ui.editor.addEventListener("focusin", () => this.#sandbox().catch(() => {}), { once: true });
   }
 
   /** Loads the editor (once) and puts it in the code view's place. */
@@ -266,7 +285,7 @@ export class FlankboxPlayground extends HTMLElement {
     const [code, language] = [this.code, this.#language];
     markRunStart();
     await this.#follow("preparing", async () => {
-      const sandbox = await this.#session.ensure();
+      const sandbox = await this.#sandbox();
       mark("sandbox");
       // The file goes with the spawn when it fits in the command (one round trip, not two).
       let command = writeAndRun(lang, code);
@@ -291,13 +310,13 @@ export class FlankboxPlayground extends HTMLElement {
     this.#follow("reattaching", async () => {
       let sandbox, proc;
       try {
-        sandbox = await this.#session.adopt(sandboxId, capability);
+        sandbox = await (await this.#sessionReady()).adopt(sandboxId, capability);
         proc = await sandbox.attach(id, { from: 0, encoding: "utf8" });
       } catch (e) {
         this.#reattaching = false;
         // Gone meanwhile (the grace passed, or the sandbox's lifetime): start afresh.
         this.#forget();
-        this.#session.destroy().catch(() => {});
+        this.#session?.destroy().catch(() => {});
         return void this.#setStatus("idle", `the program from before the reload is gone (${e.message}); press Run`);
       }
       this.#reattaching = false;
@@ -364,7 +383,7 @@ export class FlankboxPlayground extends HTMLElement {
       this.#inputEnabled(false);
       this.ui.stop.disabled = true;
       this.ui.run.disabled = false;
-      this.#session.touch();
+      this.#session?.touch();
     }
   }
 
@@ -438,7 +457,7 @@ export class FlankboxPlayground extends HTMLElement {
     if (this.#terminal) return void this.#terminal.then((shell) => shell?.show());
     const opening = import("./terminal.js").then(({ ShellTerminal }) => {
       if (this.#terminal !== opening) return; // destroyed meanwhile
-      const shell = new ShellTerminal(this.ui.terminal, () => this.#session.ensure(), () => this.#terminal === opening && (this.#terminal = undefined));
+      const shell = new ShellTerminal(this.ui.terminal, () => this.#sandbox(), () => this.#terminal === opening && (this.#terminal = undefined));
       this.#shell = shell;
       return shell;
     });
@@ -462,6 +481,7 @@ export class FlankboxPlayground extends HTMLElement {
     if (this.#terminal) this.#shell?.kill();
     this.#terminal = undefined;
     this.#shell = undefined;
+    this.#destroys++;
     await this.#session?.destroy({ keepalive });
   }
 }

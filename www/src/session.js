@@ -3,7 +3,6 @@
 // it over, see `adopt`) or after an idle spell. The client
 // (a chunk with its wasm) is imported by the first `ensure`, never before.
 import { connect } from "./connect.js";
-import { mark } from "./timing.js";
 
 /** A sandbox nobody ran anything in for this long is destroyed (and made again on demand). */
 const IDLE_MS = 10 * 60_000;
@@ -26,6 +25,7 @@ export class SandboxSession {
   #onStatus;
   #onSandbox;
   #onIdle;
+  #mark;
   #sandbox; // Promise<Sandbox>
   #generation = 0; // counts destroys: a create that started before one is stale
   #connection; // Promise<{ nf, ... }>
@@ -42,12 +42,13 @@ export class SandboxSession {
 
   /** `api`: the host whose playground config to use. `onStatus(step, detail)` reports progress,
    * `onSandbox(id)` the sandbox's name once known (undefined once destroyed), and `onIdle()`
-   * an idle spell's end. */
-  constructor({ api, onStatus, onSandbox, onIdle }) {
+   * an idle spell's end; `mark(step)` marks a Run's step (timing.js, kept out of this chunk). */
+  constructor({ api, onStatus, onSandbox, onIdle, mark }) {
     this.#api = api;
     this.#onStatus = onStatus;
     this.#onSandbox = onSandbox;
     this.#onIdle = onIdle;
+    this.#mark = mark;
   }
 
   #connect() {
@@ -123,7 +124,7 @@ export class SandboxSession {
   async #create(generation) {
     const [{ nf, ttlSeconds, mode }, client] = await Promise.all([this.#connect(), import("flankbox")]);
     const { Sandbox } = (this.#client = client);
-    mark("client");
+    this.#mark("client");
     const stale = () => generation !== this.#generation;
     if (stale()) throw new Error("the sandbox was destroyed while it was being made");
     this.#onStatus("creating");

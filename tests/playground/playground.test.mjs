@@ -83,8 +83,8 @@ async function sandboxes() {
 
 /** Waits (generously) until the playground's project has no sandbox left. A page's own
  * clean-up is a keepalive DELETE on pagehide; when a browser drops it, or the page never read
- * its create's answer, the host's edge proxy deletes the sandbox once nothing holds it (within
- * about 10 s), so 30 s is plenty. */
+ * its create's answer, the host's edge proxy deletes the sandbox once nothing holds it (its
+ * hold's grace, 15 s, or 10 s after a create no page came to hold), so 30 s is enough. */
 async function noneLeft(why) {
   let left = [];
   try {
@@ -203,6 +203,8 @@ test("Stop ends an endless loop at once", async () => {
   await page.waitForFunction(() => window.playground.output.includes("looping"), null, { timeout: 15_000 });
   const took = await timeStop(page);
   assert.ok(took < 1000, `stopped after ${took} ms`);
+  assert.match(await page.textContent(".fbx-footer"), /^stopped after \d+ ms$/);
+  assert.equal(await output(page), "looping\n", "nothing but the program's output (no shell's \"Killed\")");
 });
 
 test("a program that starts a web server gets an Open preview link that shows its page", async () => {

@@ -25,8 +25,11 @@ if (code !== undefined) playground.setAttribute("code", code);
 document.getElementById("app").append(playground);
 window.playground = playground;
 
+const share = () => history.replaceState(null, "", `#lang=${playground.language}&code=${b64url.encode(playground.code)}`);
+// After a reload, the widget shows the program it reattached to: the link follows.
+if (playground.code !== (code ?? playground.code) || playground.language !== (language ?? playground.language)) share();
 let timer;
-playground.onChange(({ language, code }) => {
+playground.onChange(() => {
   clearTimeout(timer);
-  timer = setTimeout(() => history.replaceState(null, "", `#lang=${language}&code=${b64url.encode(code)}`), 300);
+  timer = setTimeout(share, 300);
 });

@@ -10,17 +10,27 @@
 //
 // What a page pays up front is this module and its styles: the code shows as text and Run
 // works. The rest loads when it is first needed, each a chunk of its own: the editor
-// (CodeMirror) and the language's mode on the code's first focus, the client and its wasm on
-// that focus or the first Run, xterm.js when the Terminal tab opens.
+// (CodeMirror) and the language's mode on the code's first focus, the sandbox's session and the
+// client with its wasm on that focus or the first Run, xterm.js when the Terminal tab opens.
 import { LANGUAGES, DEFAULT_LANGUAGE, writeAndRun } from "./languages.js";
 import { buildUi, codeLabel, dedent, el, injectStyles } from "./dom.js";
 import { OutputPane } from "./output.js";
-import { SandboxSession } from "./session.js";
 import { watchPorts } from "./ports.js";
 import { mark, markRunStart } from "./timing.js";
 
 /** Marked on the page once a widget shows its code and Run works (the weight test reads it). */
 const INTERACTIVE_MARK = "flankbox:interactive";
+
+/** Where a widget keeps, for a reload of its tab, the program it runs (sessionStorage: this
+ * tab only, never the URL). Keyed per widget: its id, or its place among the page's widgets. */
+const runKey = (el) => `flankbox-playground:${location.pathname}:${el.id || [...document.querySelectorAll("flankbox-playground")].indexOf(el)}`;
+
+/** `fn(sessionStorage)`, or undefined where storage is refused (a sandboxed frame). */
+function stored(fn) {
+  try {
+    return fn(sessionStorage);
+  } catch {}
+}
 
 /** Calls `fn` once the page has loaded and the browser is idle, so that work a page asks for
  * ahead of time never competes with its first paint. */
@@ -45,9 +55,16 @@ export class FlankboxPlayground extends HTMLElement {
   #editor; // the CodeEditor, once loaded
   #editorLoading; // Promise<CodeEditor>
   #caret = 0; // where the caret goes when the editor replaces the code view
-  #session;
+  #session; // the SandboxSession, once its chunk is loaded (the first time a sandbox is wanted)
+  #sessionLoading; // Promise<SandboxSession>
+  #destroys = 0; // counts destroys: a sandbox asked for before one is not made
   #output;
   #proc;
+  #busy = false; // a Run (or a reattach) is on, from its start to its end
+  #running; // what a reload needs to reattach to #proc: { id, code, language, startedAt }
+  #stopped; // the process that Stop was pressed for
+  #reattaching = false; // a reload's program is being reattached to (its entry is still kept)
+  #key; // this widget's sessionStorage key (runKey)
   #gotOutput = false; // whether the current Run's program has printed anything yet
   #writing = Promise.resolve(); // the running program's input, in order: EOF waits for it
   #terminal; // Promise<ShellTerminal>, from the Terminal tab's first opening until its shell ends
@@ -58,27 +75,26 @@ export class FlankboxPlayground extends HTMLElement {
 
   connectedCallback() {
     this.#connected = new AbortController();
-    addEventListener("pagehide", () => this.destroy({ keepalive: true }), { signal: this.#connected.signal });
+    addEventListener("pagehide", () => this.#leave(), { signal: this.#connected.signal });
     if (this.ui.root) return;
     injectStyles();
-    const initial = this.hasAttribute("code") ? this.getAttribute("code") : this.textContent.trim() ? dedent(this.textContent) : undefined;
+    this.#key = runKey(this);
+    // A program this widget ran before a reload of the page: its code shows, and it reattaches.
+    const saved = stored((s) => JSON.parse(s.getItem(this.#key)));
+    let initial = this.hasAttribute("code") ? this.getAttribute("code") : this.textContent.trim() ? dedent(this.textContent) : undefined;
     this.textContent = "";
     this.#language = LANGUAGES[this.getAttribute("language")] ? this.getAttribute("language") : DEFAULT_LANGUAGE;
-    this.#session = new SandboxSession({
-      api: this.getAttribute("api") ?? location.origin,
-      onStatus: (step, detail) => this.#setStatus(step, detail),
-      onSandbox: (id) => (id ? (this.dataset.sandbox = id) : delete this.dataset.sandbox),
-      onIdle: () => !this.#proc && this.destroy(),
-    });
+    if (saved && LANGUAGES[saved.language]) [this.#language, initial] = [saved.language, saved.code];
     this.#code = initial ?? LANGUAGES[this.#language].example;
     this.#build();
     this.#setStatus("idle", "Press Run (Ctrl+Enter)");
+    if (saved?.sandboxId) this.#reattach(saved);
     performance.mark(INTERACTIVE_MARK);
     // A page made for running code (the playground page) warms up the sandbox and the editor
     // once it has painted; an embedded widget waits for the user.
     if (this.hasAttribute("prepare"))
       whenIdle(() => {
-        this.#session.ensure().catch(() => {});
+        this.#sandbox().catch(() => {});
         Promise.all([import("./editor.js"), LANGUAGES[this.#language].mode()]).catch(() => {});
       });
   }
@@ -86,6 +102,47 @@ export class FlankboxPlayground extends HTMLElement {
   disconnectedCallback() {
     this.#connected.abort();
     this.destroy({ keepalive: true });
+  }
+
+  /** The page goes away. A running program outlives a reload: its sandbox and process are kept
+   * for the next page of this tab, which reattaches within the edge proxy's hold grace; a tab
+   * really closed leaves its sandbox to that grace. That needs the proxy's hold (capability
+   * mode); without it (token mode) nothing would end a sandbox left behind but its lifetime,
+   * so the page destroys it, as it does when nothing runs. */
+  #leave() {
+    if (this.#reattaching) return; // its entry is still kept, for the next page
+    const handover = this.#running && this.#session?.handover;
+    if (handover && stored((s) => s.setItem(this.#key, JSON.stringify({ ...this.#running, ...handover })) ?? true)) return;
+    this.destroy({ keepalive: true });
+  }
+
+  /** The sandbox's session, its chunk loaded once. */
+  #sessionReady() {
+    this.#sessionLoading ??= import("./session.js").then(
+      ({ SandboxSession }) =>
+        (this.#session = new SandboxSession({
+          api: this.getAttribute("api") ?? location.origin,
+          onStatus: (step, detail) => this.#setStatus(step, detail),
+          onSandbox: (id) => (id ? (this.dataset.sandbox = id) : delete this.dataset.sandbox),
+          onIdle: () => !this.#proc && this.destroy(),
+          mark,
+        })),
+    );
+    this.#sessionLoading.catch(() => (this.#sessionLoading = undefined));
+    return this.#sessionLoading;
+  }
+
+  /** The sandbox, made once (and again after a destroy). */
+  async #sandbox() {
+    const destroys = this.#destroys;
+    const session = await this.#sessionReady();
+    if (destroys !== this.#destroys) throw new Error("the playground was destroyed meanwhile");
+    return session.ensure();
+  }
+
+  /** Forgets the program kept for a reload. */
+  #forget() {
+    stored((s) => s.removeItem(this.#key));
   }
 
   /** The code in the editor. */
@@ -150,7 +207,7 @@ export class FlankboxPlayground extends HTMLElement {
     });
     ui.run.addEventListener("click", () => this.run());
     // The press comes a moment before the click (the release): the sandbox starts then.
-    ui.run.addEventListener("pointerdown", () => this.#session.ensure().catch(() => {}));
+    ui.run.addEventListener("pointerdown", () => this.#sandbox().catch(() => {}));
     ui.stop.addEventListener("click", () => this.stop());
     ui.stdin.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -179,7 +236,7 @@ export class FlankboxPlayground extends HTMLElement {
       });
     }
     // Warm a sandbox up while the user is still typing.
-    ui.editor.addEventListener("focusin", () => this.#session.ensure().catch(() => {}), { once: true });
+    ui.editor.addEventListener("focusin", () => this.#sandbox().catch(() => {}), { once: true });
   }
 
   /** Loads the editor (once) and puts it in the code view's place. */
@@ -221,24 +278,16 @@ export class FlankboxPlayground extends HTMLElement {
     this.ui.status.textContent = detail ? `${step}: ${detail}` : step;
   }
 
-  /** Runs the editor's code; output streams into the output pane. */
+  /** Runs the editor's code; output streams into the output pane. Resolves once it ended. */
   async run() {
-    if (this.#proc) return;
+    if (this.#busy) return;
     const lang = LANGUAGES[this.#language];
+    const [code, language] = [this.code, this.#language];
     markRunStart();
-    this.#gotOutput = false;
-    this.#output.clear();
-    this.ui.footer.textContent = "";
-    delete this.dataset.exitCode;
-    this.#showTab("output");
-    this.ui.run.disabled = true;
-    this.#setStatus("preparing");
-    let proc;
-    try {
-      const sandbox = await this.#session.ensure();
+    await this.#follow("preparing", async () => {
+      const sandbox = await this.#sandbox();
       mark("sandbox");
       // The file goes with the spawn when it fits in the command (one round trip, not two).
-      const code = this.code;
       let command = writeAndRun(lang, code);
       if (!command) {
         await sandbox.writeFile(lang.file, code);
@@ -246,9 +295,58 @@ export class FlankboxPlayground extends HTMLElement {
         command = lang.run;
       }
       const started = performance.now();
-      proc = await sandbox.spawn(command, { encoding: "utf8" });
+      // Detached: the program outlives the page's sockets (a reload reattaches to it, a dropped
+      // network resumes where it was), and costs no more than a plain spawn.
+      const proc = await sandbox.spawn(command, { detached: true, encoding: "utf8" });
       mark("spawned");
+      return { sandbox, proc, started, running: { id: proc.id, code, language, startedAt: Date.now() } };
+    });
+  }
+
+  /** Reattaches to the program `saved` by this widget before a reload: its whole output
+   * again (from byte 0), then live, with stdin and Stop. */
+  #reattach({ sandboxId, capability, id, code, language, startedAt }) {
+    this.#reattaching = true;
+    this.#follow("reattaching", async () => {
+      let sandbox, proc;
+      try {
+        sandbox = await (await this.#sessionReady()).adopt(sandboxId, capability);
+        proc = await sandbox.attach(id, { from: 0, encoding: "utf8" });
+      } catch (e) {
+        this.#reattaching = false;
+        // Gone meanwhile (the grace passed, or the sandbox's lifetime): start afresh.
+        this.#forget();
+        this.#session?.destroy().catch(() => {});
+        return void this.#setStatus("idle", `the program from before the reload is gone (${e.message}); press Run`);
+      }
+      this.#reattaching = false;
+      // Taken: the entry goes (a tab duplicated from now on must not take it too); the next
+      // pagehide writes it again if the program still runs.
+      this.#forget();
+      const started = performance.now() - (Date.now() - startedAt);
+      return { sandbox, proc, started, running: { id, code, language, startedAt } };
+    });
+  }
+
+  /** A Run's life: `start()` resolves to { sandbox, proc, started, running } (or nothing: it
+   * did not start); output streams into the output pane until the program ends. */
+  async #follow(step, start) {
+    this.#busy = true;
+    this.#gotOutput = false;
+    this.#output.clear();
+    this.ui.footer.textContent = "";
+    delete this.dataset.exitCode;
+    this.#showTab("output");
+    this.ui.run.disabled = true;
+    this.#setStatus(step);
+    let proc;
+    try {
+      const begun = await start();
+      if (!begun) return;
+      const { sandbox, started, running } = begun;
+      proc = begun.proc;
       this.#proc = proc;
+      this.#running = running;
       this.#writing = Promise.resolve();
       this.#setStatus("running");
       this.#inputEnabled(true);
@@ -260,12 +358,14 @@ export class FlankboxPlayground extends HTMLElement {
       await Promise.all(pumps);
       this.#output.flush();
       const ms = Math.round(performance.now() - started);
-      if (exit.status === "Unknown") {
+      // A kill (Stop) ends a detached process with 137 (128 + SIGKILL).
+      const stopped = exit.status === "Unknown" || (this.#stopped === proc && exit.exitCode === 137);
+      if (stopped) {
         this.#setStatus("stopped", `after ${ms} ms`);
       } else {
         this.#setStatus("exited", `exit code ${exit.exitCode} in ${ms} ms`);
       }
-      this.ui.footer.textContent = exit.status === "Unknown" ? `stopped after ${ms} ms` : `exit code ${exit.exitCode} · ${ms} ms`;
+      this.ui.footer.textContent = stopped ? `stopped after ${ms} ms` : `exit code ${exit.exitCode} · ${ms} ms`;
       this.dataset.exitCode = exit.exitCode;
       mark("exited");
     } catch (e) {
@@ -274,12 +374,16 @@ export class FlankboxPlayground extends HTMLElement {
       this.#output.flush();
       this.#setStatus("error", e.message);
     } finally {
-      if (this.#proc === proc) this.#proc = undefined;
+      if (this.#proc === proc) {
+        this.#proc = this.#running = undefined;
+        this.#forget();
+      }
+      this.#busy = false;
       this.#showPreviews([]);
       this.#inputEnabled(false);
       this.ui.stop.disabled = true;
       this.ui.run.disabled = false;
-      this.#session.touch();
+      this.#session?.touch();
     }
   }
 
@@ -294,7 +398,15 @@ export class FlankboxPlayground extends HTMLElement {
 
   /** Stops the running program at once. */
   stop() {
-    this.#proc?.kill();
+    this.#stopped = this.#proc;
+    this.#kill();
+  }
+
+  #kill() {
+    // A detached process's kill is a request, which fails once the sandbox is gone.
+    try {
+      Promise.resolve(this.#proc?.kill()).catch(() => {});
+    } catch {}
   }
 
   /** Sends input to the running program. */
@@ -345,7 +457,7 @@ export class FlankboxPlayground extends HTMLElement {
     if (this.#terminal) return void this.#terminal.then((shell) => shell?.show());
     const opening = import("./terminal.js").then(({ ShellTerminal }) => {
       if (this.#terminal !== opening) return; // destroyed meanwhile
-      const shell = new ShellTerminal(this.ui.terminal, () => this.#session.ensure(), () => this.#terminal === opening && (this.#terminal = undefined));
+      const shell = new ShellTerminal(this.ui.terminal, () => this.#sandbox(), () => this.#terminal === opening && (this.#terminal = undefined));
       this.#shell = shell;
       return shell;
     });
@@ -364,10 +476,12 @@ export class FlankboxPlayground extends HTMLElement {
   /** Destroys the sandbox, also one still being made. With `keepalive`, the request outlives
    * the page. */
   async destroy({ keepalive = false } = {}) {
-    this.#proc?.kill();
+    this.#kill();
+    this.#forget();
     if (this.#terminal) this.#shell?.kill();
     this.#terminal = undefined;
     this.#shell = undefined;
+    this.#destroys++;
     await this.#session?.destroy({ keepalive });
   }
 }

@@ -1,8 +1,8 @@
 // A playground's sandbox: made on demand through its connection, held on the host's edge proxy
-// while the page lives, destroyed when the page goes away or after an idle spell. The client
+// while the page lives, destroyed when the page goes away (unless a program runs: a reload takes
+// it over, see `adopt`) or after an idle spell. The client
 // (a chunk with its wasm) is imported by the first `ensure`, never before.
 import { connect } from "./connect.js";
-import { mark } from "./timing.js";
 
 /** A sandbox nobody ran anything in for this long is destroyed (and made again on demand). */
 const IDLE_MS = 10 * 60_000;
@@ -25,6 +25,7 @@ export class SandboxSession {
   #onStatus;
   #onSandbox;
   #onIdle;
+  #mark;
   #sandbox; // Promise<Sandbox>
   #generation = 0; // counts destroys: a create that started before one is stale
   #connection; // Promise<{ nf, ... }>
@@ -34,18 +35,20 @@ export class SandboxSession {
   #reported; // the sandbox id last handed to onSandbox
   #client; // the client's module, once imported: a destroy cannot wait for it
   #hold; // the WebSocket that keeps the sandbox alive on the host's edge proxy (see #create)
+  #held; // the sandbox id a hold was opened for (and not refused): the proxy ends it if we go
   #idleTimer;
   /** Port → URL, for the current sandbox's exposed ports. */
   exposed = new Map();
 
   /** `api`: the host whose playground config to use. `onStatus(step, detail)` reports progress,
    * `onSandbox(id)` the sandbox's name once known (undefined once destroyed), and `onIdle()`
-   * an idle spell's end. */
-  constructor({ api, onStatus, onSandbox, onIdle }) {
+   * an idle spell's end; `mark(step)` marks a Run's step (timing.js, kept out of this chunk). */
+  constructor({ api, onStatus, onSandbox, onIdle, mark }) {
     this.#api = api;
     this.#onStatus = onStatus;
     this.#onSandbox = onSandbox;
     this.#onIdle = onIdle;
+    this.#mark = mark;
   }
 
   #connect() {
@@ -67,6 +70,35 @@ export class SandboxSession {
     return made;
   }
 
+  /** Takes over sandbox `id`, made by an earlier page of this tab (a reload), with the edge
+   * proxy's `capability`: holds it again at once (the proxy deletes it a grace after its last
+   * hold closed) and resolves to its handle. */
+  adopt(id, capability) {
+    this.touch();
+    const generation = this.#generation;
+    const adopted = this.#connect().then(async ({ nf }) => {
+      const { Sandbox } = (this.#client = await import("flankbox"));
+      if (generation !== this.#generation) throw new Error("the sandbox was destroyed while it was being taken over");
+      this.#sandboxId = this.#reported = id;
+      this.#capability = capability;
+      this.#onSandbox(id);
+      this.#holdOpen(id, capability, generation, true);
+      return Sandbox.forService(nf, id, { capability });
+    });
+    this.#sandbox = adopted;
+    adopted.catch(() => this.#sandbox === adopted && (this.#sandbox = undefined));
+    return adopted;
+  }
+
+  /** `{ sandboxId, capability }` while the edge proxy holds the sandbox for this page, so that a
+   * page that takes over within the hold's grace (a reload) can `adopt` it; else undefined
+   * (token mode, or another edge proxy: nothing would end a sandbox left behind but its
+   * lifetime). */
+  get handover() {
+    const id = this.#sandboxId;
+    return id && this.#held === id ? { sandboxId: id, capability: this.#capability } : undefined;
+  }
+
   /** Restarts the idle countdown. */
   touch() {
     clearTimeout(this.#idleTimer);
@@ -83,15 +115,16 @@ export class SandboxSession {
   // A browser may skip pagehide or drop its requests, and a page closed while its create is in
   // flight never reads the answer. So in capability mode the create also asks the host's edge
   // proxy to hold the sandbox (a `flankbox-hold` tag), and the page holds it with a WebSocket
-  // from the moment it knows the name. The proxy deletes the sandbox a few seconds after the
-  // last hold closes (a browser closes a gone page's sockets whatever its scripts did), when no
+  // from the moment it knows the name. The proxy deletes the sandbox 15 s after the last
+  // hold closes (a browser closes a gone page's sockets whatever its scripts did; a reload's
+  // page holds it again within that grace and `adopt`s it, see playground.js), when no
   // page came to hold it within seconds of its create (an answer never read), and at once when
   // it could not deliver the create's answer (crates/host/src/api/edge.rs). Another edge proxy
   // ignores the tag; there the lifetime is the backstop.
   async #create(generation) {
     const [{ nf, ttlSeconds, mode }, client] = await Promise.all([this.#connect(), import("flankbox")]);
     const { Sandbox } = (this.#client = client);
-    mark("client");
+    this.#mark("client");
     const stale = () => generation !== this.#generation;
     if (stale()) throw new Error("the sandbox was destroyed while it was being made");
     this.#onStatus("creating");
@@ -127,23 +160,26 @@ export class SandboxSession {
     return sandbox;
   }
 
-  /** Holds the sandbox on the edge proxy while this page lives (see #create); reopened if it
-   * drops while the sandbox is still this page's. */
-  #holdOpen(id, capability, generation) {
+  /** Holds the sandbox on the edge proxy while this page lives (see #create); reopened every
+   * second while it is down and the sandbox is still this page's (a network drop: the proxy
+   * keeps the sandbox for its grace, crates/host/src/api/edge/hold.rs). `held`: an earlier
+   * page held it (a reload), so a first try that fails is worth another. */
+  #holdOpen(id, capability, generation, held = false) {
     const url = new URL(`${this.#info.base}/hold/${encodeURIComponent(id)}`);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(url);
-    let opened = false;
     ws.onopen = () => {
-      opened = true;
+      this.#held = id;
       ws.send(capability);
     };
     ws.onclose = (e) => {
       if (this.#hold !== ws) return;
       this.#hold = undefined;
-      // Never opened (another edge proxy has no such route) or refused: nothing to hold.
-      if (!opened || e.code === 1008) return;
-      setTimeout(() => generation === this.#generation && this.#sandboxId === id && this.#holdOpen(id, capability, generation), 1000);
+      // Refused (not this sandbox's capability, or it is gone): nothing to hold.
+      if (e.code === 1008) return void (this.#held = undefined);
+      // Never held (another edge proxy has no such route): nothing to hold either.
+      if (this.#held !== id && !held) return;
+      setTimeout(() => generation === this.#generation && this.#sandboxId === id && this.#holdOpen(id, capability, generation, true), 1000);
     };
     this.#hold = ws;
   }
@@ -157,6 +193,7 @@ export class SandboxSession {
     this.#generation++;
     clearTimeout(this.#idleTimer);
     this.#hold = undefined;
+    this.#held = undefined;
     this.#sandbox = undefined;
     this.#sandboxId = undefined;
     this.#capability = undefined;

@@ -96,6 +96,10 @@ supervise() { # live argv...
       done
     }
     ( while sleep 0.5 && { kill -0 "$pid" || kill -0 "$so"; } 2>/dev/null; do prune; done ) >/dev/null 2>&1 &
+    # sh reports a command killed by a signal ("Killed") on its stderr, which is the stderr of
+    # the live exec: shown as output, or, that exec gone, a dead pipe whose SIGPIPE ends the
+    # supervisor before it records the exit code. (No quote marks in here: sh -c quoting.)
+    exec 2>/dev/null
     wait "$pid"; code=$?
     kill "$holder" 2>/dev/null
     wait "$so" "$se"

@@ -25,8 +25,12 @@ pub(super) const HOLD: &str = "/hold/";
 const HOLD_TAG: &str = "flankbox-hold";
 /// How long a held create waits for its first hold before it is deleted.
 const FIRST_HOLD: Duration = Duration::from_secs(10);
-/// How long a held sandbox outlives its last hold (a page that reconnects keeps it).
-const HOLD_GRACE: Duration = Duration::from_secs(5);
+/// How long a held sandbox outlives its last hold (a page that reconnects keeps it). Long enough
+/// for a reload on a loaded machine (the new page must load, read its config and hold again:
+/// the playground reattaches to a program left running) and for a few seconds offline (a page
+/// retries its hold every second); short enough that the playground tests, which wait 30 s for
+/// a closed or crashed page's sandbox to go, still see it go.
+const HOLD_GRACE: Duration = Duration::from_secs(15);
 
 /// A held sandbox: how many holds it has, and a generation that a pending expiry checks.
 pub(super) struct Lease {

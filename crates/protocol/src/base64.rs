@@ -60,28 +60,28 @@ const fn values(alphabet: &[u8; 64]) -> [u8; 256] {
 static STANDARD_VALUES: [u8; 256] = values(STANDARD);
 static URL_SAFE_VALUES: [u8; 256] = values(URL_SAFE);
 
-/// Appends the decoding of unpadded `bytes` to `out`, written in place (a table look-up per
-/// character, no branch per group); false, with `out` as it was, for a byte outside the
-/// alphabet or a last character that is not canonical.
+/// Appends the decoding of unpadded `bytes` to `out`, written straight into its spare capacity
+/// (no zeroing pass first; a table look-up per character, no branch per group); false, with
+/// `out` as it was, for a byte outside the alphabet or a last character that is not canonical.
 fn decode_into_with(bytes: &[u8], values: &[u8; 256], out: &mut Vec<u8>) -> bool {
     if bytes.len() % 4 == 1 {
         return false;
     }
-    let start = out.len();
     let groups = bytes.chunks_exact(4);
     let tail = groups.remainder();
     let whole = bytes.len() / 4 * 3;
-    out.resize(start + whole + tail.len().saturating_sub(1), 0);
-    let (body, end) = out[start..].split_at_mut(whole);
+    let len = whole + tail.len().saturating_sub(1);
+    out.reserve(len);
+    let (body, end) = out.spare_capacity_mut()[..len].split_at_mut(whole);
     // A byte outside the alphabet is 0xFF: OR-ed together, it leaves bits above the sixth.
     let mut seen = 0u8;
     let value = |c: u8| values[usize::from(c)];
     for (chars, three) in groups.zip(body.chunks_exact_mut(3)) {
         let [a, b, c, d] = [value(chars[0]), value(chars[1]), value(chars[2]), value(chars[3])];
         seen |= a | b | c | d;
-        three[0] = a << 2 | b >> 4;
-        three[1] = b << 4 | c >> 2;
-        three[2] = c << 6 | d;
+        three[0].write(a << 2 | b >> 4);
+        three[1].write(b << 4 | c >> 2);
+        three[2].write(c << 6 | d);
     }
     let mut n = 0u32;
     for (&c, shift) in tail.iter().zip([18, 12, 6]) {
@@ -89,13 +89,16 @@ fn decode_into_with(bytes: &[u8], values: &[u8; 256], out: &mut Vec<u8>) -> bool
         n |= u32::from(value(c)) << shift;
     }
     let [_, a, b, c] = n.to_be_bytes();
-    end.copy_from_slice(&[a, b, c][..end.len()]);
+    for (slot, byte) in end.iter_mut().zip([a, b, c]) {
+        slot.write(byte);
+    }
     // Bits past the last whole byte must be zero (canonical).
     let canonical = tail.is_empty() || [a, b, c][end.len()] == 0;
     if seen < 64 && canonical {
+        // SAFETY: the loops above wrote all `len` bytes past the old end.
+        unsafe { out.set_len(out.len() + len) };
         return true;
     }
-    out.truncate(start);
     false
 }
 

@@ -189,9 +189,24 @@ pub fn killed() -> Completion {
 /// Decodes one server frame, text or binary (the bytes of either are UTF-8 JSON): the client's
 /// one reader of frames, in `cargo test` and in the package alike.
 pub fn decode_frame(frame: &[u8], base64: bool) -> Result<ExecEvent> {
+    let mut data = Vec::new();
+    if base64 && append_stdout_base64(frame, &mut data) {
+        return Ok(ExecEvent::Stdout(data));
+    }
     let frame: ServerFrame =
         serde_json::from_slice(frame).map_err(|e| Error::Protocol(format!("unable to parse an exec frame: {e}")))?;
     interpret(frame, base64)
+}
+
+/// Appends the output of a base64 `stdOut` frame written as the host writes it
+/// (`{"type":"stdOut","data":"…"}`) to `out`, without a JSON parse or a copy of the text: base64
+/// needs no escape in JSON, so the bytes between the quotes are the data. False, with `out` as
+/// it was, for any other frame; [`decode_frame`] reads those.
+pub fn append_stdout_base64(frame: &[u8], out: &mut Vec<u8>) -> bool {
+    frame
+        .strip_prefix(br#"{"type":"stdOut","data":""#)
+        .and_then(|rest| rest.strip_suffix(br#""}"#))
+        .is_some_and(|data| crate::base64::decode_into(data, out))
 }
 
 /// How a session ended, from what arrived before the close: a completion is the result
@@ -424,6 +439,41 @@ mod tests {
             Error::Exec("Service x is paused".into())
         );
         assert_eq!(decode_frame(b"garbage", false).unwrap_err().code(), "PROTOCOL");
+    }
+
+    #[test]
+    fn stdout_in_the_hosts_form_is_read_without_json_and_anything_else_with_it() {
+        let mut out = b"so far ".to_vec();
+        assert!(append_stdout_base64(br#"{"type":"stdOut","data":"aGk="}"#, &mut out));
+        assert_eq!(out, b"so far hi");
+        // Escapes, blanks, other keys or order, stderr, a quote inside: not this form; the full
+        // reader gives what JSON means.
+        for frame in [
+            &br#"{"type":"stdOut","data":"aG\u0073="}"#[..],
+            br#"{"type":"stdOut","data":"aGk=\n"}"#,
+            br#"{"data":"aGk=","type":"stdOut"}"#,
+            br#"{"type":"stdOut","data":"aGk=" }"#,
+            br#"{"type":"stdErr","data":"aGk="}"#,
+            br#"{"type":"stdOut","data":"aGk"}"}"#,
+            br#"{"type":"stdOut","data":"a!k="}"#,
+        ] {
+            assert!(!append_stdout_base64(frame, &mut out));
+            assert_eq!(out, b"so far hi", "left as it was");
+        }
+        assert_eq!(
+            decode_frame(br#"{"type":"stdOut","data":"aGk=\n"}"#, true).unwrap(),
+            ExecEvent::Stdout(b"hi".to_vec())
+        );
+        assert_eq!(
+            decode_frame(br#"{"data":"aGk=","type":"stdOut"}"#, true).unwrap(),
+            ExecEvent::Stdout(b"hi".to_vec())
+        );
+        assert_eq!(
+            decode_frame(br#"{"type":"stdOut","data":"a!k="}"#, true)
+                .unwrap_err()
+                .code(),
+            "PROTOCOL"
+        );
     }
 
     #[test]

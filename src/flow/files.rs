@@ -6,7 +6,8 @@ use futures_util::{SinkExt, StreamExt};
 use super::SandboxRef;
 use crate::error::{Error, Result};
 use crate::exec::{
-    decode_frame, init_frame, payload_frames, session_end, stdin_end_frame, succeeded, ExecEvent, ExecSpec,
+    append_stdout_base64, decode_frame, init_frame, payload_frames, session_end, stdin_end_frame, succeeded, ExecEvent,
+    ExecSpec,
 };
 use crate::transport::{Incoming, Session, Transport};
 
@@ -48,6 +49,10 @@ pub async fn file_op<T: Transport>(t: &T, sandbox: &SandboxRef, argv: Vec<String
             Some(Incoming::Frame(frame)) => frame,
             closed => return Err(lost(t, closed)),
         };
+        // The bulk of a file: decoded straight onto the output.
+        if append_stdout_base64(&frame, &mut out) {
+            continue;
+        }
         match decode_frame(&frame, true)? {
             ExecEvent::Stdout(b) => out.extend(b),
             ExecEvent::Stderr(b) => err.extend(b),

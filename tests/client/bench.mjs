@@ -3,8 +3,10 @@
 //   cold start   Sandbox.create → first exec output byte   vs  a bare namespaced spawn (unshare)
 //   exec         exec(["true"]) in a warm sandbox          vs  a raw WebSocket echo round trip
 //   throughput   200 MB of stdout through exec             vs  200 MB over a raw WebSocket
+//   readFile     a 256 MiB random file                     vs  the same exec stream, plain JS + Buffer base64
 // Run by scripts/bench with FLANKBOX_TEST_URL/TOKEN/HELPER set.
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { gzipSync } from "node:zlib";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
@@ -122,3 +124,45 @@ for (let i = 0; i < 3; i++) {
 const [o, p, b] = [pct(ours, 0.5), pct(plain, 0.5), pct(raw, 0.5)];
 console.log(`${"stdout throughput: 200 MB through exec".padEnd(40)} p50 ${o.toFixed(0).padStart(6)} MB/s   same stream, plain JS WebSocket p50 ${p.toFixed(0)} MB/s (${((o / p) * 100).toFixed(0)}%)   raw WebSocket, no host p50 ${b.toFixed(0)} MB/s (${((o / b) * 100).toFixed(0)}%)`);
 await big.destroy();
+
+// readFile of a 256 MiB random file (base64 frames of `cat`), on a 2-vCPU plan; the baseline is
+// the same exec stream read by a plain JS WebSocket client decoding with Buffer's base64. Each
+// result is checked against the sandbox's sha256.
+const file = await Sandbox.create(nf, { plan: "nf-compute-200" });
+const fileBytes = 256 << 20;
+const made = await file.exec(`head -c ${fileBytes} /dev/urandom > /tmp/big && sha256sum /tmp/big`);
+if (made.exitCode !== 0) throw new Error(`writing /tmp/big: ${made.stderr}`);
+const fileSha = made.stdout.split(" ")[0];
+const sha256 = (b) => createHash("sha256").update(b).digest("hex");
+const fileMbps = (ms) => fileBytes / 1e6 / (ms / 1000);
+const fileUrl = `${URL_.replace(/^http/, "ws")}/v1/command-exec/projects/${nf.projectId}/services/${file.id}`;
+const plainRead = () =>
+  new Promise((resolve, reject) => {
+    const t = performance.now();
+    const out = Buffer.allocUnsafe(fileBytes);
+    let got = 0;
+    const ws = new WebSocket(fileUrl);
+    ws.onopen = () => ws.send(JSON.stringify({ type: "init", data: { auth: { type: "apiToken", apiToken: TOKEN }, context: { command: ["cat", "/tmp/big"], shell: "none", encoding: "base64" } } }));
+    ws.onmessage = (m) => {
+      const f = JSON.parse(m.data);
+      if (f.type === "stdOut") got += out.write(f.data, got, "base64");
+      if (f.type === "completion") ws.close();
+    };
+    ws.onclose = () => {
+      const ms = performance.now() - t;
+      got === fileBytes && sha256(out) === fileSha ? resolve(ms) : reject(new Error(`plain read ${got} bytes, not the file`));
+    };
+    ws.onerror = reject;
+  });
+const reads = [];
+const plainReads = [];
+for (let i = 0; i < 3; i++) {
+  plainReads.push(fileMbps(await plainRead()));
+  const t = performance.now();
+  const data = await file.readFile("/tmp/big");
+  reads.push(fileMbps(performance.now() - t));
+  if (data.length !== fileBytes || sha256(data) !== fileSha) throw new Error(`readFile gave ${data.length} bytes, not the file`);
+}
+const [r, pr] = [pct(reads, 0.5), pct(plainReads, 0.5)];
+console.log(`${"readFile: 256 MiB random file".padEnd(40)} p50 ${r.toFixed(0).padStart(6)} MB/s (${reads.map((x) => x.toFixed(0))})   same stream, plain JS WebSocket + Buffer base64 p50 ${pr.toFixed(0)} MB/s (${plainReads.map((x) => x.toFixed(0))}) (${((r / pr) * 100).toFixed(0)}%)`);
+await file.destroy();

@@ -46,37 +46,65 @@ fn encode_into_with(input: &[u8], alphabet: &[u8; 64], pad: bool, out: &mut Stri
     }
 }
 
-fn value(c: u8, alphabet: &[u8; 64]) -> Option<u32> {
-    let (c62, c63) = (alphabet[62], alphabet[63]);
-    Some(match c {
-        b'A'..=b'Z' => c - b'A',
-        b'a'..=b'z' => c - b'a' + 26,
-        b'0'..=b'9' => c - b'0' + 52,
-        _ if c == c62 => 62,
-        _ if c == c63 => 63,
-        _ => return None,
-    } as u32)
+/// The 6-bit value of every byte in an alphabet; 0xFF for bytes outside it.
+const fn values(alphabet: &[u8; 64]) -> [u8; 256] {
+    let mut table = [0xFF; 256];
+    let mut i = 0;
+    while i < 64 {
+        table[alphabet[i] as usize] = i as u8;
+        i += 1;
+    }
+    table
 }
 
-fn decode_with(bytes: &[u8], alphabet: &[u8; 64]) -> Option<Vec<u8>> {
+static STANDARD_VALUES: [u8; 256] = values(STANDARD);
+static URL_SAFE_VALUES: [u8; 256] = values(URL_SAFE);
+
+/// Appends the decoding of unpadded `bytes` to `out`, written straight into its spare capacity
+/// (no zeroing pass first; a table look-up per character, no branch per group); false, with
+/// `out` as it was, for a byte outside the alphabet or a last character that is not canonical.
+fn decode_into_with(bytes: &[u8], values: &[u8; 256], out: &mut Vec<u8>) -> bool {
     if bytes.len() % 4 == 1 {
-        return None;
+        return false;
     }
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut n = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            n |= value(*c, alphabet)? << (18 - 6 * i);
-        }
-        let kept = chunk.len() - 1;
-        let [_, a, b, c] = n.to_be_bytes();
-        // Bits past the last whole byte must be zero (canonical).
-        if kept < 3 && [a, b, c][kept] != 0 {
-            return None;
-        }
-        out.extend_from_slice(&[a, b, c][..kept]);
+    let groups = bytes.chunks_exact(4);
+    let tail = groups.remainder();
+    let whole = bytes.len() / 4 * 3;
+    let len = whole + tail.len().saturating_sub(1);
+    out.reserve(len);
+    let (body, end) = out.spare_capacity_mut()[..len].split_at_mut(whole);
+    // A byte outside the alphabet is 0xFF: OR-ed together, it leaves bits above the sixth.
+    let mut seen = 0u8;
+    let value = |c: u8| values[usize::from(c)];
+    for (chars, three) in groups.zip(body.chunks_exact_mut(3)) {
+        let [a, b, c, d] = [value(chars[0]), value(chars[1]), value(chars[2]), value(chars[3])];
+        seen |= a | b | c | d;
+        three[0].write(a << 2 | b >> 4);
+        three[1].write(b << 4 | c >> 2);
+        three[2].write(c << 6 | d);
     }
-    Some(out)
+    let mut n = 0u32;
+    for (&c, shift) in tail.iter().zip([18, 12, 6]) {
+        seen |= value(c);
+        n |= u32::from(value(c)) << shift;
+    }
+    let [_, a, b, c] = n.to_be_bytes();
+    for (slot, byte) in end.iter_mut().zip([a, b, c]) {
+        slot.write(byte);
+    }
+    // Bits past the last whole byte must be zero (canonical).
+    let canonical = tail.is_empty() || [a, b, c][end.len()] == 0;
+    if seen < 64 && canonical {
+        // SAFETY: the loops above wrote all `len` bytes past the old end.
+        unsafe { out.set_len(out.len() + len) };
+        return true;
+    }
+    false
+}
+
+fn decode_with(bytes: &[u8], values: &[u8; 256]) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    decode_into_with(bytes, values, &mut out).then_some(out)
 }
 
 /// Encodes in the standard alphabet, padded.
@@ -93,14 +121,20 @@ pub fn encode_into(input: &[u8], out: &mut String) {
 /// mode: padding only completes a last group of 2 or 3, and may stop short); blanks at the end
 /// are ignored.
 pub fn decode(input: &str) -> Option<Vec<u8>> {
-    let input = input.trim_end().as_bytes();
+    let mut out = Vec::new();
+    decode_into(input.trim_end().as_bytes(), &mut out).then_some(out)
+}
+
+/// Appends the decoding of `input` to `out`, as [`decode`] but with no blanks allowed at the
+/// end; false, with `out` as it was, when it is not base64.
+pub fn decode_into(input: &[u8], out: &mut Vec<u8>) -> bool {
     let pads = input.iter().rev().take_while(|&&b| b == b'=').count();
     let unpadded = &input[..input.len() - pads];
     let last_group = unpadded.len() % 4;
     if pads > 0 && (last_group < 2 || last_group + pads > 4) {
-        return None;
+        return false;
     }
-    decode_with(unpadded, STANDARD)
+    decode_into_with(unpadded, &STANDARD_VALUES, out)
 }
 
 /// Encodes in the URL-safe alphabet, unpadded.
@@ -110,7 +144,7 @@ pub fn encode_url(input: &[u8]) -> String {
 
 /// Decodes the URL-safe alphabet, unpadded (padding is refused).
 pub fn decode_url(input: &str) -> Option<Vec<u8>> {
-    decode_with(input.as_bytes(), URL_SAFE)
+    decode_with(input.as_bytes(), &URL_SAFE_VALUES)
 }
 
 #[cfg(test)]
@@ -172,6 +206,36 @@ mod tests {
             proptest::prop_assert_eq!(encode_url(&bytes), URL_SAFE_NO_PAD.encode(&bytes));
             proptest::prop_assert_eq!(decode(&text), LENIENT.decode(&text).ok(), "{}", text);
             proptest::prop_assert_eq!(decode_url(&text), URL_SAFE_NO_PAD.decode(&text).ok(), "{}", text);
+        }
+
+        /// Long inputs, whole or with one character replaced, decode as the `base64` crate
+        /// decodes them; `decode_into` appends, and leaves what was there on a refusal.
+        #[test]
+        fn long_inputs_agree_with_the_base64_crate(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+            at: proptest::sample::Index,
+            with in "[A-Za-z0-9+/=_ !-]",
+        ) {
+            use ::base64::engine::general_purpose::STANDARD;
+            use ::base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+            use ::base64::Engine;
+            const LENIENT: GeneralPurpose = GeneralPurpose::new(
+                &::base64::alphabet::STANDARD,
+                GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+            );
+            let mut text = STANDARD.encode(&bytes);
+            proptest::prop_assert_eq!(decode(&text), Some(bytes.clone()));
+            if !text.is_empty() {
+                let i = at.index(text.len());
+                text.replace_range(i..i + 1, &with);
+            }
+            let mut out = b"kept".to_vec();
+            let ok = decode_into(text.as_bytes(), &mut out);
+            let theirs = LENIENT.decode(&text).ok();
+            proptest::prop_assert_eq!(ok, theirs.is_some());
+            let mut expected = b"kept".to_vec();
+            expected.extend(theirs.unwrap_or_default());
+            proptest::prop_assert_eq!(out, expected);
         }
     }
 }

@@ -1,44 +1,23 @@
 // The client's frame reading alone, without a host: a Node exec server sends 200 MB of stdOut
 // text frames (32 KiB each) to the exec of each package given, interleaved, beside a plain JS
 // client reading the same. `node tests/client/bench-decode.mjs pkg [other-pkg…]` (RUNS=5).
-import { WebSocketServer } from "ws";
+import { serveFrames, sandboxesOf, median as pct, cpuMs } from "./fake-exec.mjs";
 const bytes = 200_000_000, chunk = 32 * 1024;
 const payload = JSON.stringify({ type: "stdOut", data: "x".repeat(chunk) });
-const wss = new WebSocketServer({ port: 0 });
-wss.on("connection", (ws) => {
-  ws.once("message", () => {
-    ws.send(JSON.stringify({ type: "init", data: { auth: "successful", context: { instanceName: "i", containerName: "main" } } }));
-    let sent = 0;
-    const pump = () => {
-      while (sent < bytes && ws.bufferedAmount < 4 << 20) { ws.send(payload); sent += chunk; }
-      if (sent < bytes) return setTimeout(pump, 0);
-      ws.send(JSON.stringify({ type: "completion", data: { exitCode: 0, status: "Success" } }));
-      ws.close(1000);
-    };
-    pump();
-  });
-});
-await new Promise((r) => wss.on("listening", r));
+const wss = await serveFrames(Array(Math.ceil(bytes / chunk)).fill(payload));
 const base = `http://127.0.0.1:${wss.address().port}`;
 const total = Math.ceil(bytes / chunk) * chunk;
 const mbps = (ms) => total / 1e6 / (ms / 1000);
-const pct = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pkgs = process.argv.slice(2);
-const sbs = [];
-for (const p of pkgs) {
-  const m = await import(`${p}/node.js`);
-  sbs.push(m.Sandbox.forService(new m.Northflank({ token: "t", projectId: "p", baseUrl: base }), "s"));
-}
+const sbs = await sandboxesOf(pkgs, base);
 const plain = () => new Promise((resolve) => {
   const t = performance.now(); let got = 0; const ws = new WebSocket(`${base.replace("http", "ws")}/x`);
   ws.onopen = () => ws.send("{}");
   ws.onmessage = (m) => { const f = JSON.parse(m.data); if (f.type === "stdOut") got += f.data.length; };
   ws.onclose = () => resolve(performance.now() - t);
 });
-// Wall time suffers from whatever else the machine runs; CPU time (this process: the server and
-// the client alike) much less.
+// CPU time counts this process: the server and the client alike.
 const res = pkgs.map(() => []), base_ = [], cpu = pkgs.map(() => []), cpuBase = [];
-const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 for (let i = 0; i < Number(process.env.RUNS ?? 5); i++) {
   let c = cpuMs();
   base_.push(mbps(await plain()));

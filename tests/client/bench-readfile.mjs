@@ -6,7 +6,7 @@
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { createInterface } from "node:readline";
-import { WebSocketServer } from "ws";
+import { serveFrames, sandboxesOf, median as pct, cpuMs } from "./fake-exec.mjs";
 const bytes = 256 << 20, read = 64 << 10;
 const sha = (b) => createHash("sha256").update(b).digest("hex");
 if (process.argv[2] === "--serve") {
@@ -14,33 +14,15 @@ if (process.argv[2] === "--serve") {
   // Frames made once, so the server costs a send each.
   const frames = [];
   for (let at = 0; at < bytes; at += read) frames.push(JSON.stringify({ type: "stdOut", data: file.subarray(at, at + read).toString("base64") }));
-  const wss = new WebSocketServer({ port: 0 });
-  wss.on("connection", (ws) => {
-    ws.once("message", () => {
-      ws.send(JSON.stringify({ type: "init", data: { auth: "successful", context: { instanceName: "i", containerName: "main" } } }));
-      let next = 0;
-      const pump = () => {
-        while (next < frames.length && ws.bufferedAmount < 4 << 20) ws.send(frames[next++]);
-        if (next < frames.length) return setTimeout(pump, 0);
-        ws.send(JSON.stringify({ type: "completion", data: { exitCode: 0, status: "Success" } }));
-        ws.close(1000);
-      };
-      pump();
-    });
-  });
-  wss.on("listening", () => console.log(`${wss.address().port} ${sha(file)}`));
+  const wss = await serveFrames(frames);
+  console.log(`${wss.address().port} ${sha(file)}`);
 } else {
 const server = spawn(process.execPath, [new URL(import.meta.url).pathname, "--serve"], { stdio: ["ignore", "pipe", "inherit"] });
 const [port, want] = (await createInterface({ input: server.stdout })[Symbol.asyncIterator]().next()).value.split(" ");
 const base = `http://127.0.0.1:${port}`;
 const mbps = (ms) => bytes / 1e6 / (ms / 1000);
-const pct = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const pkgs = process.argv.slice(2);
-const sbs = [];
-for (const p of pkgs) {
-  const m = await import(`${p}/node.js`);
-  sbs.push(m.Sandbox.forService(new m.Northflank({ token: "t", projectId: "p", baseUrl: base }), "s"));
-}
+const sbs = await sandboxesOf(pkgs, base);
 const plain = () => new Promise((resolve, reject) => {
   const t = performance.now();
   const out = Buffer.allocUnsafe(bytes);
@@ -56,8 +38,6 @@ const plain = () => new Promise((resolve, reject) => {
     got === bytes && sha(out) === want ? resolve(ms) : reject(new Error(`plain got ${got}`));
   };
 });
-// Wall time suffers from whatever else the machine runs; this process's CPU time much less.
-const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
 const res = pkgs.map(() => []), plainRes = [], cpu = pkgs.map(() => []), plainCpu = [];
 for (let i = 0; i < Number(process.env.RUNS ?? 3); i++) {
   const c = cpuMs();

@@ -190,23 +190,25 @@ pub fn killed() -> Completion {
 /// one reader of frames, in `cargo test` and in the package alike.
 pub fn decode_frame(frame: &[u8], base64: bool) -> Result<ExecEvent> {
     let mut data = Vec::new();
-    if base64 && append_stdout_base64(frame, &mut data) {
-        return Ok(ExecEvent::Stdout(data));
+    Ok(decode_frame_onto(frame, base64, &mut data)?.unwrap_or(ExecEvent::Stdout(data)))
+}
+
+/// As [`decode_frame`], but a base64 `stdOut` frame written as the host writes it
+/// (`{"type":"stdOut","data":"…"}`) is decoded straight onto `stdout`, with no JSON parse and
+/// no copy of its text (base64 needs no escape in JSON, so the bytes between the quotes are the
+/// data); then it answers `None`. Any other frame is parsed, and `stdout` left as it was.
+pub fn decode_frame_onto(frame: &[u8], base64: bool, stdout: &mut Vec<u8>) -> Result<Option<ExecEvent>> {
+    let hosts_form = frame
+        .strip_prefix(br#"{"type":"stdOut","data":""#)
+        .and_then(|rest| rest.strip_suffix(br#""}"#));
+    if let Some(data) = hosts_form.filter(|_| base64) {
+        if crate::base64::decode_into(data, stdout) {
+            return Ok(None);
+        }
     }
     let frame: ServerFrame =
         serde_json::from_slice(frame).map_err(|e| Error::Protocol(format!("unable to parse an exec frame: {e}")))?;
-    interpret(frame, base64)
-}
-
-/// Appends the output of a base64 `stdOut` frame written as the host writes it
-/// (`{"type":"stdOut","data":"…"}`) to `out`, without a JSON parse or a copy of the text: base64
-/// needs no escape in JSON, so the bytes between the quotes are the data. False, with `out` as
-/// it was, for any other frame; [`decode_frame`] reads those.
-pub fn append_stdout_base64(frame: &[u8], out: &mut Vec<u8>) -> bool {
-    frame
-        .strip_prefix(br#"{"type":"stdOut","data":""#)
-        .and_then(|rest| rest.strip_suffix(br#""}"#))
-        .is_some_and(|data| crate::base64::decode_into(data, out))
+    interpret(frame, base64).map(Some)
 }
 
 /// How a session ended, from what arrived before the close: a completion is the result
@@ -444,7 +446,10 @@ mod tests {
     #[test]
     fn stdout_in_the_hosts_form_is_read_without_json_and_anything_else_with_it() {
         let mut out = b"so far ".to_vec();
-        assert!(append_stdout_base64(br#"{"type":"stdOut","data":"aGk="}"#, &mut out));
+        assert_eq!(
+            decode_frame_onto(br#"{"type":"stdOut","data":"aGk="}"#, true, &mut out).unwrap(),
+            None
+        );
         assert_eq!(out, b"so far hi");
         // Escapes, blanks, other keys or order, stderr, a quote inside: not this form; the full
         // reader gives what JSON means.
@@ -457,7 +462,10 @@ mod tests {
             br#"{"type":"stdOut","data":"aGk"}"}"#,
             br#"{"type":"stdOut","data":"a!k="}"#,
         ] {
-            assert!(!append_stdout_base64(frame, &mut out));
+            assert!(
+                !matches!(decode_frame_onto(frame, true, &mut out), Ok(None)),
+                "read as an event or refused"
+            );
             assert_eq!(out, b"so far hi", "left as it was");
         }
         assert_eq!(

@@ -192,13 +192,14 @@ enum Attach {
     AskExit,
 }
 
-/// A run's session: its output is the process's own, after the header.
-struct Live<'a, 'b> {
+/// A run's session: its output is the process's own, after the header. Whether the process
+/// started is whether the header came whole.
+struct Live<'a> {
     header: RunHeader,
     /// What the run said on stderr before its header: why it could not start.
     said: Vec<u8>,
-    /// Told when the header comes (then taken).
-    started: &'b mut Option<&'a mut dyn FnMut(Result<()>)>,
+    /// Told `Ok` as the header completes; told the error by `follow` if it never does.
+    started: &'a mut dyn FnMut(Result<()>),
 }
 
 /// Follows a process through its `follower` until it ends, handing each delivery to
@@ -238,7 +239,11 @@ where
         let resuming = dropped_at.is_some();
         let outcome = match run.take() {
             Some((argv, started)) => {
-                let mut started = Some(started);
+                let mut live = Live {
+                    header: RunHeader::default(),
+                    said: Vec::new(),
+                    started,
+                };
                 let outcome = run_once(
                     t,
                     sandbox,
@@ -246,12 +251,12 @@ where
                     follower,
                     &mut input,
                     deliver,
-                    &mut started,
+                    &mut live,
                     &mut started_at,
                 )
                 .await;
                 // It never said it started: the start failed, and `follow` with it.
-                if let Some(tell) = started {
+                if !live.header.complete() {
                     let e = match outcome {
                         Err(e) => e,
                         Ok(Attach::Dropped(why)) => {
@@ -259,7 +264,7 @@ where
                         }
                         Ok(_) => Error::Protocol("a run ended before it started".into()),
                     };
-                    tell(Err(e.clone()));
+                    (live.started)(Err(e.clone()));
                     return Err(e);
                 }
                 outcome?
@@ -321,7 +326,7 @@ async fn run_once<T, S>(
     follower: &mut Follower,
     input: &mut Input<S>,
     deliver: &mut dyn FnMut(Delivery),
-    started: &mut Option<&mut dyn FnMut(Result<()>)>,
+    live: &mut Live<'_>,
     started_at: &mut Option<f64>,
 ) -> Result<Attach>
 where
@@ -331,12 +336,7 @@ where
 {
     let spec = ExecSpec::bytes(argv);
     let mut session = open_session(t, sandbox, &spec).await?;
-    let mut live = Live {
-        header: RunHeader::default(),
-        said: Vec::new(),
-        started,
-    };
-    let outcome = read_attach(t, &mut session, follower, input, deliver, started_at, Some(&mut live)).await;
+    let outcome = read_attach(t, &mut session, follower, input, deliver, started_at, Some(live)).await;
     session.end();
     outcome
 }
@@ -387,7 +387,7 @@ async fn read_attach<T, Sess, S>(
     input: &mut Input<S>,
     deliver: &mut dyn FnMut(Delivery),
     started_at: &mut Option<f64>,
-    mut live: Option<&mut Live<'_, '_>>,
+    mut live: Option<&mut Live<'_>>,
 ) -> Result<Attach>
 where
     T: Transport,
@@ -482,15 +482,13 @@ enum LiveStep {
 /// Most of what a run may say on stderr before its header that is kept for the error.
 const SAID_LIMIT: usize = 4096;
 
-fn read_live(live: &mut Live<'_, '_>, follower: &mut Follower, event: ExecEvent) -> Result<LiveStep> {
+fn read_live(live: &mut Live<'_>, follower: &mut Follower, event: ExecEvent) -> Result<LiveStep> {
     let started = live.header.complete();
     Ok(LiveStep::Deliver(match event {
         ExecEvent::Stdout(bytes) => {
             let own = live.header.strip(&bytes)?;
             if !started && live.header.complete() {
-                if let Some(tell) = live.started.take() {
-                    tell(Ok(()));
-                }
+                (live.started)(Ok(()));
             }
             follower.push_live(Stream::Stdout, own)
         }

@@ -6,8 +6,7 @@ use futures_util::{SinkExt, StreamExt};
 use super::SandboxRef;
 use crate::error::{Error, Result};
 use crate::exec::{
-    append_stdout_base64, decode_frame, init_frame, payload_frames, session_end, stdin_end_frame, succeeded, ExecEvent,
-    ExecSpec,
+    decode_frame_onto, init_frame, payload_frames, session_end, stdin_end_frame, succeeded, ExecEvent, ExecSpec,
 };
 use crate::transport::{Incoming, Session, Transport};
 
@@ -49,11 +48,11 @@ pub async fn file_op<T: Transport>(t: &T, sandbox: &SandboxRef, argv: Vec<String
             Some(Incoming::Frame(frame)) => frame,
             closed => return Err(lost(t, closed)),
         };
-        // The bulk of a file: decoded straight onto the output.
-        if append_stdout_base64(&frame, &mut out) {
+        // The bulk of a file is decoded straight onto the output (then there is no event).
+        let Some(event) = decode_frame_onto(&frame, true, &mut out)? else {
             continue;
-        }
-        match decode_frame(&frame, true)? {
+        };
+        match event {
             ExecEvent::Stdout(b) => out.extend(b),
             ExecEvent::Stderr(b) => err.extend(b),
             ExecEvent::Started { .. } => {}

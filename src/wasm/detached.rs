@@ -181,10 +181,7 @@ async fn run(
     let outcome = async {
         // No timeout: the process may run for days; a drop is resumed within its window.
         let t = Web::new(Cancel::new("detached process", None, None)?);
-        let (argv, mut told) = match run_with {
-            Some((argv, told)) => (Some(argv), Some(told)),
-            None => (None, None),
-        };
+        let (argv, mut told) = run_with.unzip();
         let mut tell = |started: Result<()>| {
             if let Some(told) = told.take() {
                 let _ = told.send(started);

@@ -77,10 +77,19 @@ pub fn spawn_command(
     described: &str,
     argv: &[String],
 ) -> Result<Vec<String>, DetachedError> {
-    check_id(id)?;
-    let described = described.replace('\n', " ");
-    let head = [id.to_string(), keep_bytes.max(1).to_string(), described];
+    let head = start_args(id, keep_bytes, described)?;
     Ok(script("spawn", head.into_iter().chain(argv.iter().cloned())))
+}
+
+/// What every start of process `id` begins with: its id, what it keeps, and its description
+/// on one line.
+fn start_args(id: &str, keep_bytes: u64, described: &str) -> Result<[String; 3], DetachedError> {
+    check_id(id)?;
+    Ok([
+        id.to_string(),
+        keep_bytes.max(1).to_string(),
+        described.replace('\n', " "),
+    ])
 }
 
 /// The exec command that starts `argv` detached as process `id` and follows it live: its
@@ -96,15 +105,12 @@ pub fn run_command(
     stdin: bool,
     argv: &[String],
 ) -> Result<Vec<String>, DetachedError> {
-    check_id(id)?;
-    let described = described.replace('\n', " ");
-    let head = [
-        id.to_string(),
-        keep_bytes.max(1).to_string(),
-        described,
-        u8::from(stdin).to_string(),
-    ];
-    Ok(script("run", head.into_iter().chain(argv.iter().cloned())))
+    let head = start_args(id, keep_bytes, described)?;
+    let stdin = u8::from(stdin).to_string();
+    Ok(script(
+        "run",
+        head.into_iter().chain([stdin]).chain(argv.iter().cloned()),
+    ))
 }
 
 /// What a `run` exec prints on stdout before the process's own output.

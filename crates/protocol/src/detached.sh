@@ -114,9 +114,7 @@ spawn() { # id keep_bytes cmd_json argv...
   shift 3
   supervise 0 "$@" </dev/null >/dev/null 2>&1 &
   # Answer once the command runs (or could not start), so a kill right after finds it.
-  i=0
-  while [ ! -s "$d/pid" ] && [ $i -lt 500 ]; do sleep 0.01; i=$((i + 1)); done
-  [ -s "$d/pid" ] || { echo "flankbox: the supervisor did not start" >&2; exit 1; }
+  await_file "$d" pid || { echo "flankbox: the supervisor did not start" >&2; exit 1; }
   echo "$id"
 }
 
@@ -137,13 +135,7 @@ run() { # id keep_bytes cmd_json stdin(0|1) argv...
   echo $$ >"$d/supervisor"
   printf 'S\n'
   supervise 1 "$@" </dev/null & sup=$!
-  feeder=
-  if [ "$with_stdin" = 1 ]; then
-    exec 3<&0
-    ( cat <&3 >"$d/in" && kill "$(cat "$d/holder")" ) </dev/null >/dev/null 2>&1 &
-    feeder=$!
-    exec 3<&-
-  fi
+  [ "$with_stdin" = 1 ] && feed_stdin
   wait "$sup"
   code=$?
   [ -z "$feeder" ] || kill "$feeder" 2>/dev/null
@@ -199,15 +191,7 @@ attach() { # id from_out from_err stdin(0|1)
   [ -e "$d/cmd" ] || { echo N; exit 0; }
   seg_out=$(($2 / SEGMENT)) off_out=$(($2 % SEGMENT))
   seg_err=$(($3 / SEGMENT)) off_err=$(($3 % SEGMENT))
-  feeder=
-  if [ "$4" = 1 ] && [ ! -s "$d/exit" ]; then
-    # Stdin from this exec goes to the process; an end of it (not a dropped socket, which
-    # kills this cat) closes the process's stdin.
-    exec 3<&0
-    ( cat <&3 >"$d/in" && kill "$(cat "$d/holder")" ) </dev/null >/dev/null 2>&1 &
-    feeder=$!
-    exec 3<&-
-  fi
+  [ "$4" = 1 ] && [ ! -s "$d/exit" ] && feed_stdin
   # Polls: every 20 ms while output comes, backing off to every 100 ms while it does not, so
   # a quiet process costs its sandbox a few processes a second, not fifty.
   lost=0 quiet=0 nap=0.02
@@ -241,6 +225,16 @@ attach() { # id from_out from_err stdin(0|1)
   done
   [ -z "$feeder" ] || kill "$feeder" 2>/dev/null
   exit 0
+}
+
+# Sends this exec's stdin to the process of $d, in the background (sets feeder); an end of it
+# (not a dropped socket, which kills the cat) closes the process's stdin.
+feeder=
+feed_stdin() {
+  exec 3<&0
+  ( cat <&3 >"$d/in" && kill "$(cat "$d/holder")" ) </dev/null >/dev/null 2>&1 &
+  feeder=$!
+  exec 3<&-
 }
 
 # Waits (up to 5 s) for file $2 of process directory $1: a `run` answers before its

@@ -84,6 +84,30 @@ for (let i = 0; i < 200 * runs; i++) {
   rtt.push(performance.now() - t);
 }
 row("exec round trip: true", rtt, wsBase);
+// Where an exec's round trip goes, without the client: the same exec by plain JS, timed at the
+// socket's open, the host's `init` answer (the command started) and the completion.
+const phases = { open: [], started: [], completed: [] };
+const rawExec = () =>
+  new Promise((resolve, reject) => {
+    const t = performance.now();
+    const ws = new WebSocket(`${URL_.replace(/^http/, "ws")}/v1/command-exec/projects/${nf.projectId}/services/${warm.id}`);
+    ws.onopen = () => {
+      phases.open.push(performance.now() - t);
+      ws.send(JSON.stringify({ type: "init", data: { auth: { type: "apiToken", apiToken: TOKEN }, context: { command: ["true"], shell: "none" } } }));
+      ws.send(JSON.stringify({ type: "stdInEnd" }));
+    };
+    ws.onmessage = (m) => {
+      const f = JSON.parse(m.data);
+      if (f.type === "init") phases.started.push(performance.now() - t);
+      if (f.type !== "completion") return;
+      phases.completed.push(performance.now() - t);
+      ws.close(1000);
+      resolve();
+    };
+    ws.onerror = reject;
+  });
+for (let i = 0; i < 200 * runs; i++) await rawExec();
+console.log(`  the same exec by plain JS, p50 since the socket was asked for: open ${pct(phases.open, 0.5).toFixed(2)} ms, init answered ${pct(phases.started, 0.5).toFixed(2)} ms, completion ${pct(phases.completed, 0.5).toFixed(2)} ms`);
 await warm.destroy();
 
 // Throughput: 200 MB of stdout, on a 2-vCPU plan so the producer is not the limit. Two

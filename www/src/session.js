@@ -79,10 +79,7 @@ export class SandboxSession {
     const adopted = this.#connect().then(async ({ nf }) => {
       const { Sandbox } = (this.#client = await import("flankbox"));
       if (generation !== this.#generation) throw new Error("the sandbox was destroyed while it was being taken over");
-      this.#sandboxId = this.#reported = id;
-      this.#capability = capability;
-      this.#onSandbox(id);
-      this.#holdOpen(id, capability, generation, true);
+      this.#own(id, capability, generation, true);
       return Sandbox.forService(nf, id, { capability });
     });
     this.#sandbox = adopted;
@@ -134,11 +131,7 @@ export class SandboxSession {
       if (this.#reported === id && this.#capability === capability) return; // known already
       // Destroyed (idle, or the element removed) before the answer came: delete it now.
       if (stale()) return void deleteSandbox(Sandbox, nf, id, capability, true);
-      this.#sandboxId = id;
-      this.#capability = capability;
-      this.#reported = id;
-      this.#onSandbox(id);
-      if (capability) this.#holdOpen(id, capability, generation);
+      this.#own(id, capability, generation);
     };
     const sandbox = await Sandbox.create(nf, {
       name,
@@ -158,6 +151,15 @@ export class SandboxSession {
     created(sandbox.id, sandbox.capability);
     this.#onStatus("ready");
     return sandbox;
+  }
+
+  /** Makes sandbox `id` this page's: known, reported, and held with its `capability` (in
+   * capability mode; `held`: an earlier page of this tab held it). */
+  #own(id, capability, generation, held = false) {
+    this.#sandboxId = this.#reported = id;
+    this.#capability = capability;
+    this.#onSandbox(id);
+    if (capability) this.#holdOpen(id, capability, generation, held);
   }
 
   /** Holds the sandbox on the edge proxy while this page lives (see #create); reopened every

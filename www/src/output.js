@@ -23,6 +23,7 @@ export class OutputPane {
   #announceTimer;
   #saidAt = -Infinity;
   #drawn = false; // whether anything was drawn since the last clear (for the first draw's mark)
+  #marker; // the truncation marker, once output passed the cap: the pane's last child
 
   /** Draws into `pre`, and announces through the live region `announce`. */
   constructor(pre, announce) {
@@ -40,6 +41,7 @@ export class OutputPane {
     this.#shown = 0;
     this.#dropped = 0;
     this.#drawn = false;
+    this.#marker = undefined;
     this.#pre.textContent = "";
     this.#unsaid = "";
     this.#truncationSaid = false;
@@ -96,9 +98,12 @@ export class OutputPane {
   flush() {
     this.#flushScheduled = false;
     const out = this.#pre;
-    const stick = out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
-    let marker = out.querySelector(".fbx-truncated");
-    for (const { text, kind } of this.#queue.splice(0)) {
+    const queued = this.#queue.splice(0);
+    let marker = this.#marker;
+    // Reading the scroll position lays the pane out. Past the cap only the marker's count
+    // changes, every frame of a flood: that costs no layout of the pane's text, nor a read.
+    const stick = (queued.length > 0 || (this.#dropped > 0 && !marker)) && out.scrollTop + out.clientHeight >= out.scrollHeight - 4;
+    for (const { text, kind } of queued) {
       // Output of one stream that arrives in pieces stays one piece on screen (one node).
       const last = marker ? marker.previousSibling : out.lastChild;
       const same = kind === "stdout" ? last?.nodeType === Node.TEXT_NODE : last?.classList?.contains(`fbx-${kind}`);
@@ -106,9 +111,8 @@ export class OutputPane {
       else out.insertBefore(kind === "stdout" ? document.createTextNode(text) : el("span", { className: `fbx-${kind}`, textContent: text }), marker);
     }
     if (this.#dropped > 0) {
-      marker ??= out.appendChild(el("span", { className: "fbx-truncated" }));
+      marker ??= this.#marker = out.appendChild(el("span", { className: "fbx-truncated" }));
       marker.textContent = `\n… output truncated: ${this.#dropped.toLocaleString()} more characters not shown …\n`;
-      out.append(marker);
     }
     if (stick) out.scrollTop = out.scrollHeight;
     if (!this.#drawn && out.firstChild) {

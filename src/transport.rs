@@ -50,8 +50,12 @@ pub trait Transport: Sized {
     /// Uniform in `[0, 1)`: retry jitter and sandbox names.
     fn random(&self) -> f64;
 
-    /// Unix time in milliseconds.
+    /// Unix time in milliseconds: for dates only (expiry tags), since the wall clock can jump.
     fn now_ms(&self) -> f64;
+
+    /// A monotonic clock in milliseconds, for durations and windows: a wall clock set forward
+    /// (NTP, a laptop waking) must not end a resume window early.
+    fn monotonic_ms(&self) -> f64;
 
     /// The call's cancellation (timeout or abort), once it happened.
     fn cancelled(&self) -> Option<Error>;

@@ -291,7 +291,7 @@ where
                     return Err(e);
                 }
                 follower.dropped();
-                let now = t.now_ms();
+                let now = t.monotonic_ms();
                 if started_at.is_some_and(|at| now - at >= STABLE_MS) {
                     dropped_at = None;
                 }
@@ -440,7 +440,7 @@ where
         };
         let event = decode_frame(&frame, true)?;
         if let ExecEvent::Started { .. } = event {
-            *started_at = Some(t.now_ms());
+            *started_at = Some(t.monotonic_ms());
             continue;
         }
         let deliveries = match live.as_deref_mut() {

@@ -98,7 +98,7 @@ where
     T: Transport,
     S: Stream<Item = Result<Vec<u8>>> + Unpin,
 {
-    let started = t.now_ms();
+    let started = t.monotonic_ms();
     let base64 = match &stdin {
         Stdin::Closed => false,
         Stdin::Bytes(b) => std::str::from_utf8(b).is_err(),
@@ -172,6 +172,6 @@ where
         stdout,
         stderr,
         truncated: out_truncated || err_truncated,
-        duration_ms: (t.now_ms() - started).round(),
+        duration_ms: (t.monotonic_ms() - started).round(),
     })
 }

@@ -103,7 +103,7 @@ impl<'a> Reporter<'a> {
     /// Reports to `sink`, timing from now.
     pub fn new<T: Transport>(t: &T, sink: &'a mut dyn FnMut(Progress)) -> Self {
         Self {
-            started: t.now_ms(),
+            started: t.monotonic_ms(),
             sink,
         }
     }
@@ -119,7 +119,7 @@ impl<'a> Reporter<'a> {
         (self.sink)(Progress {
             step,
             status,
-            elapsed_ms: (t.now_ms() - self.started).round(),
+            elapsed_ms: (t.monotonic_ms() - self.started).round(),
             id: sandbox.map(|s| s.id.clone()),
             capability: config.filter(|c| c.is_capability).map(|c| c.token.clone()),
         });

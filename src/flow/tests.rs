@@ -54,6 +54,10 @@ struct State {
     sleeps_left: Option<usize>,
     /// With a running clock, ms slept so far (otherwise time stands still).
     clock: Option<f64>,
+    /// How far the wall clock is set forward on each sleep, beyond the time slept.
+    wall_jump_per_sleep: f64,
+    /// The wall clock's jumps so far.
+    wall_skew: f64,
 }
 
 #[derive(Clone)]
@@ -112,6 +116,12 @@ impl Memory {
     /// Time moves on by what is slept.
     fn clock_runs(self) -> Self {
         self.state.borrow_mut().clock = Some(0.0);
+        self
+    }
+
+    /// The wall clock is set forward by `ms` on every sleep (NTP, a laptop waking).
+    fn wall_clock_jumps(self, ms: f64) -> Self {
+        self.state.borrow_mut().wall_jump_per_sleep = ms;
         self
     }
 
@@ -196,6 +206,7 @@ impl Transport for Memory {
         if let Some(clock) = &mut state.clock {
             *clock += ms as f64;
         }
+        state.wall_skew += state.wall_jump_per_sleep;
         match &mut state.sleeps_left {
             Some(0) => {
                 *self.timed_out.borrow_mut() = true;
@@ -214,7 +225,12 @@ impl Transport for Memory {
     }
 
     fn now_ms(&self) -> f64 {
-        1_000_000.0 + self.state.borrow().clock.unwrap_or(0.0)
+        let state = self.state.borrow();
+        1_000_000.0 + state.clock.unwrap_or(0.0) + state.wall_skew
+    }
+
+    fn monotonic_ms(&self) -> f64 {
+        self.state.borrow().clock.unwrap_or(0.0)
     }
 
     fn cancelled(&self) -> Option<Error> {

@@ -50,6 +50,10 @@ impl Transport for Web {
         js_sys::Date::now()
     }
 
+    fn monotonic_ms(&self) -> f64 {
+        super::cancel::monotonic_now()
+    }
+
     fn cancelled(&self) -> Option<Error> {
         self.cancel.error()
     }

@@ -12,7 +12,7 @@ export function relay(target) {
   let downUntil = 0;
   let refused = 0;
   const server = createServer((client) => {
-    if (Date.now() < downUntil) {
+    if (performance.now() < downUntil) {
       refused++;
       return client.destroy();
     }
@@ -40,7 +40,7 @@ export function relay(target) {
         url: `http://127.0.0.1:${server.address().port}`,
         cut,
         outage: (ms) => {
-          downUntil = Date.now() + ms;
+          downUntil = performance.now() + ms;
           return cut();
         },
         refused: () => refused,

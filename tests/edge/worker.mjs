@@ -49,14 +49,14 @@ export async function startWorker(vars) {
   child.stdout.on("data", (d) => log.push(String(d)));
   child.stderr.on("data", (d) => log.push(String(d)));
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
+  const deadline = performance.now() + 60_000;
   for (;;) {
     if (child.exitCode !== null) throw new Error(`wrangler dev exited:\n${log.join("")}`);
     try {
       const res = await fetch(`${url}/`);
       if (res.status === 404) break;
     } catch {}
-    if (Date.now() > deadline) throw new Error(`wrangler dev did not start:\n${log.join("")}`);
+    if (performance.now() > deadline) throw new Error(`wrangler dev did not start:\n${log.join("")}`);
     await new Promise((r) => setTimeout(r, 200));
   }
   return {

@@ -66,11 +66,11 @@ const output = (page) => page.evaluate(() => window.playground.output);
 /** Waits until `check()` resolves truthy, polling; throws with `what` and the last value at the
  * deadline. */
 async function until(what, check, { timeout = 20_000, every = 200 } = {}) {
-  const deadline = Date.now() + timeout;
+  const deadline = performance.now() + timeout;
   for (;;) {
     const value = await check();
     if (value) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: still not so after ${timeout} ms`);
+    if (performance.now() > deadline) throw new Error(`${what}: still not so after ${timeout} ms`);
     await new Promise((r) => setTimeout(r, every));
   }
 }

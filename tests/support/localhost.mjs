@@ -35,10 +35,10 @@ export function request(url, { method = "GET", body } = {}) {
 
 /** `GET url` until the server inside the sandbox answers something other than 502. */
 export async function requestWhenUp(url, { timeoutMs = 20_000 } = {}) {
-  const deadline = Date.now() + timeoutMs;
+  const deadline = performance.now() + timeoutMs;
   for (;;) {
     const res = await request(url);
-    if (res.status !== 502 || Date.now() > deadline) return res;
+    if (res.status !== 502 || performance.now() > deadline) return res;
     await new Promise((r) => setTimeout(r, 50));
   }
 }

@@ -205,6 +205,20 @@ fn the_resume_window_running_out_is_a_lost_stream_that_says_so() {
 }
 
 #[test]
+fn a_wall_clock_set_forward_does_not_end_the_resume_window_early() {
+    // The window is time that passed, not what the wall clock says: an hour's jump on every
+    // wait still leaves the full window of tries.
+    let t = Memory::new()
+        .clock_runs()
+        .wall_clock_jumps(3_600_000.0)
+        .session(&[started(), attach_frames("O 6\nhello\n")], 1006);
+    let (result, _) = follow_with(&t, None, 5_000);
+    assert_eq!(result.unwrap_err().code(), "STREAM_LOST");
+    let slept = t.state.borrow().clock.unwrap();
+    assert!((5_000.0..7_000.0).contains(&slept), "{slept}");
+}
+
+#[test]
 fn a_server_that_accepts_and_cuts_at_once_does_not_renew_the_window() {
     // Every attach is accepted, then cut before it held for a second: the window still runs out.
     let mut t = Memory::new().clock_runs();

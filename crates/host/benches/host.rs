@@ -8,7 +8,7 @@
 //!
 //! Run with `cargo bench -p flankbox-host --bench host` (as root). `BENCH_RUNS` scales the
 //! sample counts; `BENCH_ONLY=ports` runs only the port proxy part, `BENCH_ONLY=cold` only
-//! the cold starts, `BENCH_ONLY=throughput` only the exec output throughput.
+//! the cold starts, `BENCH_ONLY=exec` only the exec round trips, `BENCH_ONLY=throughput` only the exec output throughput.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -182,23 +182,14 @@ async fn main() {
         let host = TestHost::start();
         return exec_throughput(&host).await;
     }
-    let cold_pool = TestHost::start();
-    let (cold, base) = cold_starts(&cold_pool, 40 * scale).await;
-    row(
-        "cold start: create -> COMPLETED -> 1st byte",
-        &stats(cold),
-        &stats(base),
-    );
-    drop(cold_pool);
+    let only_exec = std::env::var("BENCH_ONLY").as_deref() == Ok("exec");
+    if !only_exec {
+        cold_with_and_without_the_pool(scale).await;
+    }
     // BENCH_ONLY=cold stops after the cold starts with the pool.
     if std::env::var("BENCH_ONLY").as_deref() == Ok("cold") {
         return;
     }
-    let no_pool = TestHost::start_with(&["--warm-pool", "0"]);
-    let (cold, base) = cold_starts(&no_pool, 20 * scale).await;
-    row("  the same with --warm-pool 0", &stats(cold), &stats(base));
-    drop(no_pool);
-
     let host = TestHost::start();
     let warm = host.sandbox("bench", "warm", json!({})).await;
     let mut rtt = Vec::new();
@@ -208,8 +199,29 @@ async fn main() {
         rtt.push(exec_once(&host, &warm, json!(["true"])).await.1);
     }
     row("exec round trip: `true` in a warm sandbox", &stats(rtt), &stats(base));
+    if only_exec {
+        return;
+    }
     port_proxy(&host, 300 * scale).await;
     exec_throughput(&host).await;
+}
+
+/// Cold starts with the warm pool, then (unless `BENCH_ONLY=cold`) without it.
+async fn cold_with_and_without_the_pool(scale: usize) {
+    let cold_pool = TestHost::start();
+    let (cold, base) = cold_starts(&cold_pool, 40 * scale).await;
+    row(
+        "cold start: create -> COMPLETED -> 1st byte",
+        &stats(cold),
+        &stats(base),
+    );
+    drop(cold_pool);
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("cold") {
+        return;
+    }
+    let no_pool = TestHost::start_with(&["--warm-pool", "0"]);
+    let (cold, base) = cold_starts(&no_pool, 20 * scale).await;
+    row("  the same with --warm-pool 0", &stats(cold), &stats(base));
 }
 
 /// Output bytes each throughput run moves.

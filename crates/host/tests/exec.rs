@@ -255,6 +255,12 @@ async fn an_unknown_program_fails_like_a_container_exec() {
         .await;
     assert_eq!((r.exit_code, r.status.as_deref()), (Some(127), Some("Failure")));
     assert!(r.stderr.contains("no-such-program: executable file not found"), "{r:?}");
+    // Found but not executable, even for root: 126, as `docker exec` says.
+    let r = host
+        .exec("p", &id, json!({ "command": ["/etc/passwd"], "shell": "none" }), &[])
+        .await;
+    assert_eq!((r.exit_code, r.status.as_deref()), (Some(126), Some("Failure")));
+    assert!(r.stderr.contains("/etc/passwd: permission denied"), "{r:?}");
     let r = host
         .exec("p", &id, json!({ "command": ["true"], "user": "mallory" }), &[])
         .await;

@@ -2,7 +2,7 @@
 //!
 //! The host starts its own binary in the sandbox's fresh namespaces with [`ipc::AGENT_ENV`] set;
 //! `main` hands over to [`main`] before anything else runs, so the agent is single-threaded and
-//! may fork freely. It builds the root from the host's [`SetupPlan`], locks itself down
+//! may start commands with `clone(CLONE_VM | CLONE_VFORK)`. It builds the root from the host's [`SetupPlan`], locks itself down
 //! (`no_new_privs`, a reduced capability bounding set, seccomp, not dumpable), then starts and
 //! reaps processes on request until the host says stop or goes away. When PID 1 exits, the
 //! kernel kills everything else in the sandbox.
@@ -13,6 +13,8 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
+
+mod child;
 
 use super::ipc::{self, AgentMessage, HostMessage, SetupPlan, SpawnRequest, AGENT_FD};
 use super::mounts::{self, LinuxSys};
@@ -91,6 +93,7 @@ struct Agent {
     isolated: bool,
     fallback_cwd: String,
     sigchld: OwnedFd,
+    child_stack: child::ChildStack,
 }
 
 impl Agent {
@@ -114,6 +117,7 @@ impl Agent {
             isolated: false,
             fallback_cwd: "/".into(),
             sigchld,
+            child_stack: child::ChildStack::new()?,
         })
     }
 
@@ -277,8 +281,8 @@ impl Agent {
         }
     }
 
-    /// Forks and executes a command. Returns its pid, and the PTY master when it has a terminal.
-    fn spawn(&self, req: &SpawnRequest, passed: Vec<OwnedFd>) -> Result<(i32, Option<OwnedFd>), SpawnError> {
+    /// Starts a command ([`child`]). Returns its pid, and the PTY master when it has a terminal.
+    fn spawn(&mut self, req: &SpawnRequest, passed: Vec<OwnedFd>) -> Result<(i32, Option<OwnedFd>), SpawnError> {
         let invalid = |what: &str| SpawnError::new(libc::EINVAL, format!("{what} contains a NUL byte"));
         if req.argv.is_empty() {
             return Err(SpawnError::new(libc::EINVAL, "empty command"));
@@ -322,53 +326,34 @@ impl Agent {
         argv_ptrs.push(std::ptr::null());
         let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
         env_ptrs.push(std::ptr::null());
-
-        let mut pipe = [0; 2];
-        // SAFETY: pipe is a valid out-array of two ints.
-        if unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(SpawnError::new(errno(), "pipe"));
-        }
-        // SAFETY: pipe2 succeeded; we own both ends.
-        let (err_r, err_w) = unsafe { (OwnedFd::from_raw_fd(pipe[0]), OwnedFd::from_raw_fd(pipe[1])) };
-
-        // SAFETY: the agent is single-threaded, so the child may run ordinary code until exec.
-        let pid = unsafe { libc::fork() };
-        if pid < 0 {
-            return Err(SpawnError::new(errno(), "fork"));
-        }
-        if pid == 0 {
-            // SAFETY: in the child; exec_child never returns.
-            unsafe {
-                exec_child(
-                    req,
-                    &stdio,
-                    &argv_ptrs,
-                    &env_ptrs,
-                    &candidates,
-                    &cwd,
-                    &fallback_cwd,
-                    err_w.as_raw_fd(),
-                );
+        let stdio_fds: Vec<RawFd> = stdio.iter().map(|fd| fd.as_raw_fd()).collect();
+        let launch = child::Launch {
+            stdio: &stdio_fds,
+            argv: &argv_ptrs,
+            env: &env_ptrs,
+            candidates: &candidates,
+            cwd: &cwd,
+            fallback_cwd: &fallback_cwd,
+            uid: req.uid,
+            gid: req.gid,
+        };
+        let spawned = child::spawn(&mut self.child_stack, &launch);
+        drop(stdio);
+        match spawned {
+            Ok(pid) => Ok((pid, master)),
+            Err((0, errno)) => Err(SpawnError::new(errno, "clone")),
+            Err((pid, errno)) => {
+                let mut status = 0;
+                // SAFETY: reaping our own child, which has exited already.
+                unsafe { libc::waitpid(pid, &mut status, 0) };
+                let message = match errno {
+                    libc::ENOENT => format!("{}: executable file not found in $PATH", req.argv[0]),
+                    libc::EACCES => format!("{}: permission denied", req.argv[0]),
+                    _ => format!("{}: {}", req.argv[0], io::Error::from_raw_os_error(errno)),
+                };
+                Err(SpawnError::new(errno, message))
             }
         }
-        drop(err_w);
-        drop(stdio);
-        let mut code = [0u8; 4];
-        // SAFETY: reading into a local 4-byte buffer. Zero bytes: exec closed the pipe, success.
-        let n = unsafe { libc::read(err_r.as_raw_fd(), code.as_mut_ptr().cast(), 4) };
-        if n == 4 {
-            let mut status = 0;
-            // SAFETY: reaping our own child, which exits right after writing.
-            unsafe { libc::waitpid(pid, &mut status, 0) };
-            let errno = i32::from_ne_bytes(code);
-            let message = match errno {
-                libc::ENOENT => format!("{}: executable file not found in $PATH", req.argv[0]),
-                libc::EACCES => format!("{}: permission denied", req.argv[0]),
-                _ => format!("{}: {}", req.argv[0], io::Error::from_raw_os_error(errno)),
-            };
-            return Err(SpawnError::new(errno, message));
-        }
-        Ok((pid, master))
     }
 }
 
@@ -398,83 +383,6 @@ fn program_candidates(program: &str, env: &[String]) -> Result<Vec<CString>, std
         .map(|dir| if dir.is_empty() { "." } else { dir })
         .map(|dir| CString::new(format!("{}/{program}", dir.trim_end_matches('/'))))
         .collect()
-}
-
-/// The child's side of spawn: wire stdio, change identity, exec. Reports the errno of a failed
-/// exec through `err_w`.
-///
-/// # Safety
-/// Must run in a freshly forked child of the single-threaded agent; never returns.
-#[allow(clippy::too_many_arguments)]
-unsafe fn exec_child(
-    req: &SpawnRequest,
-    stdio: &[OwnedFd],
-    argv: &[*const libc::c_char],
-    env: &[*const libc::c_char],
-    candidates: &[CString],
-    cwd: &CString,
-    fallback_cwd: &CString,
-    err_w: RawFd,
-) -> ! {
-    let fail = |err: i32| -> ! {
-        // SAFETY: writing 4 bytes from a local and exiting; we are the forked child.
-        unsafe {
-            libc::write(err_w, err.to_ne_bytes().as_ptr().cast(), 4);
-            libc::_exit(127)
-        }
-    };
-    // SAFETY: plain syscalls on values owned by this child.
-    unsafe {
-        let mut set: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut set);
-        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
-        for sig in [libc::SIGPIPE, libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-        libc::setsid();
-        if stdio.len() == 1 {
-            let tty = stdio[0].as_raw_fd();
-            libc::ioctl(tty, libc::TIOCSCTTY, 0);
-            for fd in 0..3 {
-                libc::dup2(tty, fd);
-            }
-        } else {
-            // Move the passed descriptors above 2 first, so one dup2 cannot clobber another.
-            let high: Vec<RawFd> = stdio
-                .iter()
-                .map(|fd| libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10))
-                .collect();
-            for (target, fd) in high.iter().enumerate() {
-                if *fd < 0 || libc::dup2(*fd, target as RawFd) < 0 {
-                    fail(errno());
-                }
-            }
-        }
-        if libc::setgroups(0, std::ptr::null()) != 0 && errno() != libc::EPERM {
-            fail(errno());
-        }
-        if libc::setresgid(req.gid, req.gid, req.gid) != 0 || libc::setresuid(req.uid, req.uid, req.uid) != 0 {
-            fail(errno());
-        }
-        let rlimit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        libc::setrlimit(libc::RLIMIT_CORE, &rlimit);
-        if libc::chdir(cwd.as_ptr()) != 0 {
-            libc::chdir(fallback_cwd.as_ptr());
-        }
-        let mut last = libc::ENOENT;
-        for path in candidates {
-            libc::execve(path.as_ptr(), argv.as_ptr(), env.as_ptr());
-            let e = errno();
-            // Keep looking on "not here"; remember a more telling error (e.g. EACCES).
-            if e != libc::ENOENT && e != libc::ENOTDIR {
-                last = e;
-            }
-        }
-        fail(last)
-    }
 }
 
 /// Opens a PTY pair in the sandbox's own devpts, with the given size.

@@ -287,18 +287,15 @@ impl Agent {
         if req.argv.is_empty() {
             return Err(SpawnError::new(libc::EINVAL, "empty command"));
         }
-        let argv: Vec<CString> = req
-            .argv
-            .iter()
-            .map(|a| CString::new(a.as_bytes()))
-            .collect::<Result<_, _>>()
-            .map_err(|_| invalid("an argument"))?;
-        let env: Vec<CString> = req
-            .env
-            .iter()
-            .map(|a| CString::new(a.as_bytes()))
-            .collect::<Result<_, _>>()
-            .map_err(|_| invalid("the environment"))?;
+        let c_strings = |items: &[String], what: &str| -> Result<Vec<CString>, SpawnError> {
+            items
+                .iter()
+                .map(|a| CString::new(a.as_bytes()))
+                .collect::<Result<_, _>>()
+                .map_err(|_| invalid(what))
+        };
+        let argv = c_strings(&req.argv, "an argument")?;
+        let env = c_strings(&req.env, "the environment")?;
         let cwd = CString::new(req.cwd.as_bytes()).map_err(|_| invalid("the working directory"))?;
         let fallback_cwd = CString::new(self.fallback_cwd.as_bytes()).map_err(|_| invalid("the working directory"))?;
         let candidates = program_candidates(&req.argv[0], &req.env).map_err(|_| invalid("the command"))?;

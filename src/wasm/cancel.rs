@@ -19,14 +19,6 @@ extern "C" {
     pub(crate) fn set_timeout(handler: &Function, ms: f64) -> JsValue;
     #[wasm_bindgen(js_name = clearTimeout)]
     fn clear_timeout(handle: &JsValue);
-    // Browsers, Node and workerd all have it; `catch` covers a runtime that does not.
-    #[wasm_bindgen(js_namespace = performance, js_name = now, catch)]
-    fn performance_now() -> Result<f64, JsValue>;
-}
-
-/// `performance.now()`, or `Date.now()` where there is no `performance`.
-pub(crate) fn monotonic_now() -> f64 {
-    performance_now().unwrap_or_else(|_| js_sys::Date::now())
 }
 
 /// Resolves after `ms` milliseconds.

@@ -8,6 +8,14 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::rest::ApiRequest;
 use crate::transport::Transport;
+use wasm_bindgen::prelude::*;
+
+#[wasm_bindgen]
+extern "C" {
+    // Browsers, Node and workerd all have it; `catch` covers a runtime that does not.
+    #[wasm_bindgen(js_namespace = performance, js_name = now, catch)]
+    fn performance_now() -> Result<f64, JsValue>;
+}
 
 /// Time a clean-up after a failed call may take, ms.
 const CLEANUP_TIMEOUT_MS: u64 = 10_000;
@@ -51,7 +59,8 @@ impl Transport for Web {
     }
 
     fn monotonic_ms(&self) -> f64 {
-        super::cancel::monotonic_now()
+        // `performance.now()`, or `Date.now()` where there is no `performance`.
+        performance_now().unwrap_or_else(|_| js_sys::Date::now())
     }
 
     fn cancelled(&self) -> Option<Error> {

@@ -173,55 +173,43 @@ async fn main() {
         40 * scale,
         300 * scale
     );
-    // BENCH_ONLY=ports runs just the port proxy part; BENCH_ONLY=throughput the exec output.
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("ports") {
-        let host = TestHost::start();
-        return port_proxy(&host, 300 * scale).await;
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    match only.as_str() {
+        "ports" => return port_proxy(&TestHost::start(), 300 * scale).await,
+        "throughput" => return exec_throughput(&TestHost::start()).await,
+        "cold" => return cold_starts_row(&TestHost::start(), 40 * scale, COLD_ROW).await,
+        "exec" => return exec_round_trips(&TestHost::start(), 300 * scale).await,
+        _ => {}
     }
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("throughput") {
-        let host = TestHost::start();
-        return exec_throughput(&host).await;
-    }
-    let only_exec = std::env::var("BENCH_ONLY").as_deref() == Ok("exec");
-    if !only_exec {
-        cold_with_and_without_the_pool(scale).await;
-    }
-    // BENCH_ONLY=cold stops after the cold starts with the pool.
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("cold") {
-        return;
-    }
+    cold_starts_row(&TestHost::start(), 40 * scale, COLD_ROW).await;
+    let no_pool = TestHost::start_with(&["--warm-pool", "0"]);
+    cold_starts_row(&no_pool, 20 * scale, "  the same with --warm-pool 0").await;
+    drop(no_pool);
     let host = TestHost::start();
-    let warm = host.sandbox("bench", "warm", json!({})).await;
-    let mut rtt = Vec::new();
-    let mut base = Vec::new();
-    for _ in 0..300 * scale {
-        base.push(bare_namespaced_spawn());
-        rtt.push(exec_once(&host, &warm, json!(["true"])).await.1);
-    }
-    row("exec round trip: `true` in a warm sandbox", &stats(rtt), &stats(base));
-    if only_exec {
-        return;
-    }
+    exec_round_trips(&host, 300 * scale).await;
     port_proxy(&host, 300 * scale).await;
     exec_throughput(&host).await;
 }
 
-/// Cold starts with the warm pool, then (unless `BENCH_ONLY=cold`) without it.
-async fn cold_with_and_without_the_pool(scale: usize) {
-    let cold_pool = TestHost::start();
-    let (cold, base) = cold_starts(&cold_pool, 40 * scale).await;
-    row(
-        "cold start: create -> COMPLETED -> 1st byte",
-        &stats(cold),
-        &stats(base),
-    );
-    drop(cold_pool);
-    if std::env::var("BENCH_ONLY").as_deref() == Ok("cold") {
-        return;
+/// The cold start row's name.
+const COLD_ROW: &str = "cold start: create -> COMPLETED -> 1st byte";
+
+/// `n` cold starts on `host`, printed as one row beside the bare spawns between them.
+async fn cold_starts_row(host: &TestHost, n: usize, name: &str) {
+    let (cold, base) = cold_starts(host, n).await;
+    row(name, &stats(cold), &stats(base));
+}
+
+/// `n` exec round trips of `true` in a warm sandbox, each after a bare spawn for the baseline.
+async fn exec_round_trips(host: &TestHost, n: usize) {
+    let warm = host.sandbox("bench", "warm", json!({})).await;
+    let mut rtt = Vec::new();
+    let mut base = Vec::new();
+    for _ in 0..n {
+        base.push(bare_namespaced_spawn());
+        rtt.push(exec_once(host, &warm, json!(["true"])).await.1);
     }
-    let no_pool = TestHost::start_with(&["--warm-pool", "0"]);
-    let (cold, base) = cold_starts(&no_pool, 20 * scale).await;
-    row("  the same with --warm-pool 0", &stats(cold), &stats(base));
+    row("exec round trip: `true` in a warm sandbox", &stats(rtt), &stats(base));
 }
 
 /// Output bytes each throughput run moves.

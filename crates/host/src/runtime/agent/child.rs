@@ -10,7 +10,7 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 /// The child's stack; it only sets up and execs.
@@ -69,7 +69,7 @@ fn page_size() -> usize {
 /// What the child needs, all prepared by the agent before the clone.
 pub(super) struct Launch<'a> {
     /// The terminal (one descriptor) or stdin, stdout and stderr (three).
-    pub stdio: &'a [RawFd],
+    pub stdio: &'a [OwnedFd],
     /// NULL-terminated.
     pub argv: &'a [*const libc::c_char],
     /// NULL-terminated.
@@ -89,9 +89,17 @@ struct Shared<'a> {
     failed: AtomicI32,
 }
 
-/// Starts the command. `Ok(pid)` once it has exec'd; `Err((pid, errno))` when a step before the
-/// exec, or the exec itself, failed: that child has exited (with 127) and is still to be reaped.
-pub(super) fn spawn(stack: &mut ChildStack, launch: &Launch<'_>) -> Result<i32, (i32, i32)> {
+/// Why a command did not start.
+pub(super) enum Failed {
+    /// `clone` itself failed, with this errno: there is no child.
+    Clone(i32),
+    /// A step before the exec, or the exec, failed with `errno`; the child has exited (127)
+    /// and is still to be reaped.
+    Child { pid: i32, errno: i32 },
+}
+
+/// Starts the command; its pid once it has exec'd.
+pub(super) fn spawn(stack: &mut ChildStack, launch: &Launch<'_>) -> Result<i32, Failed> {
     let shared = Shared {
         launch,
         failed: AtomicI32::new(0),
@@ -108,11 +116,11 @@ pub(super) fn spawn(stack: &mut ChildStack, launch: &Launch<'_>) -> Result<i32, 
         )
     };
     if pid < 0 {
-        return Err((0, super::errno()));
+        return Err(Failed::Clone(super::errno()));
     }
     match shared.failed.load(Ordering::SeqCst) {
         0 => Ok(pid),
-        errno => Err((pid, errno)),
+        errno => Err(Failed::Child { pid, errno }),
     }
 }
 
@@ -142,15 +150,15 @@ fn setup_and_exec(l: &Launch<'_>) -> i32 {
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
         libc::setsid();
         if let [tty] = l.stdio {
-            libc::ioctl(*tty, libc::TIOCSCTTY, 0);
+            libc::ioctl(tty.as_raw_fd(), libc::TIOCSCTTY, 0);
             for fd in 0..3 {
-                libc::dup2(*tty, fd);
+                libc::dup2(tty.as_raw_fd(), fd);
             }
         } else {
             // Move the passed descriptors above 2 first, so one dup2 cannot clobber another.
             let mut high = [-1; 3];
             for (slot, fd) in high.iter_mut().zip(l.stdio) {
-                *slot = libc::fcntl(*fd, libc::F_DUPFD_CLOEXEC, 10);
+                *slot = libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
             }
             for (target, fd) in high.iter().enumerate() {
                 if *fd < 0 || libc::dup2(*fd, target as RawFd) < 0 {

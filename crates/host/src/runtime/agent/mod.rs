@@ -2,9 +2,10 @@
 //!
 //! The host starts its own binary in the sandbox's fresh namespaces with [`ipc::AGENT_ENV`] set;
 //! `main` hands over to [`main`] before anything else runs, so the agent is single-threaded and
-//! may start commands with `clone(CLONE_VM | CLONE_VFORK)`. It builds the root from the host's [`SetupPlan`], locks itself down
-//! (`no_new_privs`, a reduced capability bounding set, seccomp, not dumpable), then starts and
-//! reaps processes on request until the host says stop or goes away. When PID 1 exits, the
+//! may start commands with `clone(CLONE_VM | CLONE_VFORK)` ([`child`]). It builds the root from
+//! the host's [`SetupPlan`], locks itself down (`no_new_privs`, a reduced capability bounding
+//! set, seccomp, not dumpable), then starts and reaps processes on request until the host says
+//! stop or goes away. When PID 1 exits, the
 //! kernel kills everything else in the sandbox.
 
 use std::collections::HashMap;
@@ -323,9 +324,8 @@ impl Agent {
         argv_ptrs.push(std::ptr::null());
         let mut env_ptrs: Vec<*const libc::c_char> = env.iter().map(|a| a.as_ptr()).collect();
         env_ptrs.push(std::ptr::null());
-        let stdio_fds: Vec<RawFd> = stdio.iter().map(|fd| fd.as_raw_fd()).collect();
         let launch = child::Launch {
-            stdio: &stdio_fds,
+            stdio: &stdio,
             argv: &argv_ptrs,
             env: &env_ptrs,
             candidates: &candidates,
@@ -338,8 +338,8 @@ impl Agent {
         drop(stdio);
         match spawned {
             Ok(pid) => Ok((pid, master)),
-            Err((0, errno)) => Err(SpawnError::new(errno, "clone")),
-            Err((pid, errno)) => {
+            Err(child::Failed::Clone(errno)) => Err(SpawnError::new(errno, "clone")),
+            Err(child::Failed::Child { pid, errno }) => {
                 let mut status = 0;
                 // SAFETY: reaping our own child, which has exited already.
                 unsafe { libc::waitpid(pid, &mut status, 0) };

@@ -321,11 +321,13 @@ async function closeMidCreate(when) {
 test("a page closed while its sandbox starts leaves no sandbox behind", async () => {
   // Closed the moment the page shows "starting" (the create has answered; the sandbox scales
   // and boots). The page is not held there (request interception would also hold the page's
-  // keepalive DELETE), so if it was ready by the close, it is tried again.
+  // keepalive DELETE), so if it was ready by the close, or went past "starting" between two
+  // polls (a boot takes a few ms), it is tried again.
   let mid = 0;
   for (let attempt = 0; attempt < 5 && !mid; attempt++) {
     await closeMidCreate(async (page) => {
-      await page.waitForFunction(() => window.playground?.dataset.status === "starting" && window.playground.dataset.sandbox, null, { timeout: 30_000, polling: 5 });
+      const named = () => window.playground?.dataset.sandbox && !["", "creating", "idle"].includes(window.playground.dataset.status);
+      await page.waitForFunction(named, null, { timeout: 30_000, polling: 5 });
       const now = await page.evaluate(() => ({ status: window.playground.dataset.status, sandbox: window.playground.dataset.sandbox }));
       // The page knew the sandbox's name before it was ready.
       assert.match(now.sandbox, /^fbx-/);

@@ -43,6 +43,8 @@ export function relay(target) {
           downUntil = performance.now() + ms;
           return cut();
         },
+        /** Ends an outage now. */
+        back: () => void (downUntil = 0),
         refused: () => refused,
         close: () => server.close(),
       }),

@@ -167,7 +167,9 @@ test("5 s offline mid-run: every line once, in order, and the exit code; the san
     const sandbox = await page.evaluate(() => window.playground.dataset.sandbox);
     await page.waitForFunction(() => window.playground.output.includes("line 10\n"), null, { polling: 20 });
     await page.context().setOffline(true);
-    assert.ok(cut.cut() > 0, "the cut found open sockets");
+    // The relay also refuses new connections until the page is back online: a reconnection the
+    // browser began before offline took effect must fail too, as in a real drop.
+    assert.ok(cut.outage(60_000) > 0, "the cut found open sockets");
     const cutAt = performance.now();
     await sleep(5_000);
     const open = page.sockets.filter((s) => !s.closed).map((s) => s.url);
@@ -175,6 +177,7 @@ test("5 s offline mid-run: every line once, in order, and the exit code; the san
     const before = await output(page);
     assert.ok(!before.includes("line 80\n"), "offline, the output stopped");
     const holds = page.sockets.filter((s) => s.url.includes("/hold/")).length;
+    cut.back();
     await page.context().setOffline(false);
 
     await status(page, ["exited"], 30_000);

@@ -1,7 +1,8 @@
 // Client benchmarks through the package in Node, against the local host; each beside a
 // baseline measured in the same run:
 //   cold start   Sandbox.create → first exec output byte   vs  a bare namespaced spawn (unshare)
-//   exec         exec(["true"]) in a warm sandbox          vs  a raw WebSocket echo round trip
+//   exec         exec(["true"]) in a warm sandbox          vs  a raw WebSocket echo round trip, and that
+//                                                              plus the command run alone (no sandbox)
 //   throughput   200 MB of stdout through exec             vs  200 MB over a raw WebSocket
 //   readFile     a 256 MiB random file                     vs  the same exec stream, plain JS + Buffer base64
 // Run by scripts/bench with FLANKBOX_TEST_URL/TOKEN/HELPER set.
@@ -27,6 +28,16 @@ function bareSpawn() {
   const r = spawnSync("unshare", ["--user", "--pid", "--fork", "--mount", "--net", "--ipc", "--uts", "/bin/echo", "x"]);
   if (r.status !== 0) throw new Error(`unshare failed: ${r.stderr}`);
   return performance.now() - t;
+}
+
+// What running a command costs with no sandbox and no network: fork, exec and wait of
+// /usr/bin/true in a shell loop on this machine, per run (ms). An exec round trip cannot take
+// less than a socket round trip plus this.
+function commandAlone(n = 200) {
+  const loop = `s=$(date +%s%N); for i in $(seq ${n}); do /usr/bin/true; done; echo $(( $(date +%s%N) - s ))`;
+  const r = spawnSync("bash", ["-c", loop]);
+  if (r.status !== 0) throw new Error(`the shell loop failed: ${r.stderr}`);
+  return Number(r.stdout) / n / 1e6;
 }
 
 function wsRoundTrip(url) {
@@ -77,13 +88,17 @@ const echo = HELPER.replace(/^http/, "ws") + "/echo";
 const warm = await Sandbox.create(nf);
 const rtt = [];
 const wsBase = [];
+const alone = [];
 for (let i = 0; i < 200 * runs; i++) {
+  if (i % 20 === 0) alone.push(commandAlone());
   wsBase.push(await wsRoundTrip(echo));
   const t = performance.now();
   await warm.exec(["true"]);
   rtt.push(performance.now() - t);
 }
 row("exec round trip: true", rtt, wsBase);
+const floor = pct(wsBase, 0.5) + pct(alone, 0.5);
+console.log(`  the command alone (fork, exec, wait of /usr/bin/true in a shell loop, no sandbox) p50 ${pct(alone, 0.5).toFixed(2)} ms; echo + command ${floor.toFixed(2)} ms, ${(floor / pct(wsBase, 0.5)).toFixed(2)}x the echo; the exec is ${(pct(rtt, 0.5) / floor).toFixed(2)}x that`);
 // Where an exec's round trip goes, without the client: the same exec by plain JS, timed at the
 // socket's open, the host's `init` answer (the command started) and the completion.
 const phases = { open: [], started: [], completed: [] };

@@ -29,11 +29,19 @@ use crate::transport::{Incoming, Session};
 /// Input queued past this waits (backpressure on stdin).
 const QUEUED_MAX: u32 = 1 << 20;
 
+/// `onmessage` gets `(event, undefined)`; the `ws` package's own "message" event `(data, isBinary)`.
 type Handlers = (
-    Closure<dyn FnMut(MessageEvent)>,
+    Closure<dyn FnMut(JsValue, JsValue)>,
     Closure<dyn FnMut(CloseEvent)>,
     Closure<dyn FnMut(JsValue)>,
 );
+
+/// The `ws` package's `on`, where the socket is one (Node 20, through the package's Node entry).
+/// Its `onmessage` hands a text frame over decoded into a string, which would be encoded back
+/// into wasm here; its own "message" event has the frame's bytes, copied into wasm as they are.
+fn node_ws_listener(ws: &WebSocket, method: &str) -> Option<js_sys::Function> {
+    js_sys::Reflect::get(ws, &method.into()).ok()?.dyn_into().ok()
+}
 
 /// An open WebSocket. Dropping it closes the connection.
 pub(crate) struct Socket {
@@ -51,11 +59,19 @@ impl Socket {
         ws.set_binary_type(BinaryType::Arraybuffer);
         let (tx, rx) = mpsc::unbounded();
         let closed = Rc::new(RefCell::new(false));
+        let node_on = node_ws_listener(&ws, "on");
         let on_message = {
             let tx = tx.clone();
-            // A text frame is copied into wasm once, with `encodeInto`; a binary one as it is.
-            Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-                let frame = bytes(&e.data()).unwrap_or_default();
+            let raw = node_on.is_some();
+            // A text frame is copied into wasm once, with `encodeInto` (or as bytes from `ws`);
+            // a binary one as it is.
+            Closure::<dyn FnMut(JsValue, JsValue)>::new(move |e: JsValue, _| {
+                let data = if raw {
+                    e
+                } else {
+                    e.unchecked_into::<MessageEvent>().data()
+                };
+                let frame = bytes(&data).unwrap_or_default();
                 let _ = tx.unbounded_send(Incoming::Frame(frame));
             })
         };
@@ -71,7 +87,10 @@ impl Socket {
         };
         // An error is always followed by a close; the close carries the news.
         let on_error = Closure::<dyn FnMut(JsValue)>::new(|_| {});
-        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        match &node_on {
+            Some(on) => drop(on.call2(&ws, &"message".into(), on_message.as_ref())),
+            None => ws.set_onmessage(Some(on_message.as_ref().unchecked_ref())),
+        }
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         let opened = js_sys::Promise::new(&mut |resolve, reject| {
@@ -197,6 +216,9 @@ impl Session for Socket {
 impl Drop for Socket {
     fn drop(&mut self) {
         self.ws.set_onmessage(None);
+        if let Some(off) = node_ws_listener(&self.ws, "removeListener") {
+            let _ = off.call2(&self.ws, &"message".into(), self._handlers.0.as_ref());
+        }
         self.ws.set_onclose(None);
         self.ws.set_onerror(None);
         self.close();

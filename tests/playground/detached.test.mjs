@@ -101,7 +101,9 @@ test("a reload mid-run reattaches: the whole output once, then stdin, and the pr
   assert.equal(await page.evaluate(() => window.playground.dataset.sandbox), sandbox);
   assert.deepEqual(await sandboxes(), [sandbox], "the reload made no sandbox and lost none");
   assert.equal(await page.evaluate(() => window.playground.code), program);
-  assert.equal(await page.isEnabled(".fbx-stop"), true);
+  // (Once, in a full run, Stop was already off here: the page's status and output say why.)
+  const shown = async () => `${await page.textContent(".fbx-status")}; output ${JSON.stringify(await output(page))}`;
+  assert.equal(await page.isEnabled(".fbx-stop"), true, `Stop is off: ${await shown()}`);
   // What it took was in this tab's sessionStorage, never in the URL; taken, it is gone.
   const [[key, entry], ...more] = await page.evaluate(() => window.keptAtLoad);
   assert.deepEqual(more, []);

@@ -36,9 +36,10 @@ type Handlers = (
     Closure<dyn FnMut(JsValue)>,
 );
 
-/// The `ws` package's `on`, where the socket is one (Node 20, through the package's Node entry).
-/// Its `onmessage` hands a text frame over decoded into a string, which would be encoded back
-/// into wasm here; its own "message" event has the frame's bytes, copied into wasm as they are.
+/// A method (`on`, `removeListener`) of the `ws` package's socket, where the socket is one (Node
+/// 20, through the package's Node entry). Its `onmessage` hands a text frame over decoded into a
+/// string, which would be encoded back into wasm here; its own "message" event has the frame's
+/// bytes, copied into wasm as they are.
 fn node_ws_listener(ws: &WebSocket, method: &str) -> Option<js_sys::Function> {
     js_sys::Reflect::get(ws, &method.into()).ok()?.dyn_into().ok()
 }

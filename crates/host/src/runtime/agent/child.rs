@@ -136,7 +136,6 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> libc::c_int {
 /// The child's side: default signals, a session, stdio, identity, directory, then the exec.
 /// Returns only on failure, with the errno.
 fn setup_and_exec(l: &Launch<'_>) -> i32 {
-    let last_errno = || io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
     // SAFETY: plain system calls on values the child owns or the agent lent it; the shared
     // memory is only read (and errno written, which the agent does not read meanwhile).
     unsafe {
@@ -162,18 +161,19 @@ fn setup_and_exec(l: &Launch<'_>) -> i32 {
             }
             for (target, fd) in high.iter().enumerate() {
                 if *fd < 0 || libc::dup2(*fd, target as RawFd) < 0 {
-                    return last_errno();
+                    return super::errno();
                 }
             }
         }
         // Raw calls: glibc's wrappers would signal the agent's other threads, were there any.
-        if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0 && last_errno() != libc::EPERM {
-            return last_errno();
+        if libc::syscall(libc::SYS_setgroups, 0, std::ptr::null::<libc::gid_t>()) != 0 && super::errno() != libc::EPERM
+        {
+            return super::errno();
         }
         if libc::syscall(libc::SYS_setresgid, l.gid, l.gid, l.gid) != 0
             || libc::syscall(libc::SYS_setresuid, l.uid, l.uid, l.uid) != 0
         {
-            return last_errno();
+            return super::errno();
         }
         let no_core = libc::rlimit {
             rlim_cur: 0,
@@ -186,7 +186,7 @@ fn setup_and_exec(l: &Launch<'_>) -> i32 {
         let mut last = libc::ENOENT;
         for path in l.candidates {
             libc::execve(path.as_ptr(), l.argv.as_ptr(), l.env.as_ptr());
-            let e = last_errno();
+            let e = super::errno();
             // Keep looking on "not here"; remember a more telling error (e.g. EACCES).
             if e != libc::ENOENT && e != libc::ENOTDIR {
                 last = e;

@@ -92,7 +92,8 @@ struct Agent {
     /// Request id → sandbox pid (process group).
     groups: HashMap<u64, i32>,
     isolated: bool,
-    fallback_cwd: String,
+    /// Where a command starts when its own directory does not exist (from the setup plan).
+    fallback_cwd: CString,
     sigchld: OwnedFd,
     child_stack: child::ChildStack,
 }
@@ -116,7 +117,7 @@ impl Agent {
             running: HashMap::new(),
             groups: HashMap::new(),
             isolated: false,
-            fallback_cwd: "/".into(),
+            fallback_cwd: c"/".into(),
             sigchld,
             child_stack: child::ChildStack::new()?,
         })
@@ -132,12 +133,16 @@ impl Agent {
             _ => return Err(io::Error::other("expected Setup first")),
         };
         self.isolated = plan.isolate;
-        self.fallback_cwd = plan.fallback_cwd.clone();
-        let setup = if plan.isolate {
-            build_sandbox(&plan)
-        } else {
-            not_isolated()
-        };
+        let setup = CString::new(plan.fallback_cwd.as_bytes())
+            .map_err(io::Error::other)
+            .and_then(|cwd| {
+                self.fallback_cwd = cwd;
+                if plan.isolate {
+                    build_sandbox(&plan)
+                } else {
+                    not_isolated()
+                }
+            });
         match setup {
             Ok(()) => self.send(&AgentMessage::Ready, &[])?,
             Err(e) => {
@@ -298,7 +303,6 @@ impl Agent {
         let argv = c_strings(&req.argv, "an argument")?;
         let env = c_strings(&req.env, "the environment")?;
         let cwd = CString::new(req.cwd.as_bytes()).map_err(|_| invalid("the working directory"))?;
-        let fallback_cwd = CString::new(self.fallback_cwd.as_bytes()).map_err(|_| invalid("the working directory"))?;
         let candidates = program_candidates(&req.argv[0], &req.env).map_err(|_| invalid("the command"))?;
 
         let (stdio, master): (Vec<OwnedFd>, Option<OwnedFd>) = match req.tty {
@@ -330,7 +334,7 @@ impl Agent {
             env: &env_ptrs,
             candidates: &candidates,
             cwd: &cwd,
-            fallback_cwd: &fallback_cwd,
+            fallback_cwd: &self.fallback_cwd,
             uid: req.uid,
             gid: req.gid,
         };

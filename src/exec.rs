@@ -7,6 +7,7 @@ use flankbox_protocol::exec::{
     command_argv, ClientFrame, Command, Completion, CompletionStatus, ExecContext, InitAuth, InitRequest, ServerFrame,
     TtySize,
 };
+use flankbox_protocol::output_frame;
 
 use serde::Serialize;
 
@@ -193,16 +194,21 @@ pub fn decode_frame(frame: &[u8], base64: bool) -> Result<ExecEvent> {
     Ok(decode_frame_onto(frame, base64, &mut data)?.unwrap_or(ExecEvent::Stdout(data)))
 }
 
-/// As [`decode_frame`], but a base64 `stdOut` frame written as the host writes it
-/// (`{"type":"stdOut","data":"…"}`) is decoded straight onto `stdout`, with no JSON parse and
-/// no copy of its text (base64 needs no escape in JSON, so the bytes between the quotes are the
-/// data); then it answers `None`. Any other frame is parsed, and `stdout` left as it was.
+/// As [`decode_frame`], but a `stdOut` frame in the host's form
+/// ([`output_frame`](crate::protocol::output_frame)) is read straight onto `stdout` with no
+/// JSON parse: base64 data (which JSON never escapes) decoded, text whose data holds nothing
+/// escaped copied as it stands; then it answers `None`. Any other frame is parsed, and `stdout`
+/// left as it was.
 pub fn decode_frame_onto(frame: &[u8], base64: bool, stdout: &mut Vec<u8>) -> Result<Option<ExecEvent>> {
-    let hosts_form = frame
-        .strip_prefix(br#"{"type":"stdOut","data":""#)
-        .and_then(|rest| rest.strip_suffix(br#""}"#));
-    if let Some(data) = hosts_form.filter(|_| base64) {
-        if crate::base64::decode_into(data, stdout) {
+    if let Some(data) = output_frame::stdout_data(frame) {
+        let read = if base64 {
+            crate::base64::decode_into(data, stdout)
+        } else {
+            output_frame::literal_text(data)
+                .map(|text| stdout.extend_from_slice(text))
+                .is_some()
+        };
+        if read {
             return Ok(None);
         }
     }
@@ -482,6 +488,27 @@ mod tests {
                 .code(),
             "PROTOCOL"
         );
+    }
+
+    #[test]
+    fn text_stdout_in_the_hosts_form_is_read_as_it_stands_unless_something_is_escaped() {
+        let mut out = b"so far ".to_vec();
+        let frame = "{\"type\":\"stdOut\",\"data\":\"hi ☃\"}";
+        assert_eq!(decode_frame_onto(frame.as_bytes(), false, &mut out).unwrap(), None);
+        assert_eq!(out, "so far hi ☃".as_bytes());
+        // An escape, a raw control character, broken UTF-8: the JSON reader says what they mean.
+        for (frame, read) in [
+            (&br#"{"type":"stdOut","data":"a\nb\u00e9"}"#[..], Some("a\nb\u{e9}")),
+            (b"{\"type\":\"stdOut\",\"data\":\"a\tb\"}", None),
+            (b"{\"type\":\"stdOut\",\"data\":\"\xe2\x98\"}", None),
+        ] {
+            let got = decode_frame_onto(frame, false, &mut out);
+            assert_eq!(out, "so far hi ☃".as_bytes(), "left as it was");
+            match read {
+                Some(text) => assert_eq!(got.unwrap(), Some(ExecEvent::Stdout(text.as_bytes().to_vec()))),
+                None => assert_eq!(got.unwrap_err().code(), "PROTOCOL"),
+            }
+        }
     }
 
     #[test]

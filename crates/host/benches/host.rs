@@ -287,15 +287,14 @@ async fn exec_stream(host: &TestHost, service: &str, script: &str, base64: bool,
     let init =
         json!({ "type": "init", "data": { "auth": { "type": "apiToken", "apiToken": TOKEN }, "context": context } });
     ws.send(Message::text(init.to_string())).await.unwrap();
-    const PREFIX: &str = r#"{"type":"stdOut","data":""#;
     let mut started = None;
     let mut data = 0;
     let mut frames = 0;
     let mut completed = false;
     while let Some(Ok(m)) = ws.next().await {
         let Message::Text(t) = m else { continue };
-        if let Some(rest) = t.strip_prefix(PREFIX) {
-            data += rest.len() - 2;
+        if let Some(inside) = flankbox_protocol::output_frame::stdout_data(t.as_bytes()) {
+            data += inside.len();
             frames += 1;
         } else if t.contains(r#""type":"init""#) {
             started = Some(Instant::now());

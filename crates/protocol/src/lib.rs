@@ -11,6 +11,7 @@
 //! - [`service`]: deployment services, their status, scaling and ports;
 //! - [`volume`]: volumes and attachments;
 //! - [`exec`]: the command-exec WebSocket frames;
+//! - [`output_frame`]: output frames as the host writes them, and read without a JSON parse;
 //! - [`detached`]: processes that outlive their connection, over exec alone;
 //! - [`logs`]: log tail frames and log lines;
 //! - [`lifetime`]: a sandbox's expiry tag;
@@ -27,6 +28,7 @@ pub mod exec;
 pub mod lifetime;
 pub mod logs;
 pub mod names;
+pub mod output_frame;
 pub mod plans;
 pub mod service;
 pub mod text;

@@ -4,6 +4,7 @@
 //! `ServerFrame` gives (the tests check it).
 
 use axum::extract::ws::Message;
+use flankbox_protocol::output_frame::{self, push_escaped};
 use flankbox_protocol::text::Utf8Carry;
 
 /// Turns reads of one output stream into frames.
@@ -15,13 +16,8 @@ pub(super) struct OutputFrames {
 
 impl OutputFrames {
     pub(super) fn new(stderr: bool, base64: bool) -> Self {
-        let prefix = if stderr {
-            r#"{"type":"stdErr","data":""#
-        } else {
-            r#"{"type":"stdOut","data":""#
-        };
         Self {
-            prefix,
+            prefix: output_frame::prefix(stderr),
             base64,
             text: Utf8Carry::default(),
         }
@@ -39,14 +35,14 @@ impl OutputFrames {
         }
         let prefix = self.prefix;
         self.text.push_with(bytes, |text| {
-            (!text.is_empty()).then(|| wrap(prefix, text.len(), |out| push_json_escaped(out, text)))
+            (!text.is_empty()).then(|| wrap(prefix, text.len(), |out| push_escaped(out, text)))
         })
     }
 
     /// The frame for a character left incomplete at the end, if any.
     pub(super) fn finish(&mut self) -> Option<Message> {
         let rest = self.text.finish();
-        (!rest.is_empty()).then(|| wrap(self.prefix, rest.len(), |out| push_json_escaped(out, &rest)))
+        (!rest.is_empty()).then(|| wrap(self.prefix, rest.len(), |out| push_escaped(out, &rest)))
     }
 }
 
@@ -56,79 +52,8 @@ fn wrap(prefix: &str, len: usize, data: impl FnOnce(&mut String)) -> Message {
     let mut out = String::with_capacity(prefix.len() + len + 2);
     out.push_str(prefix);
     data(&mut out);
-    out.push_str("\"}");
+    out.push_str(output_frame::SUFFIX);
     Message::Text(out.into())
-}
-
-/// Appends `text` as the inside of a JSON string, escaped as serde_json escapes it. Runs
-/// needing no escape are found eight bytes at a time and copied whole.
-fn push_json_escaped(out: &mut String, text: &str) {
-    let bytes = text.as_bytes();
-    let mut run = 0;
-    let mut i = 0;
-    while i < bytes.len() {
-        if let Some(word) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
-            if !word_needs_escape(word) {
-                i += 8;
-                continue;
-            }
-        }
-        let b = bytes[i];
-        if let Some(escaped) = escape(b) {
-            // `b` is ASCII, so both ends of the run are character boundaries.
-            out.push_str(&text[run..i]);
-            match escaped {
-                Escape::Short(c) => {
-                    out.push('\\');
-                    out.push(char::from(c));
-                }
-                Escape::Unicode => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    out.push_str("\\u00");
-                    out.push(char::from(HEX[usize::from(b >> 4)]));
-                    out.push(char::from(HEX[usize::from(b & 15)]));
-                }
-            }
-            run = i + 1;
-        }
-        i += 1;
-    }
-    out.push_str(&text[run..]);
-}
-
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGHS: u64 = 0x8080_8080_8080_8080;
-
-/// Whether any of the eight bytes is a control character, `"` or `\`.
-fn word_needs_escape(w: u64) -> bool {
-    // `(x - ONES * n) & !x & HIGHS` is nonzero iff some byte of `x` is below `n` (n <= 0x80).
-    let below = |x: u64, n: u64| x.wrapping_sub(ONES * n) & !x & HIGHS;
-    let control = below(w, 0x20);
-    let quote = below(w ^ (ONES * u64::from(b'"')), 1);
-    let backslash = below(w ^ (ONES * u64::from(b'\\')), 1);
-    control | quote | backslash != 0
-}
-
-enum Escape {
-    /// `\` and this character.
-    Short(u8),
-    /// `\u00XX`.
-    Unicode,
-}
-
-fn escape(b: u8) -> Option<Escape> {
-    Some(match b {
-        b'"' => Escape::Short(b'"'),
-        b'\\' => Escape::Short(b'\\'),
-        0x08 => Escape::Short(b'b'),
-        0x09 => Escape::Short(b't'),
-        0x0a => Escape::Short(b'n'),
-        0x0c => Escape::Short(b'f'),
-        0x0d => Escape::Short(b'r'),
-        0..0x20 => Escape::Unicode,
-        _ => return None,
-    })
 }
 
 #[cfg(test)]
@@ -150,16 +75,6 @@ mod tests {
             ServerFrame::StdOut(data)
         };
         serde_json::to_string(&f).unwrap()
-    }
-
-    #[test]
-    fn every_ascii_character_is_escaped_as_serde_json_does() {
-        let all: String = (0u8..0x80).map(char::from).collect();
-        for text in [all.clone(), all.repeat(3), format!("{all}☃ é\u{2028}"), String::new()] {
-            let mut out = String::new();
-            push_json_escaped(&mut out, &text);
-            assert_eq!(format!("\"{out}\""), serde_json::to_string(&text).unwrap());
-        }
     }
 
     #[test]

@@ -190,23 +190,39 @@ pub fn killed() -> Completion {
 /// Decodes one server frame, text or binary (the bytes of either are UTF-8 JSON): the client's
 /// one reader of frames, in `cargo test` and in the package alike.
 pub fn decode_frame(frame: &[u8], base64: bool) -> Result<ExecEvent> {
-    let mut data = Vec::new();
-    Ok(decode_frame_onto(frame, base64, &mut data)?.unwrap_or(ExecEvent::Stdout(data)))
+    if base64 {
+        let mut data = Vec::new();
+        let event = decode_frame_onto(frame, StdoutOnto::Bytes(&mut data))?;
+        Ok(event.unwrap_or(ExecEvent::Stdout(data)))
+    } else {
+        let mut text = String::new();
+        let event = decode_frame_onto(frame, StdoutOnto::Text(&mut text))?;
+        Ok(event.unwrap_or_else(|| ExecEvent::Stdout(text.into_bytes())))
+    }
+}
+
+/// Where [`decode_frame_onto`] appends the output of a `stdOut` frame it reads without JSON:
+/// the bytes of a base64 session, or the text of a text session.
+pub enum StdoutOnto<'a> {
+    /// Base64 output, decoded.
+    Bytes(&'a mut Vec<u8>),
+    /// Text output.
+    Text(&'a mut String),
 }
 
 /// As [`decode_frame`], but a `stdOut` frame in the host's form
 /// ([`output_frame`](crate::protocol::output_frame)) is read straight onto `stdout` with no
 /// JSON parse: base64 data (which JSON never escapes) decoded, text whose data holds nothing
-/// escaped copied as it stands; then it answers `None`. Any other frame is parsed, and `stdout`
-/// left as it was.
-pub fn decode_frame_onto(frame: &[u8], base64: bool, stdout: &mut Vec<u8>) -> Result<Option<ExecEvent>> {
+/// escaped appended as it stands; then it answers `None`. Any other frame is parsed, and
+/// `stdout` left as it was.
+pub fn decode_frame_onto(frame: &[u8], stdout: StdoutOnto<'_>) -> Result<Option<ExecEvent>> {
+    let base64 = matches!(stdout, StdoutOnto::Bytes(_));
     if let Some(data) = output_frame::stdout_data(frame) {
-        let read = if base64 {
-            crate::base64::decode_into(data, stdout)
-        } else {
-            output_frame::literal_text(data)
-                .map(|text| stdout.extend_from_slice(text))
-                .is_some()
+        let read = match stdout {
+            StdoutOnto::Bytes(out) => crate::base64::decode_into(data, out),
+            StdoutOnto::Text(out) => output_frame::literal_text(data)
+                .map(|text| out.push_str(text))
+                .is_some(),
         };
         if read {
             return Ok(None);
@@ -453,7 +469,7 @@ mod tests {
     fn stdout_in_the_hosts_form_is_read_without_json_and_anything_else_with_it() {
         let mut out = b"so far ".to_vec();
         assert_eq!(
-            decode_frame_onto(br#"{"type":"stdOut","data":"aGk="}"#, true, &mut out).unwrap(),
+            decode_frame_onto(br#"{"type":"stdOut","data":"aGk="}"#, StdoutOnto::Bytes(&mut out)).unwrap(),
             None
         );
         assert_eq!(out, b"so far hi");
@@ -469,7 +485,7 @@ mod tests {
             br#"{"type":"stdOut","data":"a!k="}"#,
         ] {
             assert!(
-                !matches!(decode_frame_onto(frame, true, &mut out), Ok(None)),
+                !matches!(decode_frame_onto(frame, StdoutOnto::Bytes(&mut out)), Ok(None)),
                 "read as an event or refused"
             );
             assert_eq!(out, b"so far hi", "left as it was");
@@ -492,18 +508,21 @@ mod tests {
 
     #[test]
     fn text_stdout_in_the_hosts_form_is_read_as_it_stands_unless_something_is_escaped() {
-        let mut out = b"so far ".to_vec();
+        let mut out = String::from("so far ");
         let frame = "{\"type\":\"stdOut\",\"data\":\"hi ☃\"}";
-        assert_eq!(decode_frame_onto(frame.as_bytes(), false, &mut out).unwrap(), None);
-        assert_eq!(out, "so far hi ☃".as_bytes());
+        assert_eq!(
+            decode_frame_onto(frame.as_bytes(), StdoutOnto::Text(&mut out)).unwrap(),
+            None
+        );
+        assert_eq!(out, "so far hi ☃");
         // An escape, a raw control character, broken UTF-8: the JSON reader says what they mean.
         for (frame, read) in [
             (&br#"{"type":"stdOut","data":"a\nb\u00e9"}"#[..], Some("a\nb\u{e9}")),
             (b"{\"type\":\"stdOut\",\"data\":\"a\tb\"}", None),
             (b"{\"type\":\"stdOut\",\"data\":\"\xe2\x98\"}", None),
         ] {
-            let got = decode_frame_onto(frame, false, &mut out);
-            assert_eq!(out, "so far hi ☃".as_bytes(), "left as it was");
+            let got = decode_frame_onto(frame, StdoutOnto::Text(&mut out));
+            assert_eq!(out, "so far hi ☃", "left as it was");
             match read {
                 Some(text) => assert_eq!(got.unwrap(), Some(ExecEvent::Stdout(text.as_bytes().to_vec()))),
                 None => assert_eq!(got.unwrap_err().code(), "PROTOCOL"),

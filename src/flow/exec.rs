@@ -11,7 +11,8 @@ use super::files::{lost, open_session};
 use super::SandboxRef;
 use crate::error::Result;
 use crate::exec::{
-    decode_frame, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecResult, ExecSpec, OutputBuffer,
+    decode_frame_onto, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecResult, ExecSpec, OutputBuffer,
+    StdoutOnto,
 };
 use crate::protocol::text::Utf8Carry;
 use crate::transport::{Incoming, Transport};
@@ -54,11 +55,11 @@ impl<'a> Output<'a> {
         }
     }
 
-    /// Output of a text session: each frame is whole UTF-8 text.
-    fn push_text(&mut self, text: &[u8]) {
-        self.kept.push(text);
+    /// Output of a text session: each frame is whole text.
+    fn push_text(&mut self, text: &str) {
+        self.kept.push(text.as_bytes());
         if let Some(cb) = &mut self.callback {
-            cb(&as_text(text));
+            cb(text);
         }
     }
 
@@ -138,6 +139,8 @@ where
         }
     };
     let read = async {
+        // Reused for each frame that is read straight onto them.
+        let (mut bytes, mut text) = (Vec::new(), String::new());
         loop {
             let frame = match incoming.next().await {
                 Some(Incoming::Frame(frame)) => frame,
@@ -148,12 +151,27 @@ where
                 }
                 None => return Err(lost(t, None)),
             };
-            match decode_frame(&frame, base64)? {
+            bytes.clear();
+            text.clear();
+            let onto = if base64 {
+                StdoutOnto::Bytes(&mut bytes)
+            } else {
+                StdoutOnto::Text(&mut text)
+            };
+            let Some(event) = decode_frame_onto(&frame, onto)? else {
+                if base64 {
+                    stdout.push(&bytes);
+                } else {
+                    stdout.push_text(&text);
+                }
+                continue;
+            };
+            match event {
                 ExecEvent::Started { .. } => {}
                 ExecEvent::Stdout(b) if base64 => stdout.push(&b),
                 ExecEvent::Stderr(b) if base64 => stderr.push(&b),
-                ExecEvent::Stdout(text) => stdout.push_text(&text),
-                ExecEvent::Stderr(text) => stderr.push_text(&text),
+                ExecEvent::Stdout(t) => stdout.push_text(&as_text(&t)),
+                ExecEvent::Stderr(t) => stderr.push_text(&as_text(&t)),
                 ExecEvent::Completed(c) => return Ok(c),
             }
         }

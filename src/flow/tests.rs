@@ -14,6 +14,7 @@ use futures_sink::Sink;
 use serde_json::{json, Value};
 
 use super::*;
+use crate::protocol::output_frame;
 use crate::sandbox::PortOptions;
 use crate::transport::{Incoming, Session};
 
@@ -96,10 +97,13 @@ impl Memory {
 
     /// The next exec session receives these frames, then a close.
     fn session(self, frames: &[Value], close: u16) -> Self {
-        let mut incoming: Vec<Incoming> = frames
-            .iter()
-            .map(|f| Incoming::Frame(f.to_string().into_bytes()))
-            .collect();
+        let frames: Vec<String> = frames.iter().map(Value::to_string).collect();
+        self.session_of_text(&frames, close)
+    }
+
+    /// A session whose frames are these texts, as a server wrote them.
+    fn session_of_text(self, frames: &[String], close: u16) -> Self {
+        let mut incoming: Vec<Incoming> = frames.iter().map(|f| Incoming::Frame(f.clone().into_bytes())).collect();
         incoming.push(Incoming::Closed {
             code: close,
             reason: String::new(),

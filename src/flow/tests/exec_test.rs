@@ -48,6 +48,34 @@ fn exec_streams_text_output_to_the_callbacks_and_keeps_it() {
 }
 
 #[test]
+fn output_frames_in_the_hosts_form_read_as_any_other() {
+    // serde_json's `Value` writes keys in order ("data" first): these are as the host writes
+    // them, which the client reads without JSON unless something is escaped.
+    let host_form = |text: &str| {
+        let mut frame = output_frame::prefix(false).to_string();
+        output_frame::push_escaped(&mut frame, text);
+        frame + output_frame::SUFFIX
+    };
+    let t = Memory::new().session_of_text(
+        &[
+            started().to_string(),
+            host_form("héllo "),
+            host_form("\"quoted\"\tand\n"),
+            json!({ "type": "stdErr", "data": "warn" }).to_string(),
+            host_form("world"),
+            completion(0).to_string(),
+        ],
+        1000,
+    );
+    let (result, out, err) = exec_with::<NoStream>(&t, exec::Stdin::Closed, 1 << 20);
+    let expected = "héllo \"quoted\"\tand\nworld";
+    assert_eq!(
+        (result.unwrap().stdout.as_str(), out.as_str(), err.as_str()),
+        (expected, expected, "warn")
+    );
+}
+
+#[test]
 fn binary_input_asks_for_base64_and_output_past_the_limit_keeps_head_and_tail() {
     let t = Memory::new().session(
         &[

@@ -57,16 +57,17 @@ pub fn literal_text(inside: &[u8]) -> Option<&str> {
 }
 
 /// Appends `text` as the inside of a JSON string, escaped as serde_json escapes it. Runs
-/// needing no escape are found eight bytes at a time and copied whole.
+/// needing no escape are found sixteen bytes at a time and copied whole. (The host's side: a
+/// fold over sixteen bytes, which the native build vectorizes, ran at twice the eight-byte
+/// words; the wasm build has no vector instructions, so the reader keeps the words.)
 pub fn push_escaped(out: &mut String, text: &str) {
     let bytes = text.as_bytes();
     let mut run = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if let Some(word) = bytes.get(i..i + 8) {
-            let word = u64::from_le_bytes(word.try_into().unwrap_or_default());
-            if !word_needs_escape(word) {
-                i += 8;
+        if let Some(chunk) = bytes[i..].first_chunk::<16>() {
+            if !chunk.iter().fold(false, |any, &b| any | needs_escape(b)) {
+                i += 16;
                 continue;
             }
         }
@@ -106,6 +107,11 @@ fn word_needs_escape(w: u64) -> bool {
     control | quote | backslash != 0
 }
 
+/// Whether JSON escapes `b`, as [`escape`] says, in a form the compiler can vectorize.
+fn needs_escape(b: u8) -> bool {
+    (b < 0x20) | (b == b'"') | (b == b'\\')
+}
+
 enum Escape {
     /// `\` and this character.
     Short(u8),
@@ -135,6 +141,7 @@ mod tests {
     #[test]
     fn every_ascii_character_is_escaped_as_serde_json_does() {
         let all: String = (0u8..0x80).map(char::from).collect();
+        assert!((0..=255).all(|b| needs_escape(b) == escape(b).is_some()));
         for text in [all.clone(), all.repeat(3), format!("{all}☃ é\u{2028}"), String::new()] {
             let mut out = String::new();
             push_escaped(&mut out, &text);

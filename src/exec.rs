@@ -1,7 +1,7 @@
 //! Exec over the command-exec WebSocket (contract §3), as pure logic: the frames to send, what
 //! each server frame means, how output is kept within a limit, and how a session ends.
 
-use std::collections::VecDeque;
+use std::ops::Range;
 
 use flankbox_protocol::exec::{
     command_argv, ClientFrame, Command, Completion, CompletionStatus, ExecContext, InitAuth, InitRequest, ServerFrame,
@@ -192,45 +192,58 @@ pub fn killed() -> Completion {
 pub fn decode_frame(frame: &[u8], base64: bool) -> Result<ExecEvent> {
     if base64 {
         let mut data = Vec::new();
-        let event = decode_frame_onto(frame, StdoutOnto::Bytes(&mut data))?;
+        let event = decode_frame_onto(frame, &mut data)?;
         Ok(event.unwrap_or(ExecEvent::Stdout(data)))
     } else {
-        let mut text = String::new();
-        let event = decode_frame_onto(frame, StdoutOnto::Text(&mut text))?;
-        Ok(event.unwrap_or_else(|| ExecEvent::Stdout(text.into_bytes())))
+        Ok(match decode_text_frame(frame)? {
+            TextFrame::Stdout { text, .. } => ExecEvent::Stdout(text.as_bytes().to_vec()),
+            TextFrame::Other(event) => event,
+        })
     }
 }
 
-/// Where [`decode_frame_onto`] appends the output of a `stdOut` frame it reads without JSON:
-/// the bytes of a base64 session, or the text of a text session.
-pub enum StdoutOnto<'a> {
-    /// Base64 output, decoded.
-    Bytes(&'a mut Vec<u8>),
-    /// Text output.
-    Text(&'a mut String),
+/// As [`decode_frame`] for a base64 session, but a `stdOut` frame in the host's form
+/// ([`output_frame`](crate::protocol::output_frame)) is decoded straight onto `stdout` with no
+/// JSON parse (JSON never escapes base64); then it answers `None`. Any other frame is parsed,
+/// and `stdout` left as it was.
+pub fn decode_frame_onto(frame: &[u8], stdout: &mut Vec<u8>) -> Result<Option<ExecEvent>> {
+    let data = output_frame::stdout_data(frame);
+    if data.is_some_and(|data| crate::base64::decode_into(data, stdout)) {
+        return Ok(None);
+    }
+    parse_frame(frame, true).map(Some)
 }
 
-/// As [`decode_frame`], but a `stdOut` frame in the host's form
-/// ([`output_frame`](crate::protocol::output_frame)) is read straight onto `stdout` with no
-/// JSON parse: base64 data (which JSON never escapes) decoded, text whose data holds nothing
-/// escaped appended as it stands; then it answers `None`. Any other frame is parsed, and
-/// `stdout` left as it was.
-pub fn decode_frame_onto(frame: &[u8], stdout: StdoutOnto<'_>) -> Result<Option<ExecEvent>> {
-    let base64 = matches!(stdout, StdoutOnto::Bytes(_));
-    if let Some(data) = output_frame::stdout_data(frame) {
-        let read = match stdout {
-            StdoutOnto::Bytes(out) => crate::base64::decode_into(data, out),
-            StdoutOnto::Text(out) => output_frame::literal_text(data)
-                .map(|text| out.push_str(text))
-                .is_some(),
-        };
-        if read {
-            return Ok(None);
+/// A frame of a text session, as [`decode_text_frame`] reads it.
+#[derive(Debug, PartialEq)]
+pub enum TextFrame<'a> {
+    /// Output, borrowed from the frame.
+    Stdout {
+        /// The output.
+        text: &'a str,
+        /// Where it lies in the frame.
+        at: Range<usize>,
+    },
+    /// Anything else.
+    Other(ExecEvent),
+}
+
+/// As [`decode_frame`] for a text session, but a `stdOut` frame in the host's form whose data
+/// holds nothing escaped is read with no JSON parse and no copy: its text is the frame's own
+/// bytes between the quotes.
+pub fn decode_text_frame(frame: &[u8]) -> Result<TextFrame<'_>> {
+    if let Some(at) = output_frame::stdout_data_range(frame) {
+        if let Some(text) = output_frame::literal_text(&frame[at.clone()]) {
+            return Ok(TextFrame::Stdout { text, at });
         }
     }
+    parse_frame(frame, false).map(TextFrame::Other)
+}
+
+fn parse_frame(frame: &[u8], base64: bool) -> Result<ExecEvent> {
     let frame: ServerFrame =
         serde_json::from_slice(frame).map_err(|e| Error::Protocol(format!("unable to parse an exec frame: {e}")))?;
-    interpret(frame, base64).map(Some)
+    interpret(frame, base64)
 }
 
 /// How a session ended, from what arrived before the close: a completion is the result
@@ -244,71 +257,6 @@ pub fn session_end(completion: Option<Completion>, close_code: u16, close_reason
         };
         Error::StreamLost(format!("connection closed with code {close_code}{why}"))
     })
-}
-
-/// Output kept within a limit: the first half and the last half of what arrived, never more.
-#[derive(Debug, Clone)]
-pub struct OutputBuffer {
-    limit: usize,
-    head: Vec<u8>,
-    tail: VecDeque<u8>,
-    total: u64,
-}
-
-impl OutputBuffer {
-    /// A buffer keeping at most `limit` bytes.
-    pub fn new(limit: usize) -> Self {
-        Self {
-            limit,
-            head: Vec::new(),
-            tail: VecDeque::new(),
-            total: 0,
-        }
-    }
-
-    /// Adds output.
-    pub fn push(&mut self, mut bytes: &[u8]) {
-        self.total += bytes.len() as u64;
-        let head_room = (self.limit / 2).saturating_sub(self.head.len());
-        let take = head_room.min(bytes.len());
-        self.head.extend_from_slice(&bytes[..take]);
-        bytes = &bytes[take..];
-        let tail_cap = self.limit - self.limit / 2;
-        if bytes.len() >= tail_cap {
-            self.tail.clear();
-            self.tail.extend(&bytes[bytes.len() - tail_cap..]);
-        } else {
-            let overflow = (self.tail.len() + bytes.len()).saturating_sub(tail_cap);
-            self.tail.drain(..overflow);
-            self.tail.extend(bytes);
-        }
-    }
-
-    /// Whether anything was dropped.
-    pub fn truncated(&self) -> bool {
-        self.total > (self.head.len() + self.tail.len()) as u64
-    }
-
-    /// Bytes seen in all.
-    pub fn total(&self) -> u64 {
-        self.total
-    }
-
-    /// The kept output as text, with a marker where bytes were dropped.
-    pub fn into_text(self) -> String {
-        let dropped = self.total - (self.head.len() + self.tail.len()) as u64;
-        let mut head = self.head;
-        let mut tail = self.tail;
-        if dropped == 0 {
-            // Nothing between them: one text, so a character across the seam stays whole.
-            head.extend(tail.make_contiguous().iter());
-            return String::from_utf8_lossy(&head).into_owned();
-        }
-        let mut text = String::from_utf8_lossy(&head).into_owned();
-        text.push_str(&format!("\n[… {dropped} bytes truncated …]\n"));
-        text.push_str(&String::from_utf8_lossy(tail.make_contiguous()));
-        text
-    }
 }
 
 /// True when a completion means success.
@@ -371,16 +319,6 @@ mod tests {
             })
             .collect();
         assert_eq!(sent, text, "nothing replaced or lost");
-    }
-
-    #[test]
-    fn kept_output_decodes_whole_when_nothing_was_dropped() {
-        let mut b = OutputBuffer::new(8);
-        // 7 bytes: the head (4) ends inside the second "é".
-        b.push("aéé".as_bytes());
-        b.push("!".as_bytes());
-        assert!(!b.truncated());
-        assert_eq!(b.into_text(), "aéé!");
     }
 
     #[test]
@@ -469,7 +407,7 @@ mod tests {
     fn stdout_in_the_hosts_form_is_read_without_json_and_anything_else_with_it() {
         let mut out = b"so far ".to_vec();
         assert_eq!(
-            decode_frame_onto(br#"{"type":"stdOut","data":"aGk="}"#, StdoutOnto::Bytes(&mut out)).unwrap(),
+            decode_frame_onto(br#"{"type":"stdOut","data":"aGk="}"#, &mut out).unwrap(),
             None
         );
         assert_eq!(out, b"so far hi");
@@ -485,7 +423,7 @@ mod tests {
             br#"{"type":"stdOut","data":"a!k="}"#,
         ] {
             assert!(
-                !matches!(decode_frame_onto(frame, StdoutOnto::Bytes(&mut out)), Ok(None)),
+                !matches!(decode_frame_onto(frame, &mut out), Ok(None)),
                 "read as an event or refused"
             );
             assert_eq!(out, b"so far hi", "left as it was");
@@ -508,26 +446,29 @@ mod tests {
 
     #[test]
     fn text_stdout_in_the_hosts_form_is_read_as_it_stands_unless_something_is_escaped() {
-        let mut out = String::from("so far ");
         let frame = "{\"type\":\"stdOut\",\"data\":\"hi ☃\"}";
         assert_eq!(
-            decode_frame_onto(frame.as_bytes(), StdoutOnto::Text(&mut out)).unwrap(),
-            None
-        );
-        assert_eq!(out, "so far hi ☃");
-        // An escape, a raw control character, broken UTF-8: the JSON reader says what they mean.
-        for (frame, read) in [
-            (&br#"{"type":"stdOut","data":"a\nb\u00e9"}"#[..], Some("a\nb\u{e9}")),
-            (b"{\"type\":\"stdOut\",\"data\":\"a\tb\"}", None),
-            (b"{\"type\":\"stdOut\",\"data\":\"\xe2\x98\"}", None),
-        ] {
-            let got = decode_frame_onto(frame, StdoutOnto::Text(&mut out));
-            assert_eq!(out, "so far hi ☃", "left as it was");
-            match read {
-                Some(text) => assert_eq!(got.unwrap(), Some(ExecEvent::Stdout(text.as_bytes().to_vec()))),
-                None => assert_eq!(got.unwrap_err().code(), "PROTOCOL"),
+            decode_text_frame(frame.as_bytes()).unwrap(),
+            TextFrame::Stdout {
+                text: "hi ☃",
+                at: 25..31
             }
+        );
+        // An escape, a raw control character, broken UTF-8: the JSON reader says what they mean.
+        assert_eq!(
+            decode_text_frame(br#"{"type":"stdOut","data":"a\nb\u00e9"}"#).unwrap(),
+            TextFrame::Other(ExecEvent::Stdout("a\nb\u{e9}".into()))
+        );
+        for frame in [
+            &b"{\"type\":\"stdOut\",\"data\":\"a\tb\"}"[..],
+            b"{\"type\":\"stdOut\",\"data\":\"\xe2\x98\"}",
+        ] {
+            assert_eq!(decode_text_frame(frame).unwrap_err().code(), "PROTOCOL");
         }
+        assert_eq!(
+            decode_frame(frame.as_bytes(), false).unwrap(),
+            ExecEvent::Stdout("hi ☃".into())
+        );
     }
 
     #[test]
@@ -572,31 +513,6 @@ mod tests {
         let lost = session_end(None, 1006, "").unwrap_err();
         assert_eq!(lost.code(), "STREAM_LOST");
         assert!(lost.to_string().contains("1006"));
-    }
-
-    #[test]
-    fn output_keeps_head_and_tail_within_the_limit() {
-        let mut b = OutputBuffer::new(10);
-        b.push(b"0123");
-        b.push(b"456789abcdef");
-        b.push(b"XYZ");
-        assert!(b.truncated());
-        assert_eq!(b.total(), 19);
-        assert_eq!(b.into_text(), "01234\n[… 9 bytes truncated …]\nefXYZ");
-        let mut small = OutputBuffer::new(100);
-        small.push(b"all of it");
-        assert!(!small.truncated());
-        assert_eq!(small.into_text(), "all of it");
-    }
-
-    #[test]
-    fn a_flood_never_grows_the_buffer() {
-        let mut b = OutputBuffer::new(1000);
-        for _ in 0..10_000 {
-            b.push(&[b'x'; 997]);
-        }
-        assert_eq!(b.head.len() + b.tail.len(), 1000);
-        assert_eq!(b.total(), 9_970_000);
     }
 
     #[test]

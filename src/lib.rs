@@ -5,7 +5,8 @@
 //! - [`rest`]: REST calls as data, and answers parsed into results;
 //! - [`retry`]: when a call is tried again, and poll intervals;
 //! - [`sandbox`]: what `Sandbox.create` sends, and what a status means;
-//! - [`exec`]: exec frames, output limits and how a session ends;
+//! - [`exec`]: exec frames and how a session ends;
+//! - [`output`]: output kept within a limit, its head and its tail;
 //! - [`tar`]: archives for directory upload and download;
 //! - [`transport`]: what the core needs of the world (REST calls, exec sessions, waits), as a
 //!   trait the wasm layer implements over `fetch` and `WebSocket`;
@@ -21,6 +22,7 @@ pub mod config;
 pub mod error;
 pub mod exec;
 pub mod flow;
+pub mod output;
 pub mod rest;
 pub mod retry;
 pub mod sandbox;

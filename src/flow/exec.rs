@@ -1,6 +1,7 @@
 //! `exec`: a command run to its end over an exec session, its input sent while its output is
 //! read, the output kept within a limit and handed to callbacks as text.
 
+use std::ops::Range;
 use std::pin::pin;
 
 use futures_core::Stream;
@@ -11,9 +12,10 @@ use super::files::{lost, open_session};
 use super::SandboxRef;
 use crate::error::Result;
 use crate::exec::{
-    decode_frame_onto, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecResult, ExecSpec, OutputBuffer,
-    StdoutOnto,
+    decode_frame, decode_text_frame, payload_frames, session_end, stdin_end_frame, ExecEvent, ExecResult, ExecSpec,
+    TextFrame,
 };
+use crate::output::OutputBuffer;
 use crate::protocol::text::Utf8Carry;
 use crate::transport::{Incoming, Transport};
 
@@ -58,6 +60,16 @@ impl<'a> Output<'a> {
     /// Output of a text session: each frame is whole text.
     fn push_text(&mut self, text: &str) {
         self.kept.push(text.as_bytes());
+        self.hand_on(text);
+    }
+
+    /// Output of a text session that is `frame[at]`, once [`hand_on`](Self::hand_on) has had
+    /// it: kept without a copy.
+    fn keep_frame(&mut self, frame: Vec<u8>, at: Range<usize>) {
+        self.kept.push_frame(frame, at);
+    }
+
+    fn hand_on(&mut self, text: &str) {
         if let Some(cb) = &mut self.callback {
             cb(text);
         }
@@ -139,8 +151,6 @@ where
         }
     };
     let read = async {
-        // Reused for each frame that is read straight onto them.
-        let (mut bytes, mut text) = (Vec::new(), String::new());
         loop {
             let frame = match incoming.next().await {
                 Some(Incoming::Frame(frame)) => frame,
@@ -151,20 +161,17 @@ where
                 }
                 None => return Err(lost(t, None)),
             };
-            bytes.clear();
-            text.clear();
-            let onto = if base64 {
-                StdoutOnto::Bytes(&mut bytes)
+            let event = if base64 {
+                decode_frame(&frame, true)?
             } else {
-                StdoutOnto::Text(&mut text)
-            };
-            let Some(event) = decode_frame_onto(&frame, onto)? else {
-                if base64 {
-                    stdout.push(&bytes);
-                } else {
-                    stdout.push_text(&text);
+                match decode_text_frame(&frame)? {
+                    TextFrame::Stdout { text, at } => {
+                        stdout.hand_on(text);
+                        stdout.keep_frame(frame, at);
+                        continue;
+                    }
+                    TextFrame::Other(event) => event,
                 }
-                continue;
             };
             match event {
                 ExecEvent::Started { .. } => {}

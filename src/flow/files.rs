@@ -7,7 +7,6 @@ use super::SandboxRef;
 use crate::error::{Error, Result};
 use crate::exec::{
     decode_frame_onto, init_frame, payload_frames, session_end, stdin_end_frame, succeeded, ExecEvent, ExecSpec,
-    StdoutOnto,
 };
 use crate::transport::{Incoming, Session, Transport};
 
@@ -50,7 +49,7 @@ pub async fn file_op<T: Transport>(t: &T, sandbox: &SandboxRef, argv: Vec<String
             closed => return Err(lost(t, closed)),
         };
         // The bulk of a file is decoded straight onto the output (then there is no event).
-        let Some(event) = decode_frame_onto(&frame, StdoutOnto::Bytes(&mut out))? else {
+        let Some(event) = decode_frame_onto(&frame, &mut out)? else {
             continue;
         };
         match event {

@@ -20,9 +20,14 @@ pub const SUFFIX: &str = r#""}"#;
 /// The data of a `stdOut` frame in the host's form, as it stands between the quotes (escaped,
 /// or base64).
 pub fn stdout_data(frame: &[u8]) -> Option<&[u8]> {
-    frame
-        .strip_prefix(prefix(false).as_bytes())?
-        .strip_suffix(SUFFIX.as_bytes())
+    stdout_data_range(frame).map(|data| &frame[data])
+}
+
+/// Where [`stdout_data`] lies in the frame.
+pub fn stdout_data_range(frame: &[u8]) -> Option<std::ops::Range<usize>> {
+    let (prefix, suffix) = (prefix(false).as_bytes(), SUFFIX.as_bytes());
+    let form = frame.starts_with(prefix) && frame.ends_with(suffix) && frame.len() >= prefix.len() + suffix.len();
+    form.then(|| prefix.len()..frame.len() - suffix.len())
 }
 
 /// The text that the inside of a JSON string stands for, when nothing in it is escaped: no `\`,

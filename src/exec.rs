@@ -1,5 +1,5 @@
 //! Exec over the command-exec WebSocket (contract §3), as pure logic: the frames to send, what
-//! each server frame means, how output is kept within a limit, and how a session ends.
+//! each server frame means, and how a session ends. (The output kept is [`crate::output`].)
 
 use std::ops::Range;
 

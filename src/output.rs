@@ -10,6 +10,10 @@ use std::ops::Range;
 /// Small pieces copied in share one allocation up to this size.
 const SHARED_PIECE: usize = 16 << 10;
 
+/// A frame with less output than this is copied rather than kept: a trickle of tiny frames kept
+/// whole would cost more in frames than in output.
+const KEPT_FRAME_MIN: usize = 4 << 10;
+
 /// Output kept within a limit.
 #[derive(Debug, Clone)]
 pub struct OutputBuffer {
@@ -71,6 +75,9 @@ impl OutputBuffer {
     /// Adds the output at `frame[output]`, keeping the frame itself rather than a copy when
     /// the output goes to the tail.
     pub fn push_frame(&mut self, frame: Vec<u8>, output: Range<usize>) {
+        if output.len() < KEPT_FRAME_MIN {
+            return self.push(&frame[output]);
+        }
         let rest = self.push_head(&frame[output.clone()]);
         let Some(rest) = self.tail_room(rest) else {
             return;
@@ -209,15 +216,21 @@ mod tests {
         assert_eq!(b.kept(), 1000);
         assert!(b.tail.len() <= 2, "{} pieces", b.tail.len());
         assert_eq!(b.total(), 9_970_000);
-        let mut drip = OutputBuffer::new(1 << 20);
-        for _ in 0..2_000_000 {
-            drip.push(b"y");
+        for framed in [false, true] {
+            let mut drip = OutputBuffer::new(1 << 20);
+            for _ in 0..2_000_000 {
+                if framed {
+                    drip.push_frame(b"{y}".to_vec(), 1..2);
+                } else {
+                    drip.push(b"y");
+                }
+            }
+            let allocated: usize = drip.tail.iter().map(|p| p.bytes.capacity()).sum();
+            assert!(
+                allocated < (1 << 19) + 2 * SHARED_PIECE,
+                "{allocated} bytes for single bytes"
+            );
         }
-        let allocated: usize = drip.tail.iter().map(|p| p.bytes.capacity()).sum();
-        assert!(
-            allocated < (1 << 19) + 2 * SHARED_PIECE,
-            "{allocated} bytes for single bytes"
-        );
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -228,10 +241,13 @@ mod tests {
         fn kept_output_is_the_streams_head_and_tail(
             limit in 0usize..64,
             pushes in proptest::collection::vec((proptest::collection::vec(b'a'..=b'z', 0..40), 0usize..4, proptest::bool::ANY), 0..30),
+            big in proptest::collection::vec(5_000usize..20_000, 0..3),
         ) {
             let mut b = OutputBuffer::new(limit);
             let mut all = Vec::new();
-            for (bytes, pad, framed) in pushes {
+            // Frames large enough to be kept whole, among the rest.
+            let big = big.into_iter().map(|n| ((b'a'..=b'z').cycle().skip(n % 26).take(n).collect::<Vec<u8>>(), 1, true));
+            for (bytes, pad, framed) in pushes.into_iter().chain(big) {
                 all.extend_from_slice(&bytes);
                 if framed {
                     let frame = [vec![b'{'; pad], bytes.clone(), vec![b'}'; pad]].concat();

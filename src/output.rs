@@ -11,7 +11,9 @@ use std::ops::Range;
 const SHARED_PIECE: usize = 16 << 10;
 
 /// A frame with less output than this is copied rather than kept: a trickle of tiny frames kept
-/// whole would cost more in frames than in output.
+/// whole would cost more in frames than in output. So is a frame whose allocation is over half
+/// as large again as its output (text read from a JS string reserves room for three bytes per
+/// character): the tail's memory stays within 1.5 times what it keeps.
 const KEPT_FRAME_MIN: usize = 4 << 10;
 
 /// Output kept within a limit.
@@ -75,7 +77,7 @@ impl OutputBuffer {
     /// Adds the output at `frame[output]`, keeping the frame itself rather than a copy when
     /// the output goes to the tail.
     pub fn push_frame(&mut self, frame: Vec<u8>, output: Range<usize>) {
-        if output.len() < KEPT_FRAME_MIN {
+        if output.len() < KEPT_FRAME_MIN || frame.capacity() > output.len() + output.len() / 2 {
             return self.push(&frame[output]);
         }
         let rest = self.push_head(&frame[output.clone()]);
@@ -231,6 +233,14 @@ mod tests {
                 "{allocated} bytes for single bytes"
             );
         }
+        let mut roomy = OutputBuffer::new(1 << 20);
+        for _ in 0..100 {
+            let mut frame = Vec::with_capacity(3 * 8192);
+            frame.extend_from_slice(&[b'z'; 8192]);
+            roomy.push_frame(frame, 0..8192);
+        }
+        let allocated: usize = roomy.tail.iter().map(|p| p.bytes.capacity()).sum();
+        assert!(allocated <= (1 << 19) * 3 / 2, "{allocated} bytes for 512 KiB");
     }
 
     #[cfg(not(target_arch = "wasm32"))]

@@ -1,6 +1,7 @@
 //! Exec over the command-exec WebSocket (contract §3), as pure logic: the frames to send, what
 //! each server frame means, and how a session ends. (The output kept is [`crate::output`].)
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use flankbox_protocol::exec::{
@@ -196,7 +197,8 @@ pub fn decode_frame(frame: &[u8], base64: bool) -> Result<ExecEvent> {
         Ok(event.unwrap_or(ExecEvent::Stdout(data)))
     } else {
         Ok(match decode_text_frame(frame)? {
-            TextFrame::Stdout { text, .. } => ExecEvent::Stdout(text.as_bytes().to_vec()),
+            TextFrame::Literal { text, .. } => ExecEvent::Stdout(text.as_bytes().to_vec()),
+            TextFrame::Unescaped(text) => ExecEvent::Stdout(text.into_bytes()),
             TextFrame::Other(event) => event,
         })
     }
@@ -217,24 +219,27 @@ pub fn decode_frame_onto(frame: &[u8], stdout: &mut Vec<u8>) -> Result<Option<Ex
 /// A frame of a text session, as [`decode_text_frame`] reads it.
 #[derive(Debug, PartialEq)]
 pub enum TextFrame<'a> {
-    /// Output, borrowed from the frame.
-    Stdout {
+    /// Output with nothing escaped: the frame's own bytes.
+    Literal {
         /// The output.
         text: &'a str,
         /// Where it lies in the frame.
         at: Range<usize>,
     },
+    /// Output unescaped from the frame.
+    Unescaped(String),
     /// Anything else.
     Other(ExecEvent),
 }
 
-/// As [`decode_frame`] for a text session, but a `stdOut` frame in the host's form whose data
-/// holds nothing escaped is read with no JSON parse and no copy: its text is the frame's own
-/// bytes between the quotes.
+/// As [`decode_frame`] for a text session, but a `stdOut` frame in the host's form is read with
+/// no JSON parse ([`output_frame::read_text`]), and with no copy when nothing in it is escaped.
 pub fn decode_text_frame(frame: &[u8]) -> Result<TextFrame<'_>> {
     if let Some(at) = output_frame::stdout_data_range(frame) {
-        if let Some(text) = output_frame::literal_text(&frame[at.clone()]) {
-            return Ok(TextFrame::Stdout { text, at });
+        match output_frame::read_text(&frame[at.clone()]) {
+            Some(Cow::Borrowed(text)) => return Ok(TextFrame::Literal { text, at }),
+            Some(Cow::Owned(text)) => return Ok(TextFrame::Unescaped(text)),
+            None => {}
         }
     }
     parse_frame(frame, false).map(TextFrame::Other)
@@ -445,20 +450,30 @@ mod tests {
     }
 
     #[test]
-    fn text_stdout_in_the_hosts_form_is_read_as_it_stands_unless_something_is_escaped() {
+    fn text_stdout_in_the_hosts_form_is_read_without_json() {
         let frame = "{\"type\":\"stdOut\",\"data\":\"hi ☃\"}";
         assert_eq!(
             decode_text_frame(frame.as_bytes()).unwrap(),
-            TextFrame::Stdout {
+            TextFrame::Literal {
                 text: "hi ☃",
                 at: 25..31
             }
         );
-        // An escape, a raw control character, broken UTF-8: the JSON reader says what they mean.
         assert_eq!(
             decode_text_frame(br#"{"type":"stdOut","data":"a\nb\u00e9"}"#).unwrap(),
-            TextFrame::Other(ExecEvent::Stdout("a\nb\u{e9}".into()))
+            TextFrame::Unescaped("a\nb\u{e9}".into())
         );
+        // A surrogate pair, in another form, or another key order: the JSON reader's.
+        for (frame, text) in [
+            (&br#"{"type":"stdOut","data":"\ud83d\ude00"}"#[..], "😀"),
+            (br#"{"data":"a\nb","type":"stdOut"}"#, "a\nb"),
+        ] {
+            assert_eq!(
+                decode_text_frame(frame).unwrap(),
+                TextFrame::Other(ExecEvent::Stdout(text.into()))
+            );
+        }
+        // A raw control character, broken UTF-8: not JSON.
         for frame in [
             &b"{\"type\":\"stdOut\",\"data\":\"a\tb\"}"[..],
             b"{\"type\":\"stdOut\",\"data\":\"\xe2\x98\"}",
@@ -468,6 +483,10 @@ mod tests {
         assert_eq!(
             decode_frame(frame.as_bytes(), false).unwrap(),
             ExecEvent::Stdout("hi ☃".into())
+        );
+        assert_eq!(
+            decode_frame(br#"{"type":"stdOut","data":"a\nb"}"#, false).unwrap(),
+            ExecEvent::Stdout("a\nb".into())
         );
     }
 

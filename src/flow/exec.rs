@@ -1,7 +1,6 @@
 //! `exec`: a command run to its end over an exec session, its input sent while its output is
 //! read, the output kept within a limit and handed to callbacks as text.
 
-use std::ops::Range;
 use std::pin::pin;
 
 use futures_core::Stream;
@@ -61,12 +60,6 @@ impl<'a> Output<'a> {
     fn push_text(&mut self, text: &str) {
         self.kept.push(text.as_bytes());
         self.hand_on(text);
-    }
-
-    /// Output of a text session that is `frame[at]`, once [`hand_on`](Self::hand_on) has had
-    /// it: kept without a copy.
-    fn keep_frame(&mut self, frame: Vec<u8>, at: Range<usize>) {
-        self.kept.push_frame(frame, at);
     }
 
     fn hand_on(&mut self, text: &str) {
@@ -165,9 +158,16 @@ where
                 decode_frame(&frame, true)?
             } else {
                 match decode_text_frame(&frame)? {
-                    TextFrame::Stdout { text, at } => {
+                    // Handed on, then kept without a copy: the frame itself, or the new text.
+                    TextFrame::Literal { text, at } => {
                         stdout.hand_on(text);
-                        stdout.keep_frame(frame, at);
+                        stdout.kept.push_frame(frame, at);
+                        continue;
+                    }
+                    TextFrame::Unescaped(text) => {
+                        stdout.hand_on(&text);
+                        let len = text.len();
+                        stdout.kept.push_frame(text.into_bytes(), 0..len);
                         continue;
                     }
                     TextFrame::Other(event) => event,

@@ -13,7 +13,8 @@ use super::transport::Web;
 use super::types::bytes;
 use crate::error::{Error, Result};
 use crate::exec::{
-    self, decode_frame, payload_frames, resize_frame, session_end, stdin_end_frame, ExecEvent, ExecSpec,
+    self, decode_frame, decode_text_frame, payload_frames, resize_frame, session_end, stdin_end_frame, ExecEvent,
+    ExecSpec, TextFrame,
 };
 use crate::flow::{self, SandboxRef};
 use crate::protocol::detached::DetachedError;
@@ -48,12 +49,16 @@ impl Feed {
     /// Output into the stream: a `Uint8Array` of bytes, or a string in a text session (whose
     /// frames are whole UTF-8 text).
     fn push(&self, output: &[u8], bytes: bool) {
-        let chunk = if bytes {
-            Uint8Array::from(output).into()
+        if bytes {
+            self.enqueue(&Uint8Array::from(output).into());
         } else {
-            JsValue::from_str(&crate::flow::exec::as_text(output))
-        };
-        self.enqueue(&chunk);
+            self.push_text(&crate::flow::exec::as_text(output));
+        }
+    }
+
+    /// Text output into the stream, as a string.
+    fn push_text(&self, text: &str) {
+        self.enqueue(&JsValue::from_str(text));
     }
 
     /// A chunk as it is: a `Uint8Array` or a string.
@@ -136,15 +141,30 @@ fn completed(shared: &Shared, c: &Completion) -> JsValue {
     super::types::to_js(c)
 }
 
+/// Reads a frame; text output read without JSON ([`decode_text_frame`]) goes straight into the
+/// stdout stream (then there is no event).
+fn decode(shared: &Shared, frame: &[u8]) -> Result<Option<ExecEvent>> {
+    if shared.base64 {
+        return decode_frame(frame, true).map(Some);
+    }
+    match decode_text_frame(frame)? {
+        TextFrame::Literal { text, .. } => shared.stdout.push_text(text),
+        TextFrame::Unescaped(text) => shared.stdout.push_text(&text),
+        TextFrame::Other(event) => return Ok(Some(event)),
+    }
+    Ok(None)
+}
+
 /// Moves output into the streams until the command ends, then settles `wait()`.
 async fn forward(shared: Rc<Shared>, resolve: Function, reject: Function) {
     let outcome = loop {
         match shared.socket.next().await {
-            Incoming::Frame(frame) => match decode_frame(&frame, shared.base64) {
-                Ok(ExecEvent::Stdout(b)) => shared.stdout.push(&b, shared.base64),
-                Ok(ExecEvent::Stderr(b)) => shared.stderr.push(&b, shared.base64),
-                Ok(ExecEvent::Completed(c)) => break Ok(completed(&shared, &c)),
-                Ok(ExecEvent::Started { .. }) => {}
+            Incoming::Frame(frame) => match decode(&shared, &frame) {
+                Ok(None) => {}
+                Ok(Some(ExecEvent::Stdout(b))) => shared.stdout.push(&b, shared.base64),
+                Ok(Some(ExecEvent::Stderr(b))) => shared.stderr.push(&b, shared.base64),
+                Ok(Some(ExecEvent::Completed(c))) => break Ok(completed(&shared, &c)),
+                Ok(Some(ExecEvent::Started { .. })) => {}
                 Err(e) => break Err(e),
             },
             Incoming::Closed { .. } if shared.killed.get() => {

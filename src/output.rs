@@ -26,13 +26,13 @@ pub struct OutputBuffer {
     total: u64,
 }
 
-/// Output at `bytes[start..end]`: a frame moved in, or bytes copied in.
+/// Output at `bytes[start..end]`: a frame moved in, or bytes copied in. Either is the tail's
+/// own, so small copies may be appended to one whose output runs to its end.
 #[derive(Debug, Clone)]
 struct Piece {
     bytes: Vec<u8>,
     start: usize,
     end: usize,
-    copied: bool,
 }
 
 impl OutputBuffer {
@@ -55,7 +55,7 @@ impl OutputBuffer {
         };
         let bytes = &bytes[rest];
         match self.tail.back_mut() {
-            Some(last) if last.copied && last.end == last.bytes.len() && last.bytes.len() < SHARED_PIECE => {
+            Some(last) if last.end == last.bytes.len() && last.bytes.len() < SHARED_PIECE => {
                 last.bytes.extend_from_slice(bytes);
                 last.end = last.bytes.len();
             }
@@ -66,7 +66,6 @@ impl OutputBuffer {
                     start: 0,
                     end: copy.len(),
                     bytes: copy,
-                    copied: true,
                 });
             }
         }
@@ -90,7 +89,6 @@ impl OutputBuffer {
             bytes: frame,
             start,
             end,
-            copied: false,
         });
         self.trim();
     }

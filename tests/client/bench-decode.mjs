@@ -1,9 +1,12 @@
 // The client's frame reading alone, without a host: a Node exec server sends 200 MB of stdOut
-// text frames (32 KiB each) to the exec of each package given, interleaved, beside a plain JS
-// client reading the same. `node tests/client/bench-decode.mjs pkg [other-pkg…]` (RUNS=5).
+// text frames (32 KiB each, CHUNK=bytes for another size) to the exec of each package given,
+// interleaved, beside a plain JS client reading the same. The text is all `x`, or with LINES=1
+// 80-byte lines, whose newlines the frames escape as a host's would.
+// `node tests/client/bench-decode.mjs pkg [other-pkg…]` (RUNS=5).
 import { serveFrames, sandboxesOf, median as pct, cpuMs } from "./fake-exec.mjs";
-const bytes = 200_000_000, chunk = 32 * 1024;
-const payload = JSON.stringify({ type: "stdOut", data: "x".repeat(chunk) });
+const bytes = 200_000_000, chunk = Number(process.env.CHUNK ?? 32 * 1024);
+const text = process.env.LINES ? ("x".repeat(79) + "\n").repeat(Math.ceil(chunk / 80)).slice(0, chunk) : "x".repeat(chunk);
+const payload = JSON.stringify({ type: "stdOut", data: text });
 const wss = await serveFrames(Array(Math.ceil(bytes / chunk)).fill(payload));
 const base = `http://127.0.0.1:${wss.address().port}`;
 const total = Math.ceil(bytes / chunk) * chunk;

@@ -9,6 +9,8 @@
 //! Run with `cargo bench -p flankbox-host --bench host` (as root). `BENCH_RUNS` scales the
 //! sample counts; `BENCH_ONLY=ports` runs only the port proxy part, `BENCH_ONLY=cold` only
 //! the cold starts, `BENCH_ONLY=exec` only the exec round trips, `BENCH_ONLY=throughput` only the exec output throughput.
+//! `BENCH_AB=PATH` (another build of `flankbox-host`) adds that build's cold starts, taken in
+//! turn with this build's, as a second row.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -113,51 +115,61 @@ async fn exec_once(host: &TestHost, service: &str, command: serde_json::Value) -
     (first.unwrap_or_default(), started.elapsed())
 }
 
-/// `runs` cold starts: each creates a service, polls it to COMPLETED, execs `echo x` and
-/// times the first output byte; a bare spawn is measured between them.
-async fn cold_starts(host: &TestHost, runs: usize) -> (Vec<Duration>, Vec<Duration>) {
-    // Warm-up: the first boot pays for page-cache misses.
-    host.sandbox("bench", "warmup", json!({})).await;
-    let mut cold = Vec::new();
+/// `runs` cold starts on each of `hosts`, taken in turn: each creates a service, polls it to
+/// COMPLETED, execs `echo x` and times the first output byte; a bare spawn is measured before
+/// each turn.
+async fn cold_starts(hosts: &[&TestHost], runs: usize) -> (Vec<Vec<Duration>>, Vec<Duration>) {
+    for host in hosts {
+        // Warm-up: the first boot pays for page-cache misses.
+        host.sandbox("bench", "warmup", json!({})).await;
+    }
+    let mut cold = vec![Vec::new(); hosts.len()];
     let mut base = Vec::new();
     for i in 0..runs {
         // Each is measured after the same pause (which also lets the pool refill, as it would
         // between two users' creates): this VM runs noticeably slower right after idling.
         tokio::time::sleep(PAUSE).await;
         base.push(bare_namespaced_spawn());
-        tokio::time::sleep(PAUSE).await;
-        if std::env::var_os("BENCH_DETAIL").is_some() {
-            let t = Instant::now();
-            host.call("GET", "/v1/plans", None).await;
-            eprintln!("get after pause {:.2}", ms(t.elapsed()));
-            tokio::time::sleep(PAUSE).await;
+        for (host, cold) in hosts.iter().zip(&mut cold) {
+            cold.push(cold_start(host, i).await);
         }
-        let started = Instant::now();
-        let name = format!("cold-{i}");
-        host.create(
-            "bench",
-            json!({ "name": name, "billing": { "deploymentPlan": "nf-compute-200" },
-                    "deployment": { "instances": 1, "docker": { "configType": "customCommand", "customCommand": "sleep infinity" },
-                                    "external": { "imagePath": "ubuntu:22.04" } } }),
-        )
-        .await;
-        let created = started.elapsed();
-        assert_eq!(host.wait_settled("bench", &name).await, "COMPLETED");
-        let until_exec = started.elapsed();
-        let (first_byte, _) = exec_once(host, &name, json!(["echo", "x"])).await;
-        if std::env::var_os("BENCH_DETAIL").is_some() {
-            eprintln!(
-                "create {:.2} settle {:.2} first byte {:.2}",
-                ms(created),
-                ms(until_exec),
-                ms(until_exec + first_byte)
-            );
-        }
-        cold.push(until_exec + first_byte);
-        host.call("DELETE", &format!("/v1/projects/bench/services/{name}"), None)
-            .await;
     }
     (cold, base)
+}
+
+/// One cold start, after the pause.
+async fn cold_start(host: &TestHost, i: usize) -> Duration {
+    tokio::time::sleep(PAUSE).await;
+    if std::env::var_os("BENCH_DETAIL").is_some() {
+        let t = Instant::now();
+        host.call("GET", "/v1/plans", None).await;
+        eprintln!("get after pause {:.2}", ms(t.elapsed()));
+        tokio::time::sleep(PAUSE).await;
+    }
+    let started = Instant::now();
+    let name = format!("cold-{i}");
+    host.create(
+        "bench",
+        json!({ "name": name, "billing": { "deploymentPlan": "nf-compute-200" },
+                "deployment": { "instances": 1, "docker": { "configType": "customCommand", "customCommand": "sleep infinity" },
+                                "external": { "imagePath": "ubuntu:22.04" } } }),
+    )
+    .await;
+    let created = started.elapsed();
+    assert_eq!(host.wait_settled("bench", &name).await, "COMPLETED");
+    let until_exec = started.elapsed();
+    let (first_byte, _) = exec_once(host, &name, json!(["echo", "x"])).await;
+    if std::env::var_os("BENCH_DETAIL").is_some() {
+        eprintln!(
+            "create {:.2} settle {:.2} first byte {:.2}",
+            ms(created),
+            ms(until_exec),
+            ms(until_exec + first_byte)
+        );
+    }
+    host.call("DELETE", &format!("/v1/projects/bench/services/{name}"), None)
+        .await;
+    until_exec + first_byte
 }
 
 #[tokio::main]
@@ -177,7 +189,7 @@ async fn main() {
     match only.as_str() {
         "ports" => return port_proxy(&TestHost::start(), 300 * scale).await,
         "throughput" => return exec_throughput(&TestHost::start()).await,
-        "cold" => return cold_starts_row(&TestHost::start(), 40 * scale, COLD_ROW).await,
+        "cold" => return cold_starts_ab(40 * scale).await,
         "exec" => return exec_round_trips(&TestHost::start(), 300 * scale).await,
         _ => {}
     }
@@ -196,8 +208,22 @@ const COLD_ROW: &str = "cold start: create -> COMPLETED -> 1st byte";
 
 /// `n` cold starts on `host`, printed as one row beside the bare spawns between them.
 async fn cold_starts_row(host: &TestHost, n: usize, name: &str) {
-    let (cold, base) = cold_starts(host, n).await;
-    row(name, &stats(cold), &stats(base));
+    let (mut cold, base) = cold_starts(&[host], n).await;
+    row(name, &stats(cold.remove(0)), &stats(base));
+}
+
+/// The cold start row. With `BENCH_AB=PATH` (another build of `flankbox-host`), a second row
+/// for that build, its cold starts taken in turn with this build's: an A/B comparison that
+/// the VM's drift cannot bias.
+async fn cold_starts_ab(n: usize) {
+    let Some(other) = std::env::var_os("BENCH_AB") else {
+        return cold_starts_row(&TestHost::start(), n, COLD_ROW).await;
+    };
+    let (this, that) = (TestHost::start(), TestHost::start_program(other.as_ref(), &[]));
+    let (mut cold, base) = cold_starts(&[&this, &that], n).await;
+    let base = stats(base);
+    row(COLD_ROW, &stats(cold.remove(0)), &base);
+    row("  the same, the BENCH_AB build", &stats(cold.remove(0)), &base);
 }
 
 /// `n` exec round trips of `true` in a warm sandbox, each after a bare spawn for the baseline.

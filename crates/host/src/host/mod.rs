@@ -42,6 +42,8 @@ mod services;
 mod volumes;
 mod warm_pool;
 
+use warm_pool::WarmShape;
+
 pub use http::{paginate, parse_body, PageQuery};
 
 /// Most instances a service may have. A sandbox is one instance; more would need a volume
@@ -228,8 +230,8 @@ pub struct Host {
     volumes: Mutex<Vec<VolumeRecord>>,
     /// Prepared sandboxes waiting for a service (see [`Host::refill`]).
     warm: Mutex<Vec<Prepared>>,
-    /// Ephemeral size the pool prepares: that of the latest create.
-    warm_mb: AtomicU64,
+    /// What the pool prepares sandboxes for: that of the latest create.
+    warm_shape: Mutex<WarmShape>,
     refilling: AtomicBool,
     closing: AtomicBool,
     /// Projects already recorded.
@@ -265,6 +267,10 @@ impl Host {
             .map_err(|e| Error::Internal(format!("preparing images: {e}")))?;
         let volumes: Vec<VolumeRecord> = store.all(Table::Volumes)?;
         let services: Vec<ServiceRecord> = store.all(Table::Services)?;
+        let warm_shape = Mutex::new(WarmShape {
+            ephemeral_mb: crate::model::DEFAULT_EPHEMERAL_MB,
+            image: images.host_view().clone(),
+        });
         let host = Arc::new(Self {
             config,
             backend,
@@ -274,7 +280,7 @@ impl Host {
             deleting: Mutex::new(Vec::new()),
             volumes: Mutex::new(volumes),
             warm: Mutex::new(Vec::new()),
-            warm_mb: AtomicU64::new(crate::model::DEFAULT_EPHEMERAL_MB),
+            warm_shape,
             refilling: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             projects: Mutex::new(std::collections::HashSet::new()),

@@ -131,7 +131,7 @@ impl Host {
         let image = self.images.resolve(record.image()).map_err(Error::Unavailable)?;
         let spec = LaunchSpec {
             hostname: name.chars().take(63).collect(),
-            image,
+            image: image.clone(),
             limits: record.limits(self.config.pids_max),
             shm_mb: record.shm_mb(),
             volumes,
@@ -140,6 +140,7 @@ impl Host {
             id: name.clone(),
             uid_base: record.uid_base,
             ephemeral_mb: record.ephemeral_mb(),
+            image,
         };
         let backend = self.backend.clone();
         let started = Instant::now();
@@ -204,21 +205,25 @@ impl Host {
     }
 
     /// Gives a service its uid range on its first boot. A service without volumes takes a
-    /// prepared sandbox from the warm pool and adopts that sandbox's range. (A prepared agent's
+    /// prepared sandbox of its ephemeral size and image from the warm pool and adopts that
+    /// sandbox's range. (A prepared agent's
     /// mount namespace is a copy of the host's from before any volume mounted since, so a
     /// service with volumes boots cold: its agent starts after them.)
     fn assign_uid_range(self: &Arc<Self>, entry: &ServiceEntry) -> Result<Option<Prepared>> {
-        let (uid_base, has_volumes, ephemeral_mb) = {
+        let (uid_base, has_volumes, shape) = {
             let r = lock(&entry.record);
-            (r.uid_base, !r.volumes.is_empty(), r.ephemeral_mb())
+            let shape = self.images.resolve(r.image()).ok().map(|image| WarmShape {
+                ephemeral_mb: r.ephemeral_mb(),
+                image,
+            });
+            (r.uid_base, !r.volumes.is_empty(), shape)
         };
         if uid_base != 0 {
             return Ok(None);
         }
-        let warm = if has_volumes {
-            None
-        } else {
-            self.take_warm(ephemeral_mb)
+        let warm = match shape {
+            Some(shape) if !has_volumes => self.take_warm(&shape),
+            _ => None,
         };
         let base = match &warm {
             Some(w) => w.spec.uid_base,

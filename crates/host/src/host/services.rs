@@ -10,7 +10,8 @@ impl Host {
         if let Some((gpu_type, count)) = requested_gpu(&spec) {
             self.check_gpu(&gpu_type, count)?;
         }
-        self.images
+        let image = self
+            .images
             .resolve(spec.deployment.external.as_ref().map_or("", |e| e.image_path.as_str()))
             .map_err(Error::Unavailable)?;
         if spec.deployment.instances > MAX_INSTANCES {
@@ -108,7 +109,7 @@ impl Host {
         };
         self.poke(&entry);
         self.sync_tcp(&entry);
-        self.warm_mb.store(ephemeral_mb, Ordering::Relaxed);
+        *lock(&self.warm_shape) = WarmShape { ephemeral_mb, image };
         self.refill();
         let service = entry.record().to_service();
         Ok(service)

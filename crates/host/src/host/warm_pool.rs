@@ -1,6 +1,21 @@
 //! The pool of prepared sandboxes waiting for a service, and uid ranges.
 
 use super::*;
+use crate::runtime::ImageRoot;
+
+/// What the pool prepares sandboxes for. A prepared sandbox's ephemeral filesystem has its size,
+/// and its root is assembled from its image, so only a service with both can take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct WarmShape {
+    pub ephemeral_mb: u64,
+    pub image: ImageRoot,
+}
+
+impl WarmShape {
+    fn fits(&self, prepared: &Prepared) -> bool {
+        prepared.spec.ephemeral_mb == self.ephemeral_mb && prepared.spec.image == self.image
+    }
+}
 
 impl Host {
     /// A fresh uid range.
@@ -12,17 +27,17 @@ impl Host {
             .ok_or_else(|| Error::Internal("uid ranges exhausted".into()))
     }
 
-    /// Takes a prepared sandbox with the given ephemeral size from the pool.
-    pub(super) fn take_warm(&self, ephemeral_mb: u64) -> Option<Prepared> {
+    /// Takes a prepared sandbox of the given shape from the pool.
+    pub(super) fn take_warm(&self, shape: &WarmShape) -> Option<Prepared> {
         let mut pool = lock(&self.warm);
-        let i = pool.iter().position(|p| p.spec.ephemeral_mb == ephemeral_mb)?;
+        let i = pool.iter().position(|p| shape.fits(p))?;
         Some(pool.swap_remove(i))
     }
 
-    /// Keeps `config.warm_pool` sandboxes prepared ahead of time, with the ephemeral size of the
-    /// latest create: storage made, uid range mapped, cgroup joined, agent waiting. A create
-    /// then only has to apply limits and build the root, which is what makes a cold start fast.
-    /// Entries of another size are dropped as the size changes.
+    /// Keeps `config.warm_pool` sandboxes prepared ahead of time, with the ephemeral size and
+    /// image of the latest create: storage made, uid range mapped, cgroup joined, root assembled,
+    /// agent waiting. A create then only has to apply limits and finish the root, which is what
+    /// makes a cold start fast. Entries of another shape are dropped as the shape changes.
     pub fn refill(self: &Arc<Self>) {
         if self.config.warm_pool == 0 || self.refilling.swap(true, Ordering::SeqCst) {
             return;
@@ -33,12 +48,10 @@ impl Host {
             // took a sandbox finish booting it first.
             tokio::time::sleep(REFILL_DELAY).await;
             loop {
-                let size = host.warm_mb.load(Ordering::Relaxed);
+                let shape = lock(&host.warm_shape).clone();
                 let stale: Vec<Prepared> = {
                     let mut pool = lock(&host.warm);
-                    let (keep, stale) = std::mem::take(&mut *pool)
-                        .into_iter()
-                        .partition(|p| p.spec.ephemeral_mb == size);
+                    let (keep, stale) = std::mem::take(&mut *pool).into_iter().partition(|p| shape.fits(p));
                     *pool = keep;
                     stale
                 };
@@ -58,7 +71,8 @@ impl Host {
                 let spec = PrepareSpec {
                     id: format!("warm-{:010x}", rand::random::<u64>() >> 24),
                     uid_base,
-                    ephemeral_mb: size,
+                    ephemeral_mb: shape.ephemeral_mb,
+                    image: shape.image,
                 };
                 let backend = host.backend.clone();
                 match blocking(move || backend.prepare(&spec).map_err(Error::from)).await {

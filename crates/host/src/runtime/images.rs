@@ -12,10 +12,10 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::mounts::ImageRoot;
+use super::mounts::{self, ImageRoot};
 
 /// Repositories served by the host view.
 pub const HOST_VIEW_REPOSITORIES: &[&str] = &["ubuntu", "debian", "python", "node", "gcc", "bash", "buildpack-deps"];
@@ -96,7 +96,7 @@ pub struct ImageCatalog {
 
 impl ImageCatalog {
     /// Prepares the host view's `/etc` under `data_dir/images/host/etc` and adds `mapped`
-    /// (`NAME=DIR` pairs).
+    /// (`NAME=DIR` pairs), each given the mount points it lacks.
     pub fn prepare(data_dir: &Path, mapped: BTreeMap<String, PathBuf>) -> io::Result<Self> {
         let etc = data_dir.join("images/host/etc");
         build_etc(Path::new("/etc"), &etc)?;
@@ -107,6 +107,15 @@ impl ImageCatalog {
                     format!("image {name}: {} does not look like a root filesystem", dir.display()),
                 ));
             }
+            for point in mounts::dir_image_mount_points() {
+                let path = dir.join(point);
+                if !path.is_dir() {
+                    std::fs::DirBuilder::new()
+                        .mode(0o755)
+                        .create(&path)
+                        .map_err(|e| io::Error::new(e.kind(), format!("image {name}: {}: {e}", path.display())))?;
+                }
+            }
         }
         Ok(Self {
             host_view: ImageRoot::HostView {
@@ -116,6 +125,11 @@ impl ImageCatalog {
             },
             mapped,
         })
+    }
+
+    /// The host view: the root of every Debian-family image.
+    pub fn host_view(&self) -> &ImageRoot {
+        &self.host_view
     }
 
     /// The root filesystem for `image_path`, or the reason it has none.
@@ -254,6 +268,12 @@ mod tests {
             catalog.resolve("myimg:1"),
             Ok(ImageRoot::Dir(rootfs.path().to_path_buf()))
         );
+        for point in ["proc", "dev", "tmp", "workspace"] {
+            assert!(
+                rootfs.path().join(point).is_dir(),
+                "the host made its mount point {point}"
+            );
+        }
         let err = catalog.resolve("quay.io/jupyter/pytorch-notebook:cuda12").unwrap_err();
         assert!(err.starts_with("Unable to verify external image"), "{err}");
         assert!(err.contains("ubuntu:*"), "{err}");

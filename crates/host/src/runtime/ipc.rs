@@ -26,7 +26,10 @@ pub const AGENT_ENV: &str = "FLANKBOX_AGENT";
 /// Host → agent.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum HostMessage {
-    /// First message: how to build the sandbox.
+    /// Sent by an isolating backend as it prepares the sandbox, before any service is known:
+    /// build most of the root. Answered with `Assembled` or `SetupFailed`.
+    Assemble(AssemblyPlan),
+    /// Finish the sandbox for its service. Answered with `Ready` or `SetupFailed`.
     Setup(SetupPlan),
     /// Start a process. Without a PTY, its stdin, stdout and stderr come as three descriptors.
     Spawn(SpawnRequest),
@@ -55,6 +58,8 @@ pub enum HostMessage {
 /// Agent → host.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum AgentMessage {
+    /// The root is assembled; the agent waits for `Setup`.
+    Assembled,
     /// The sandbox is built and waits for commands.
     Ready,
     /// The sandbox could not be built.
@@ -101,14 +106,22 @@ pub enum AgentMessage {
     },
 }
 
-/// How the agent builds the sandbox.
+/// The part of the sandbox that does not depend on its service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SetupPlan {
-    /// Apply namespaces' mounts, pivot_root and seccomp. Off only for the unisolated test runtime.
-    pub isolate: bool,
+pub struct AssemblyPlan {
     /// Host directory (empty) where the new root is assembled.
     pub root: String,
     /// Mount steps, in order, with targets relative to `root`.
+    pub mounts: Vec<MountOp>,
+}
+
+/// How the agent finishes the sandbox for its service.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetupPlan {
+    /// Finish the assembled root, pivot_root and lock down. Off only for the unisolated test
+    /// runtime, which sends no `Assemble`.
+    pub isolate: bool,
+    /// The service's mount steps, after the assembly's.
     pub mounts: Vec<MountOp>,
     /// Host name inside.
     pub hostname: String,
@@ -220,6 +233,33 @@ pub fn recv<M: for<'de> Deserialize<'de>>(sock: RawFd, buf: &mut [u8]) -> io::Re
     Ok(Some((message, fds)))
 }
 
+/// [`recv`] on a blocking socket, waiting at most `timeout` for the message to arrive.
+pub fn recv_within<M: for<'de> Deserialize<'de>>(
+    sock: RawFd,
+    buf: &mut [u8],
+    timeout: std::time::Duration,
+) -> io::Result<Option<(M, Vec<OwnedFd>)>> {
+    let mut pollfd = libc::pollfd {
+        fd: sock,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    loop {
+        // SAFETY: one valid pollfd.
+        match unsafe { libc::poll(&mut pollfd, 1, ms) } {
+            0 => return Err(io::Error::new(io::ErrorKind::TimedOut, "no message in time")),
+            n if n > 0 => return recv(sock, buf),
+            _ => {
+                let err = io::Error::last_os_error();
+                if err.kind() != io::ErrorKind::Interrupted {
+                    return Err(err);
+                }
+            }
+        }
+    }
+}
+
 /// Takes ownership of every descriptor in `msg`'s control data.
 fn take_fds(msg: &libc::msghdr) -> Vec<OwnedFd> {
     let mut fds = Vec::new();
@@ -318,6 +358,22 @@ mod tests {
         let mut buf = vec![0; 64];
         let err = recv::<AgentMessage>(b.as_raw_fd(), &mut buf).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_wait_for_a_message_ends() {
+        let (a, b) = socket_pair().unwrap();
+        let mut buf = vec![0; 64];
+        let quick = std::time::Duration::from_millis(20);
+        let err = recv_within::<AgentMessage>(b.as_raw_fd(), &mut buf, quick).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        send(a.as_raw_fd(), &AgentMessage::Assembled, &[]).unwrap();
+        let got = recv_within::<AgentMessage>(b.as_raw_fd(), &mut buf, quick).unwrap();
+        assert!(matches!(got, Some((AgentMessage::Assembled, _))));
+        drop(a);
+        assert!(recv_within::<AgentMessage>(b.as_raw_fd(), &mut buf, quick)
+            .unwrap()
+            .is_none());
     }
 
     #[test]

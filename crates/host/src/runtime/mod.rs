@@ -64,6 +64,9 @@ pub struct PrepareSpec {
     pub uid_base: u32,
     /// Size of the writable ephemeral area, MB.
     pub ephemeral_mb: u64,
+    /// The root filesystem its root is assembled from, ahead of time. A service of another
+    /// image cannot take it.
+    pub image: ImageRoot,
 }
 
 /// The rest of a sandbox, known once a service boots.
@@ -122,6 +125,23 @@ impl Prepared {
             ephemeral,
             control: Some(control),
             resources: Some(resources),
+        }
+    }
+
+    /// The host end of its agent's control channel, until it is launched.
+    fn control(&self) -> Option<&OwnedFd> {
+        self.control.as_ref()
+    }
+
+    /// Refuses to finish a sandbox whose root was assembled for another image.
+    pub fn ensure_image(&self, image: &ImageRoot) -> Result<(), RuntimeError> {
+        if self.spec.image == *image {
+            Ok(())
+        } else {
+            Err(RuntimeError::Setup(format!(
+                "sandbox {} was prepared for another image",
+                self.spec.id
+            )))
         }
     }
 
@@ -194,6 +214,7 @@ pub trait Backend: Send + Sync + 'static {
     /// Blocking.
     fn prepare(&self, spec: &PrepareSpec) -> Result<Prepared, RuntimeError>;
     /// Applies `spec` to a prepared sandbox: limits now, and the plan its agent must carry out.
+    /// Fails for a sandbox prepared for another image.
     fn finish(&self, prepared: Prepared, spec: &LaunchSpec) -> Result<(Launched, ipc::SetupPlan), RuntimeError>;
     /// Creates the storage of a volume, `size_mb` large, owned by `owner_uid`. Blocking.
     fn create_volume(&self, key: &str, size_mb: u64, owner_uid: u32) -> Result<(), RuntimeError>;

@@ -90,20 +90,6 @@ pub enum ImageRoot {
     Dir(PathBuf),
 }
 
-/// Everything the plan needs.
-#[derive(Debug, Clone)]
-pub struct RootSpec<'a> {
-    /// The root filesystem.
-    pub image: &'a ImageRoot,
-    /// Host directory of the mounted ephemeral filesystem; it holds one subdirectory per
-    /// writable path, see [`WRITABLE_DIRS`].
-    pub ephemeral: &'a Path,
-    /// Volumes: host directory and sandbox path.
-    pub volumes: &'a [(PathBuf, String)],
-    /// Size of `/dev/shm`.
-    pub shm_bytes: u64,
-}
-
 /// Writable paths of a host-view sandbox, each a directory of the ephemeral filesystem, and
 /// their modes. Everything else is read-only.
 pub const WRITABLE_DIRS: &[(&str, u32)] = &[
@@ -120,6 +106,13 @@ pub const WRITABLE_DIRS: &[(&str, u32)] = &[
 
 /// Writable paths of a directory-image sandbox (the image's own `/var` etc. stay visible).
 const DIR_IMAGE_WRITABLE: &[&str] = &["tmp", "root", "home", "workspace", "run"];
+
+/// The directories a directory image needs for mounts. The sandbox cannot make them: the image
+/// belongs to the host's root, no user of the sandbox's. The host adds the missing ones
+/// ([`super::images::ImageCatalog::prepare`]).
+pub fn dir_image_mount_points() -> impl Iterator<Item = &'static str> {
+    ["proc", "dev"].into_iter().chain(DIR_IMAGE_WRITABLE.iter().copied())
+}
 
 /// Device nodes bound from the host.
 const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
@@ -141,11 +134,18 @@ const PROC_READONLY: &[&str] = &[
     "/proc/asound",
 ];
 
-/// Builds the mount plan.
-pub fn plan(spec: &RootSpec<'_>) -> Vec<MountOp> {
+fn host_path(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The first part of the mount plan: the steps that depend only on the image and on
+/// `ephemeral` (the host directory of the mounted ephemeral filesystem, one subdirectory per
+/// writable path, see [`WRITABLE_DIRS`]). A warm sandbox has both before any service takes it,
+/// so its agent carries these out ahead of time: nearly all of the plan.
+pub fn plan_prepared(image: &ImageRoot, ephemeral: &Path) -> Vec<MountOp> {
     let mut ops = Vec::new();
-    let s = |p: &Path| p.to_string_lossy().into_owned();
-    let writable: Vec<&str> = match spec.image {
+    let s = host_path;
+    let writable: Vec<&str> = match image {
         ImageRoot::HostView { usr, etc, hidden } => {
             ops.push(MountOp::Tmpfs {
                 target: "/".into(),
@@ -197,7 +197,7 @@ pub fn plan(spec: &RootSpec<'_>) -> Vec<MountOp> {
                 target: "/".into(),
                 readonly: false,
             });
-            for name in ["proc", "dev"].iter().chain(DIR_IMAGE_WRITABLE) {
+            for name in dir_image_mount_points() {
                 ops.push(MountOp::Mkdir {
                     path: format!("/{name}"),
                     mode: 0o755,
@@ -208,7 +208,7 @@ pub fn plan(spec: &RootSpec<'_>) -> Vec<MountOp> {
     };
     for name in writable {
         ops.push(MountOp::Bind {
-            source: s(&spec.ephemeral.join(name)),
+            source: s(&ephemeral.join(name)),
             target: format!("/{name}"),
             readonly: false,
         });
@@ -253,12 +253,6 @@ pub fn plan(spec: &RootSpec<'_>) -> Vec<MountOp> {
         path: "/dev/shm".into(),
         mode: 0o1777,
     });
-    ops.push(MountOp::Tmpfs {
-        target: "/dev/shm".into(),
-        size_bytes: spec.shm_bytes,
-        mode: 0o1777,
-        readonly: false,
-    });
 
     ops.push(MountOp::Proc { target: "/proc".into() });
     for path in PROC_MASKED {
@@ -267,9 +261,21 @@ pub fn plan(spec: &RootSpec<'_>) -> Vec<MountOp> {
     for path in PROC_READONLY {
         ops.push(MountOp::ReadonlySelf { target: (*path).into() });
     }
+    ops
+}
 
+/// The rest of the plan, known once a service boots: its `/dev/shm` size and its volumes (host
+/// directory, sandbox path), then the root made read-only, which must come last.
+pub fn plan_service(volumes: &[(PathBuf, String)], shm_bytes: u64) -> Vec<MountOp> {
+    let s = host_path;
+    let mut ops = vec![MountOp::Tmpfs {
+        target: "/dev/shm".into(),
+        size_bytes: shm_bytes,
+        mode: 0o1777,
+        readonly: false,
+    }];
     // Shallow paths first, so that a volume at /a/b lands on top of one at /a.
-    let mut volumes: Vec<&(PathBuf, String)> = spec.volumes.iter().collect();
+    let mut volumes: Vec<&(PathBuf, String)> = volumes.iter().collect();
     volumes.sort_by_key(|(_, target)| target.matches('/').count());
     for (source, target) in volumes {
         ops.push(MountOp::Mkdir {
@@ -300,7 +306,7 @@ pub trait Sys {
     ) -> io::Result<()>;
     /// The flags an existing mount has (statvfs `f_flag` translated to `MS_*`).
     fn mount_flags(&mut self, path: &Path) -> io::Result<libc::c_ulong>;
-    /// mkdir -p.
+    /// mkdir -p, with `mode` for a directory it makes; one already there stays as it is.
     fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()>;
     /// Create an empty file if none is there.
     fn touch(&mut self, path: &Path) -> io::Result<()>;
@@ -454,6 +460,10 @@ impl Sys for LinuxSys {
 
     fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
+        if path.is_dir() {
+            // A directory image's own (the host's root's: no chmod from inside), or a volume's.
+            return Ok(());
+        }
         std::fs::DirBuilder::new().recursive(true).mode(mode).create(path)?;
         // mkdir's mode is filtered by the umask; set it exactly (sticky /tmp-style dirs).
         use std::os::unix::fs::PermissionsExt;
@@ -536,12 +546,8 @@ mod tests {
     }
 
     fn calls(image: &ImageRoot, volumes: &[(PathBuf, String)]) -> Vec<String> {
-        let ops = plan(&RootSpec {
-            image,
-            ephemeral: Path::new("/data/eph"),
-            volumes,
-            shm_bytes: 64 << 20,
-        });
+        let mut ops = plan_prepared(image, Path::new("/data/eph"));
+        ops.extend(plan_service(volumes, 64 << 20));
         let mut rec = Recorder::default();
         apply(&mut rec, Path::new("/r"), &ops).unwrap();
         rec.calls
@@ -616,7 +622,11 @@ mod tests {
     #[test]
     fn shm_and_devpts_are_private_instances() {
         let c = calls(&host_view(), &[]);
-        position(&c, "mount tmpfs /r/dev/shm tmpfs size=67108864,mode=1777");
+        let shm = position(&c, "mount tmpfs /r/dev/shm tmpfs size=67108864,mode=1777");
+        assert!(
+            shm > position(&c, "mkdir /r/dev/shm"),
+            "the service's step finds its mount point"
+        );
         position(&c, "mount devpts /r/dev/pts devpts newinstance");
         position(&c, "symlink /r/dev/ptmx -> pts/ptmx");
         let null = position(&c, "touch /r/dev/null");

@@ -561,7 +561,7 @@ async fn read_agent(control: Arc<AsyncFd<OwnedFd>>, waiters: Arc<Mutex<Waiters>>
                     let _ = tx.send(status);
                 }
             }
-            AgentMessage::Ready | AgentMessage::SetupFailed { .. } => {}
+            AgentMessage::Assembled | AgentMessage::Ready | AgentMessage::SetupFailed { .. } => {}
         }
     }
     if let Ok(mut w) = waiters.lock() {

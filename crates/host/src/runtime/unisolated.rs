@@ -85,9 +85,9 @@ impl Backend for UnisolatedBackend {
     }
 
     fn finish(&self, prepared: Prepared, spec: &LaunchSpec) -> Result<(Launched, SetupPlan), RuntimeError> {
+        prepared.ensure_image(&spec.image)?;
         let plan = SetupPlan {
             isolate: false,
-            root: String::new(),
             mounts: Vec::new(),
             hostname: spec.hostname.clone(),
             fallback_cwd: prepared.ephemeral.to_string_lossy().into_owned(),

@@ -41,18 +41,31 @@ impl TestHost {
 
     /// Starts a host with extra arguments.
     pub fn start_with(extra: &[&str]) -> Self {
+        Self::start_program(&Self::program(), extra)
+    }
+
+    /// Starts another build of the host (the bench's A/B mode) with a fresh data directory.
+    pub fn start_program(program: &Path, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().to_path_buf();
-        let mut host = Self::spawn(&data_dir, extra);
+        let mut host = Self::spawn_program(program, &data_dir, extra);
         host._dir = Some(dir);
         host
     }
 
+    /// The host binary: this build's, or FLANKBOX_TEST_HOST_BIN, a copy for a long run
+    /// (scripts/soak) that must not pick up a rebuild half-way.
+    fn program() -> PathBuf {
+        std::env::var_os("FLANKBOX_TEST_HOST_BIN")
+            .unwrap_or_else(|| env!("CARGO_BIN_EXE_flankbox-host").into())
+            .into()
+    }
+
     fn spawn(data_dir: &Path, extra: &[&str]) -> Self {
-        // FLANKBOX_TEST_HOST_BIN: a copy of the binary, for a long run (scripts/soak) that must
-        // not pick up a rebuild half-way.
-        let program =
-            std::env::var_os("FLANKBOX_TEST_HOST_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_flankbox-host").into());
+        Self::spawn_program(&Self::program(), data_dir, extra)
+    }
+
+    fn spawn_program(program: &Path, data_dir: &Path, extra: &[&str]) -> Self {
         let mut child = Command::new(program)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)

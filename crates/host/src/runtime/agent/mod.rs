@@ -2,11 +2,11 @@
 //!
 //! The host starts its own binary in the sandbox's fresh namespaces with [`ipc::AGENT_ENV`] set;
 //! `main` hands over to [`main`] before anything else runs, so the agent is single-threaded and
-//! may start commands with `clone(CLONE_VM | CLONE_VFORK)` ([`child`]). It builds the root from
-//! the host's [`SetupPlan`], locks itself down (`no_new_privs`, a reduced capability bounding
-//! set, seccomp, not dumpable), then starts and reaps processes on request until the host says
-//! stop or goes away. When PID 1 exits, the
-//! kernel kills everything else in the sandbox.
+//! may start commands with `clone(CLONE_VM | CLONE_VFORK)` ([`child`]). It assembles the root
+//! from the host's [`AssemblyPlan`] while it waits in the warm pool, finishes it from the
+//! [`SetupPlan`] at boot, locks itself down (`no_new_privs`, a reduced capability bounding set,
+//! seccomp, not dumpable), then starts and reaps processes on request until the host says stop
+//! or goes away. When PID 1 exits, the kernel kills everything else in the sandbox.
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 mod child;
 
-use super::ipc::{self, AgentMessage, HostMessage, SetupPlan, SpawnRequest, AGENT_FD};
+use super::ipc::{self, AgentMessage, AssemblyPlan, HostMessage, SetupPlan, SpawnRequest, AGENT_FD};
 use super::mounts::{self, LinuxSys};
 use super::seccomp;
 
@@ -127,30 +127,47 @@ impl Agent {
         ipc::send(self.control.as_raw_fd(), message, fds)
     }
 
+    /// Launched → (`Assemble` → assembled) → `Setup` → ready, then serving. An isolated
+    /// sandbox is assembled while it waits in the warm pool, so that a boot only finishes it.
     fn run(&mut self) -> io::Result<()> {
-        let plan = match ipc::recv::<HostMessage>(self.control.as_raw_fd(), &mut self.buf)? {
-            Some((HostMessage::Setup(plan), _)) => plan,
-            _ => return Err(io::Error::other("expected Setup first")),
+        let mut root = None;
+        let plan = loop {
+            match ipc::recv::<HostMessage>(self.control.as_raw_fd(), &mut self.buf)? {
+                Some((HostMessage::Assemble(assembly), _)) if root.is_none() => {
+                    self.report(assemble(&assembly), AgentMessage::Assembled)?;
+                    root = Some(assembly.root);
+                }
+                Some((HostMessage::Setup(plan), _)) => break plan,
+                _ => return Err(io::Error::other("expected Assemble or Setup first")),
+            }
         };
         self.isolated = plan.isolate;
         let setup = CString::new(plan.fallback_cwd.as_bytes())
             .map_err(io::Error::other)
             .and_then(|cwd| {
                 self.fallback_cwd = cwd;
-                if plan.isolate {
-                    build_sandbox(&plan)
-                } else {
-                    not_isolated()
+                match (plan.isolate, &root) {
+                    (true, Some(root)) => finish_sandbox(root, &plan),
+                    (true, None) => Err(io::Error::other("an isolated sandbox must be assembled first")),
+                    (false, _) => not_isolated(),
                 }
             });
-        match setup {
-            Ok(()) => self.send(&AgentMessage::Ready, &[])?,
+        self.report(setup, AgentMessage::Ready)?;
+        self.serve()
+    }
+
+    /// Tells the host how a setup step went: `done`, or `SetupFailed` and the error back.
+    fn report<T>(&self, step: io::Result<T>, done: AgentMessage) -> io::Result<T> {
+        match step {
+            Ok(value) => {
+                self.send(&done, &[])?;
+                Ok(value)
+            }
             Err(e) => {
                 self.send(&AgentMessage::SetupFailed { message: e.to_string() }, &[])?;
-                return Err(e);
+                Err(e)
             }
         }
-        self.serve()
     }
 
     fn serve(&mut self) -> io::Result<()> {
@@ -199,7 +216,7 @@ impl Agent {
     /// Handles one host message; returns the grace period when the host asks to stop.
     fn handle(&mut self, message: HostMessage, passed: Vec<OwnedFd>) -> io::Result<Option<Duration>> {
         match message {
-            HostMessage::Setup(_) => {}
+            HostMessage::Assemble(_) | HostMessage::Setup(_) => {}
             HostMessage::Spawn(req) => {
                 let id = req.id;
                 match self.spawn(&req, passed) {
@@ -441,9 +458,8 @@ impl SpawnError {
     }
 }
 
-/// Builds the sandbox: cgroup namespace, the mount plan, host name, loopback, pivot_root, then
-/// the lock-down.
-fn build_sandbox(plan: &SetupPlan) -> io::Result<()> {
+/// Builds what does not depend on the service: cgroup namespace, the assembly's mounts, loopback.
+fn assemble(assembly: &AssemblyPlan) -> io::Result<()> {
     // SAFETY: each call below is a plain syscall with valid, NUL-terminated arguments.
     unsafe {
         // The launcher put us in our cgroups already; now they look like the root.
@@ -460,17 +476,22 @@ fn build_sandbox(plan: &SetupPlan) -> io::Result<()> {
             "make / private",
         )?;
     }
-    let root = Path::new(&plan.root);
-    mounts::apply(&mut LinuxSys, root, &plan.mounts)?;
+    mounts::apply(&mut LinuxSys, Path::new(&assembly.root), &assembly.mounts)?;
+    loopback_up()
+}
+
+/// Finishes an assembled sandbox for its service: its mounts, host name, pivot_root, then the
+/// lock-down.
+fn finish_sandbox(root: &str, plan: &SetupPlan) -> io::Result<()> {
+    mounts::apply(&mut LinuxSys, Path::new(root), &plan.mounts)?;
+    let root = CString::new(root).map_err(|_| io::Error::other("bad root"))?;
     let hostname = CString::new(plan.hostname.as_bytes()).map_err(|_| io::Error::other("bad hostname"))?;
-    let root_c = CString::new(plan.root.as_bytes()).map_err(|_| io::Error::other("bad root"))?;
     // SAFETY: plain syscalls with valid arguments.
     unsafe {
         check(libc::sethostname(hostname.as_ptr(), plan.hostname.len()), "sethostname")?;
-        loopback_up()?;
         // pivot_root(".", ".") stacks the old root under the new one; detaching it leaves
         // nothing of the host reachable.
-        check(libc::chdir(root_c.as_ptr()), "chdir to the new root")?;
+        check(libc::chdir(root.as_ptr()), "chdir to the new root")?;
         check(
             libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as libc::c_int,
             "pivot_root",

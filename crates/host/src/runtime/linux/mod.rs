@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 
 use cgroup::{Cgroup, CgroupLayout};
 
-use super::ipc::{self, SetupPlan, AGENT_FD};
-use super::mounts::{self, ImageRoot, RootSpec, WRITABLE_DIRS};
+use super::ipc::{self, AgentMessage, AssemblyPlan, HostMessage, SetupPlan, AGENT_FD};
+use super::mounts::{self, ImageRoot, WRITABLE_DIRS};
 use super::{Backend, LaunchSpec, Launched, PrepareSpec, Prepared, Resources, RuntimeError};
 
 /// Size of each sandbox's uid/gid range.
@@ -36,6 +36,10 @@ pub fn range_base(uid: u32) -> u32 {
         UID_BASE + (uid - UID_BASE) / UID_RANGE * UID_RANGE
     }
 }
+
+/// Longest wait for an agent to assemble a root (a few milliseconds, unless the machine is
+/// swamped).
+const ASSEMBLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// The namespaced, cgroup-limited backend.
 #[derive(Debug)]
@@ -98,6 +102,33 @@ impl LinuxBackend {
         match path.strip_prefix(&self.data_dir) {
             Ok(rel) => Path::new(".").join(rel),
             Err(_) => path.to_path_buf(),
+        }
+    }
+
+    /// Has a prepared sandbox's agent assemble its root and waits until it has.
+    fn assemble(&self, prepared: &Prepared) -> io::Result<()> {
+        let control = prepared
+            .control()
+            .ok_or_else(|| io::Error::other("the agent is gone"))?;
+        let image = match &prepared.spec.image {
+            ImageRoot::HostView { usr, etc, hidden } => ImageRoot::HostView {
+                usr: usr.clone(),
+                etc: self.relative(etc),
+                hidden: hidden.clone(),
+            },
+            other => other.clone(),
+        };
+        let plan = AssemblyPlan {
+            root: self.relative(&prepared.root).to_string_lossy().into_owned(),
+            mounts: mounts::plan_prepared(&image, &self.relative(&prepared.ephemeral)),
+        };
+        ipc::send(control.as_raw_fd(), &HostMessage::Assemble(plan), &[])?;
+        let mut buf = vec![0u8; 64 << 10];
+        match ipc::recv_within::<AgentMessage>(control.as_raw_fd(), &mut buf, ASSEMBLY_TIMEOUT)? {
+            Some((AgentMessage::Assembled, _)) => Ok(()),
+            Some((AgentMessage::SetupFailed { message }, _)) => Err(io::Error::other(message)),
+            Some((other, _)) => Err(io::Error::other(format!("unexpected answer to Assemble: {other:?}"))),
+            None => Err(io::Error::other("the agent exited while assembling")),
         }
     }
 
@@ -215,42 +246,31 @@ impl Backend for LinuxBackend {
             )?;
             Ok::<_, io::Error>((pid, host_end, ephemeral))
         })();
-        match result {
-            Ok((pid, control, ephemeral)) => Ok(Prepared::new(spec.clone(), pid, control, resources, root, ephemeral)),
+        let prepared = match result {
+            Ok((pid, control, ephemeral)) => Prepared::new(spec.clone(), pid, control, resources, root, ephemeral),
             Err(e) => {
                 resources.release();
-                Err(e.into())
+                return Err(e.into());
             }
-        }
+        };
+        // On failure, dropping `prepared` kills the agent and frees the rest.
+        self.assemble(&prepared)?;
+        Ok(prepared)
     }
 
     fn finish(&self, prepared: Prepared, spec: &LaunchSpec) -> Result<(Launched, SetupPlan), RuntimeError> {
         if let Some(r) = prepared.resources() {
             r.set_limits(spec.limits)?;
         }
+        prepared.ensure_image(&spec.image)?;
         let volumes: Vec<(PathBuf, String)> = spec
             .volumes
             .iter()
             .map(|(host, at)| (self.relative(host), at.clone()))
             .collect();
-        let image = match &spec.image {
-            ImageRoot::HostView { usr, etc, hidden } => ImageRoot::HostView {
-                usr: usr.clone(),
-                etc: self.relative(etc),
-                hidden: hidden.clone(),
-            },
-            other => other.clone(),
-        };
-        let ops = mounts::plan(&RootSpec {
-            image: &image,
-            ephemeral: &self.relative(&prepared.ephemeral),
-            volumes: &volumes,
-            shm_bytes: spec.shm_mb << 20,
-        });
         let plan = SetupPlan {
             isolate: true,
-            root: self.relative(&prepared.root).to_string_lossy().into_owned(),
-            mounts: ops,
+            mounts: mounts::plan_service(&volumes, spec.shm_mb << 20),
             hostname: spec.hostname.clone(),
             fallback_cwd: "/".into(),
         };

@@ -196,9 +196,13 @@ pub fn decode_frame(frame: &[u8], base64: bool) -> Result<ExecEvent> {
         let event = decode_frame_onto(frame, &mut data)?;
         Ok(event.unwrap_or(ExecEvent::Stdout(data)))
     } else {
+        let output = |stderr, bytes| match stderr {
+            true => ExecEvent::Stderr(bytes),
+            false => ExecEvent::Stdout(bytes),
+        };
         Ok(match decode_text_frame(frame)? {
-            TextFrame::Literal { text, .. } => ExecEvent::Stdout(text.as_bytes().to_vec()),
-            TextFrame::Unescaped(text) => ExecEvent::Stdout(text.into_bytes()),
+            TextFrame::Literal { stderr, text, .. } => output(stderr, text.as_bytes().to_vec()),
+            TextFrame::Unescaped { stderr, text } => output(stderr, text.into_bytes()),
             TextFrame::Other(event) => event,
         })
     }
@@ -221,24 +225,31 @@ pub fn decode_frame_onto(frame: &[u8], stdout: &mut Vec<u8>) -> Result<Option<Ex
 pub enum TextFrame<'a> {
     /// Output with nothing escaped: the frame's own bytes.
     Literal {
+        /// Whether it is error output.
+        stderr: bool,
         /// The output.
         text: &'a str,
         /// Where it lies in the frame.
         at: Range<usize>,
     },
     /// Output unescaped from the frame.
-    Unescaped(String),
+    Unescaped {
+        /// Whether it is error output.
+        stderr: bool,
+        /// The output.
+        text: String,
+    },
     /// Anything else.
     Other(ExecEvent),
 }
 
-/// As [`decode_frame`] for a text session, but a `stdOut` frame in the host's form is read with
+/// As [`decode_frame`] for a text session, but an output frame in the host's form is read with
 /// no JSON parse ([`output_frame::read_text`]), and with no copy when nothing in it is escaped.
 pub fn decode_text_frame(frame: &[u8]) -> Result<TextFrame<'_>> {
-    if let Some(at) = output_frame::stdout_data_range(frame) {
+    if let Some((stderr, at)) = output_frame::output_data_range(frame) {
         match output_frame::read_text(&frame[at.clone()]) {
-            Some(Cow::Borrowed(text)) => return Ok(TextFrame::Literal { text, at }),
-            Some(Cow::Owned(text)) => return Ok(TextFrame::Unescaped(text)),
+            Some(Cow::Borrowed(text)) => return Ok(TextFrame::Literal { stderr, text, at }),
+            Some(Cow::Owned(text)) => return Ok(TextFrame::Unescaped { stderr, text }),
             None => {}
         }
     }
@@ -450,18 +461,41 @@ mod tests {
     }
 
     #[test]
-    fn text_stdout_in_the_hosts_form_is_read_without_json() {
+    fn text_output_in_the_hosts_form_is_read_without_json() {
         let frame = "{\"type\":\"stdOut\",\"data\":\"hi ☃\"}";
         assert_eq!(
             decode_text_frame(frame.as_bytes()).unwrap(),
             TextFrame::Literal {
+                stderr: false,
                 text: "hi ☃",
                 at: 25..31
             }
         );
         assert_eq!(
             decode_text_frame(br#"{"type":"stdOut","data":"a\nb\u00e9"}"#).unwrap(),
-            TextFrame::Unescaped("a\nb\u{e9}".into())
+            TextFrame::Unescaped {
+                stderr: false,
+                text: "a\nb\u{e9}".into()
+            }
+        );
+        assert_eq!(
+            decode_text_frame(br#"{"type":"stdErr","data":"oops"}"#).unwrap(),
+            TextFrame::Literal {
+                stderr: true,
+                text: "oops",
+                at: 25..29
+            }
+        );
+        assert_eq!(
+            decode_text_frame(br#"{"type":"stdErr","data":"no\tfile\n"}"#).unwrap(),
+            TextFrame::Unescaped {
+                stderr: true,
+                text: "no\tfile\n".into()
+            }
+        );
+        assert_eq!(
+            decode_frame(br#"{"type":"stdErr","data":"no\tfile\n"}"#, false).unwrap(),
+            ExecEvent::Stderr("no\tfile\n".into())
         );
         // A surrogate pair, in another form, or another key order: the JSON reader's.
         for (frame, text) in [

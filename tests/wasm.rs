@@ -283,6 +283,36 @@ async fn spawn_with_a_tty_resizes_and_takes_input() {
     resolve(sb.destroy(JsValue::UNDEFINED)).await.unwrap();
 }
 
+#[wasm_bindgen_test]
+async fn spawn_streams_stdout_and_stderr_apart() {
+    let nf = client();
+    let sb = create(&nf, JsValue::UNDEFINED).await;
+    let script = "printf 'out\\n'; printf 'err\\tone\\n' >&2; printf 'caf\\303\\251\\n' >&2; exit 2";
+    let proc = resolve(sb.spawn(s(script), JsValue::UNDEFINED))
+        .await
+        .unwrap()
+        .into_process();
+    let (mut out, mut err) = (String::new(), String::new());
+    read_to_end(&proc.stdout().get_reader().unchecked_into(), &mut out).await;
+    read_to_end(&proc.stderr().get_reader().unchecked_into(), &mut err).await;
+    assert_eq!((out.as_str(), err.as_str()), ("out\n", "err\tone\ncafé\n"));
+    let exit = resolve(proc.wait()).await.unwrap();
+    assert_eq!(get(&exit, "exitCode").as_f64(), Some(2.0));
+    resolve(sb.destroy(JsValue::UNDEFINED)).await.unwrap();
+}
+
+async fn read_to_end(reader: &web_sys::ReadableStreamDefaultReader, out: &mut String) {
+    loop {
+        let chunk = resolve(reader.read()).await.unwrap();
+        if get(&chunk, "done").as_bool() == Some(true) {
+            return;
+        }
+        out.push_str(&String::from_utf8_lossy(
+            &get(&chunk, "value").dyn_into::<Uint8Array>().unwrap().to_vec(),
+        ));
+    }
+}
+
 trait IntoProcess {
     fn into_process(self) -> SandboxProcess;
 }

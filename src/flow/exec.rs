@@ -92,13 +92,13 @@ pub fn as_text(bytes: &[u8]) -> std::borrow::Cow<'_, str> {
 /// Runs `argv` to its end. Binary input (bytes that are not UTF-8, or a stream) asks for a base64
 /// session; otherwise frames are text. A session that closes before the completion is a lost
 /// stream, never an exit.
-pub async fn run<T, S>(
+pub async fn run<'a, T, S>(
     t: &T,
     sandbox: &SandboxRef,
     argv: Vec<String>,
     stdin: Stdin<S>,
-    mut stdout: Output<'_>,
-    mut stderr: Output<'_>,
+    mut stdout: Output<'a>,
+    mut stderr: Output<'a>,
 ) -> Result<ExecResult>
 where
     T: Transport,
@@ -159,15 +159,24 @@ where
             } else {
                 match decode_text_frame(&frame)? {
                     // Handed on, then kept without a copy: the frame itself, or the new text.
-                    TextFrame::Literal { text, at } => {
-                        stdout.hand_on(text);
-                        stdout.kept.push_frame(frame, at);
+                    TextFrame::Literal {
+                        stderr: to_stderr,
+                        text,
+                        at,
+                    } => {
+                        let output = if to_stderr { &mut stderr } else { &mut stdout };
+                        output.hand_on(text);
+                        output.kept.push_frame(frame, at);
                         continue;
                     }
-                    TextFrame::Unescaped(text) => {
-                        stdout.hand_on(&text);
+                    TextFrame::Unescaped {
+                        stderr: to_stderr,
+                        text,
+                    } => {
+                        let output = if to_stderr { &mut stderr } else { &mut stdout };
+                        output.hand_on(&text);
                         let len = text.len();
-                        stdout.kept.push_frame(text.into_bytes(), 0..len);
+                        output.kept.push_frame(text.into_bytes(), 0..len);
                         continue;
                     }
                     TextFrame::Other(event) => event,

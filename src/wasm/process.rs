@@ -141,15 +141,16 @@ fn completed(shared: &Shared, c: &Completion) -> JsValue {
     super::types::to_js(c)
 }
 
-/// Reads a frame; text output read without JSON ([`decode_text_frame`]) goes straight into the
-/// stdout stream (then there is no event).
+/// Reads a frame; text output read without JSON ([`decode_text_frame`]) goes straight into its
+/// stream (then there is no event).
 fn decode(shared: &Shared, frame: &[u8]) -> Result<Option<ExecEvent>> {
     if shared.base64 {
         return decode_frame(frame, true).map(Some);
     }
+    let feed = |stderr| if stderr { &shared.stderr } else { &shared.stdout };
     match decode_text_frame(frame)? {
-        TextFrame::Literal { text, .. } => shared.stdout.push_text(text),
-        TextFrame::Unescaped(text) => shared.stdout.push_text(&text),
+        TextFrame::Literal { stderr, text, .. } => feed(stderr).push_text(text),
+        TextFrame::Unescaped { stderr, text } => feed(stderr).push_text(&text),
         TextFrame::Other(event) => return Ok(Some(event)),
     }
     Ok(None)

@@ -26,7 +26,19 @@ pub fn stdout_data(frame: &[u8]) -> Option<&[u8]> {
 
 /// Where [`stdout_data`] lies in the frame.
 pub fn stdout_data_range(frame: &[u8]) -> Option<std::ops::Range<usize>> {
-    let (prefix, suffix) = (prefix(false).as_bytes(), SUFFIX.as_bytes());
+    data_range(frame, false)
+}
+
+/// Where the data of an output frame in the host's form lies, and whether the frame is
+/// `stdErr`'s.
+pub fn output_data_range(frame: &[u8]) -> Option<(bool, std::ops::Range<usize>)> {
+    [false, true]
+        .into_iter()
+        .find_map(|stderr| data_range(frame, stderr).map(|at| (stderr, at)))
+}
+
+fn data_range(frame: &[u8], stderr: bool) -> Option<std::ops::Range<usize>> {
+    let (prefix, suffix) = (prefix(stderr).as_bytes(), SUFFIX.as_bytes());
     let form = frame.starts_with(prefix) && frame.ends_with(suffix) && frame.len() >= prefix.len() + suffix.len();
     form.then(|| prefix.len()..frame.len() - suffix.len())
 }
@@ -280,11 +292,17 @@ mod tests {
             let bytes: Vec<u8> = picks.iter().flat_map(|&k| PIECES[k].iter().copied()).collect();
             let odd = [prefix(stderr).as_bytes(), &bytes, SUFFIX.as_bytes()].concat();
             let json = serde_json::from_slice::<ServerFrame>(&odd);
-            match stdout_data(&odd).and_then(read_text) {
-                Some(read) => proptest::prop_assert_eq!(json.unwrap(), ServerFrame::StdOut(read.into_owned())),
+            let read = output_data_range(&odd).and_then(|(is_err, at)| Some((is_err, read_text(&odd[at])?)));
+            match read {
+                Some((is_err, read)) => {
+                    proptest::prop_assert_eq!(is_err, stderr);
+                    let read = read.into_owned();
+                    let expected = if stderr { ServerFrame::StdErr(read) } else { ServerFrame::StdOut(read) };
+                    proptest::prop_assert_eq!(json.unwrap(), expected);
+                }
                 // Only a surrogate escape, which the JSON reader may take, is left to it.
                 None => proptest::prop_assert!(
-                    json.is_err() || stderr || bytes.windows(3).any(|w| w == br"\ud" || w == br"\uD"),
+                    json.is_err() || bytes.windows(3).any(|w| w == br"\ud" || w == br"\uD"),
                     "{:?}", String::from_utf8_lossy(&bytes)
                 ),
             }

@@ -51,27 +51,35 @@ fn exec_streams_text_output_to_the_callbacks_and_keeps_it() {
 fn output_frames_in_the_hosts_form_read_as_any_other() {
     // serde_json's `Value` writes keys in order ("data" first): these are as the host writes
     // them, which the client reads without JSON unless something is escaped.
-    let host_form = |text: &str| {
-        let mut frame = output_frame::prefix(false).to_string();
+    let host_form = |stderr: bool, text: &str| {
+        let mut frame = output_frame::prefix(stderr).to_string();
         output_frame::push_escaped(&mut frame, text);
         frame + output_frame::SUFFIX
     };
     let t = Memory::new().session_of_text(
         &[
             started().to_string(),
-            host_form("héllo "),
-            host_form("\"quoted\"\tand\n"),
-            json!({ "type": "stdErr", "data": "warn" }).to_string(),
-            host_form("world"),
+            host_form(false, "héllo "),
+            host_form(true, "warn: "),
+            host_form(false, "\"quoted\"\tand\n"),
+            json!({ "type": "stdErr", "data": "not " }).to_string(),
+            host_form(true, "found\n"),
+            host_form(false, "world"),
             completion(0).to_string(),
         ],
         1000,
     );
     let (result, out, err) = exec_with::<NoStream>(&t, exec::Stdin::Closed, 1 << 20);
-    let expected = "héllo \"quoted\"\tand\nworld";
+    let result = result.unwrap();
+    let (expected, expected_err) = ("héllo \"quoted\"\tand\nworld", "warn: not found\n");
     assert_eq!(
-        (result.unwrap().stdout.as_str(), out.as_str(), err.as_str()),
-        (expected, expected, "warn")
+        (
+            result.stdout.as_str(),
+            out.as_str(),
+            result.stderr.as_str(),
+            err.as_str()
+        ),
+        (expected, expected, expected_err, expected_err)
     );
 }
 

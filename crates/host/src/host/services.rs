@@ -30,6 +30,7 @@ impl Host {
             .and_then(|o| o.volumes_to_attach.clone())
             .unwrap_or_default();
         self.touch_project(&scope.project_id)?;
+        let with_volumes = !volume_ids.is_empty();
 
         let now = now_iso();
         let ephemeral_mb = spec
@@ -109,7 +110,10 @@ impl Host {
         };
         self.poke(&entry);
         self.sync_tcp(&entry);
-        *lock(&self.warm_shape) = WarmShape { ephemeral_mb, image };
+        // A service with volumes boots cold (see `assign_uid_range`): the pool keeps its shape.
+        if !with_volumes {
+            *lock(&self.warm_shape) = WarmShape { ephemeral_mb, image };
+        }
         self.refill();
         let service = entry.record().to_service();
         Ok(service)

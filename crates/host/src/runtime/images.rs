@@ -109,12 +109,11 @@ impl ImageCatalog {
             }
             for point in mounts::dir_image_mount_points() {
                 let path = dir.join(point);
-                if !path.is_dir() {
-                    std::fs::DirBuilder::new()
-                        .mode(0o755)
-                        .create(&path)
-                        .map_err(|e| io::Error::new(e.kind(), format!("image {name}: {}: {e}", path.display())))?;
-                }
+                let made = mounts::existing_mount_point(&path).and_then(|there| match there {
+                    true => Ok(()),
+                    false => fs::DirBuilder::new().mode(0o755).create(&path),
+                });
+                made.map_err(|e| io::Error::new(e.kind(), format!("image {name}: {}: {e}", path.display())))?;
             }
         }
         Ok(Self {

@@ -244,8 +244,10 @@ pub fn recv_within<M: for<'de> Deserialize<'de>>(
         events: libc::POLLIN,
         revents: 0,
     };
-    let ms = libc::c_int::try_from(timeout.as_millis()).unwrap_or(libc::c_int::MAX);
+    let deadline = std::time::Instant::now() + timeout;
     loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
         // SAFETY: one valid pollfd.
         match unsafe { libc::poll(&mut pollfd, 1, ms) } {
             0 => return Err(io::Error::new(io::ErrorKind::TimedOut, "no message in time")),

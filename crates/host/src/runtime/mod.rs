@@ -84,14 +84,14 @@ pub struct LaunchSpec {
     pub volumes: Vec<(PathBuf, String)>,
 }
 
-/// A prepared sandbox: its agent runs in its namespaces and waits for a plan. Dropping it
-/// kills the agent and frees everything.
+/// A prepared sandbox: its agent runs in its namespaces, its root assembled (by an isolating
+/// backend), and waits for the service's plan. Dropping it kills the agent and frees everything.
 pub struct Prepared {
     /// What it was prepared with.
     pub spec: PrepareSpec,
     /// Host pid of the agent.
     pub pid: i32,
-    /// Where its root will be assembled (host path).
+    /// Where its root is assembled (host path).
     pub root: PathBuf,
     /// Its mounted ephemeral filesystem (host path).
     pub ephemeral: PathBuf,
@@ -210,8 +210,9 @@ pub trait Backend: Send + Sync + 'static {
     fn describe(&self) -> String;
     /// Whether sandboxes are really isolated.
     fn isolated(&self) -> bool;
-    /// Prepares a sandbox: storage, uid range, cgroup, and its agent in fresh namespaces.
-    /// Blocking.
+    /// Prepares a sandbox: storage, uid range, cgroup, its agent in fresh namespaces, and (when
+    /// isolating) its root assembled for `spec.image`. Blocking, for a few milliseconds unless
+    /// the machine is swamped.
     fn prepare(&self, spec: &PrepareSpec) -> Result<Prepared, RuntimeError>;
     /// Applies `spec` to a prepared sandbox: limits now, and the plan its agent must carry out.
     /// Fails for a sandbox prepared for another image.

@@ -306,7 +306,8 @@ pub trait Sys {
     ) -> io::Result<()>;
     /// The flags an existing mount has (statvfs `f_flag` translated to `MS_*`).
     fn mount_flags(&mut self, path: &Path) -> io::Result<libc::c_ulong>;
-    /// mkdir -p, with `mode` for a directory it makes; one already there stays as it is.
+    /// mkdir -p, with `mode` for a directory it makes; one already there stays as it is, and
+    /// anything else there (a link) is refused.
     fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()>;
     /// Create an empty file if none is there.
     fn touch(&mut self, path: &Path) -> io::Result<()>;
@@ -403,6 +404,19 @@ fn bind(sys: &mut dyn Sys, source: &Path, target: &Path, readonly: bool) -> io::
     Ok(())
 }
 
+/// Whether a directory to mount on is at `path` already (`false`: nothing is). Anything else
+/// there is refused: a link would be followed before the pivot, where `/` is still the host's.
+pub fn existing_mount_point(path: &Path) -> io::Result<bool> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => Ok(true),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a mount point must be a directory, not a link or a file",
+        )),
+        Err(_) => Ok(false),
+    }
+}
+
 /// The real syscalls.
 #[derive(Debug, Default)]
 pub struct LinuxSys;
@@ -460,7 +474,7 @@ impl Sys for LinuxSys {
 
     fn mkdir_all(&mut self, path: &Path, mode: u32) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
-        if path.is_dir() {
+        if existing_mount_point(path)? {
             // A directory image's own (the host's root's: no chmod from inside), or a volume's.
             return Ok(());
         }

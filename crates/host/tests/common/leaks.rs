@@ -170,9 +170,8 @@ fn all_processes() -> Vec<(i32, i32, String)> {
 /// The host's agents that run nothing: prepared sandboxes, as the warm pool holds them.
 pub fn idle_agents(host_pid: u32) -> Vec<i32> {
     let all = all_processes();
-    all.iter()
-        .filter(|(_, ppid, name)| *ppid == host_pid as i32 && name == "flankbox-agent")
-        .map(|(pid, _, _)| *pid)
+    agents_of(host_pid)
+        .into_iter()
         .filter(|agent| !all.iter().any(|(_, ppid, _)| ppid == agent))
         .collect()
 }

@@ -138,7 +138,7 @@ impl Agent {
                     root = Some(assembly.root);
                 }
                 Some((HostMessage::Setup(plan), _)) => break plan,
-                _ => return Err(io::Error::other("expected Assemble or Setup first")),
+                _ => return Err(io::Error::other("expected one Assemble, then Setup")),
             }
         };
         self.isolated = plan.isolate;

@@ -259,10 +259,10 @@ impl Backend for LinuxBackend {
     }
 
     fn finish(&self, prepared: Prepared, spec: &LaunchSpec) -> Result<(Launched, SetupPlan), RuntimeError> {
+        prepared.ensure_image(&spec.image)?;
         if let Some(r) = prepared.resources() {
             r.set_limits(spec.limits)?;
         }
-        prepared.ensure_image(&spec.image)?;
         let volumes: Vec<(PathBuf, String)> = spec
             .volumes
             .iter()

@@ -10,7 +10,7 @@
 //! sample counts; `BENCH_ONLY=ports` runs only the port proxy part, `BENCH_ONLY=cold` only
 //! the cold starts, `BENCH_ONLY=exec` only the exec round trips, `BENCH_ONLY=throughput` only the exec output throughput.
 //! `BENCH_AB=PATH` (another build of `flankbox-host`) adds that build's cold starts, taken in
-//! turn with this build's, as a second row.
+//! turn with this build's, as a second row (with or without `BENCH_ONLY=cold`).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -115,9 +115,9 @@ async fn exec_once(host: &TestHost, service: &str, command: serde_json::Value) -
     (first.unwrap_or_default(), started.elapsed())
 }
 
-/// `runs` cold starts on each of `hosts`, taken in turn: each creates a service, polls it to
-/// COMPLETED, execs `echo x` and times the first output byte; a bare spawn is measured before
-/// each turn.
+/// `runs` cold starts on each of `hosts`, taken in turn (each round in the other order, so that
+/// neither always follows the other's refill): each creates a service, polls it to COMPLETED,
+/// execs `echo x` and times the first output byte; a bare spawn is measured before each round.
 async fn cold_starts(hosts: &[&TestHost], runs: usize) -> (Vec<Vec<Duration>>, Vec<Duration>) {
     for host in hosts {
         // Warm-up: the first boot pays for page-cache misses.
@@ -130,8 +130,12 @@ async fn cold_starts(hosts: &[&TestHost], runs: usize) -> (Vec<Vec<Duration>>, V
         // between two users' creates): this VM runs noticeably slower right after idling.
         tokio::time::sleep(PAUSE).await;
         base.push(bare_namespaced_spawn());
-        for (host, cold) in hosts.iter().zip(&mut cold) {
-            cold.push(cold_start(host, i).await);
+        let mut order: Vec<usize> = (0..hosts.len()).collect();
+        if i % 2 == 1 {
+            order.reverse();
+        }
+        for k in order {
+            cold[k].push(cold_start(hosts[k], i).await);
         }
     }
     (cold, base)
@@ -193,7 +197,7 @@ async fn main() {
         "exec" => return exec_round_trips(&TestHost::start(), 300 * scale).await,
         _ => {}
     }
-    cold_starts_row(&TestHost::start(), 40 * scale, COLD_ROW).await;
+    cold_starts_ab(40 * scale).await;
     let no_pool = TestHost::start_with(&["--warm-pool", "0"]);
     cold_starts_row(&no_pool, 20 * scale, "  the same with --warm-pool 0").await;
     drop(no_pool);

@@ -44,26 +44,46 @@ fn mini_rootfs(dir: &Path) {
     }
 }
 
-/// Waits until the pool holds a sandbox other than `not`'s: an idle agent whose root is
-/// assembled (its own `proc` is mounted there), and returns its pid.
-async fn pool_holds(host: &TestHost, not: &[i32]) -> i32 {
+/// What a warm sandbox's root is made of, as its agent's mount table shows it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Root {
+    /// A tmpfs: the host view.
+    HostView,
+    /// A bind of the directory image.
+    Directory,
+}
+
+/// Waits until the pool holds a sandbox whose root is `kind`, assembled to its last step (the
+/// read-only `/proc/sys`), and gives the host a moment to put it in the pool.
+async fn pool_holds(host: &TestHost, kind: Root) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let assembled = |pid: &i32| {
-            std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).is_ok_and(|m| {
-                m.lines()
-                    .any(|l| l.split(' ').nth(4).is_some_and(|at| at.ends_with("/root/proc")))
-            })
+    let root_of = |pid: i32| {
+        let table = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).ok()?;
+        // Mount point is the 5th field; the filesystem type follows the " - " separator.
+        let at = |suffix: &str| {
+            table
+                .lines()
+                .find(|l| l.split(' ').nth(4).is_some_and(|at| at.ends_with(suffix)))
         };
-        let held = idle_agents(host.pid())
-            .into_iter()
-            .find(|p| !not.contains(p) && assembled(p));
-        if let Some(pid) = held {
-            return pid;
-        }
-        assert!(Instant::now() < deadline, "the warm pool did not refill");
+        at("/root/proc/sys")?;
+        let fs_type = at("/root")?.split(" - ").nth(1)?.split(' ').next()?;
+        Some(if fs_type == "tmpfs" {
+            Root::HostView
+        } else {
+            Root::Directory
+        })
+    };
+    while !idle_agents(host.pid())
+        .into_iter()
+        .any(|pid| root_of(pid) == Some(kind))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the warm pool did not prepare a {kind:?} root"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    tokio::time::sleep(Duration::from_millis(50)).await;
 }
 
 async fn marker(host: &TestHost, service: &str) -> (Option<i64>, String) {
@@ -89,13 +109,13 @@ async fn a_directory_image_boots_from_its_own_root_whatever_the_pool_holds() {
     let mini = json!({ "deployment": { "external": { "imagePath": "mini:latest" } } });
 
     // The pool fills after the first create. Each later create comes once it holds a sandbox
-    // of the image before, so a service of the other image is offered the wrong one.
+    // for the image before, so a service of the other image is offered the wrong one.
     let ubuntu = host.sandbox("images", "ubuntu-1", json!({})).await;
     let (code, out) = marker(&host, &ubuntu).await;
     assert_ne!(code, Some(0), "the host view has no /marker: {out}");
 
     // Offered a host-view sandbox, a directory image boots from its own root.
-    let host_view = pool_holds(&host, &[]).await;
+    pool_holds(&host, Root::HostView).await;
     let first = host.sandbox("images", "mini-1", mini.clone()).await;
     assert_eq!(
         marker(&host, &first).await,
@@ -103,7 +123,7 @@ async fn a_directory_image_boots_from_its_own_root_whatever_the_pool_holds() {
     );
 
     // The pool follows the latest create's image.
-    pool_holds(&host, &[host_view]).await;
+    pool_holds(&host, Root::Directory).await;
     let second = host.sandbox("images", "mini-2", mini).await;
     assert_eq!(
         marker(&host, &second).await,
@@ -111,7 +131,7 @@ async fn a_directory_image_boots_from_its_own_root_whatever_the_pool_holds() {
     );
 
     // Offered a directory-image sandbox, a host-view service boots from the host view.
-    pool_holds(&host, &[host_view]).await;
+    pool_holds(&host, Root::Directory).await;
     let back = host.sandbox("images", "ubuntu-2", json!({})).await;
     let r = host.sh("images", &back, "test -e /marker || echo host view").await;
     assert_eq!(r.stdout, "host view\n");

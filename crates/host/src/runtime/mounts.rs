@@ -648,6 +648,39 @@ mod tests {
     }
 
     #[test]
+    fn a_warm_sandbox_has_all_but_the_services_steps() {
+        let vols = [("/vol/a".into(), "/workspace/data".into())];
+        let prepared = plan_prepared(&host_view(), Path::new("/data/eph"));
+        let service = plan_service(&vols, 1 << 20);
+        let for_the_service = |op: &MountOp| match op {
+            MountOp::Tmpfs { target, .. } => target == "/dev/shm",
+            other => *other == MountOp::RootReadonly,
+        };
+        assert!(!prepared.iter().any(for_the_service), "{prepared:?}");
+        assert_eq!(
+            service,
+            vec![
+                MountOp::Tmpfs {
+                    target: "/dev/shm".into(),
+                    size_bytes: 1 << 20,
+                    mode: 0o1777,
+                    readonly: false
+                },
+                MountOp::Mkdir {
+                    path: "/workspace/data".into(),
+                    mode: 0o755
+                },
+                MountOp::Bind {
+                    source: "/vol/a".into(),
+                    target: "/workspace/data".into(),
+                    readonly: false
+                },
+                MountOp::RootReadonly,
+            ]
+        );
+    }
+
+    #[test]
     fn a_directory_image_is_bound_as_the_root() {
         let c = calls(&ImageRoot::Dir("/images/deb".into()), &[]);
         assert!(c[0].starts_with("mount /images/deb /r bind"), "{}", c[0]);

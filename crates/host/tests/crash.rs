@@ -110,3 +110,34 @@ async fn storage_no_volume_record_owns_is_deleted_at_start() {
     assert!(host.data_dir.join("volumes/p/kept.img").exists(), "its storage too");
     assert!(!orphan.exists(), "the orphan storage is gone");
 }
+
+#[tokio::test]
+async fn a_volume_whose_service_record_is_gone_is_detached_at_start() {
+    require_root();
+    let mut host = TestHost::start();
+    let (code, body) = host
+        .call("POST", "/v1/projects/p/volumes", Some(json!({ "name": "left", "mounts": [{ "containerMountPath": "/data" }], "spec": { "accessMode": "ReadWriteOnce", "storageSize": 1024 } })))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    let id = host
+        .create_sandbox(
+            "p",
+            "gone",
+            json!({ "deployment": { "instances": 0 }, "createOptions": { "volumesToAttach": ["left"] } }),
+        )
+        .await;
+    host.kill9();
+    // What a kill -9 leaves between a delete forgetting the service and detaching its volume
+    // (or between a create attaching the volume and recording the service).
+    let db = rusqlite::Connection::open(host.data_dir.join("flankbox.db")).unwrap();
+    let removed = db
+        .execute("DELETE FROM services WHERE project_id = 'p' AND id = ?1", [&id])
+        .unwrap();
+    assert_eq!(removed, 1);
+    drop(db);
+    host.restart();
+    let (_, volume) = host.call("GET", "/v1/projects/p/volumes/left", None).await;
+    assert_eq!(volume["data"]["attachedObjects"], json!([]), "{volume}");
+    let (code, body) = host.call("DELETE", "/v1/projects/p/volumes/left", None).await;
+    assert_eq!(code, 200, "the volume can be deleted: {body}");
+}

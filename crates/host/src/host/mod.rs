@@ -285,6 +285,7 @@ impl Host {
             closing: AtomicBool::new(false),
             projects: Mutex::new(std::collections::HashSet::new()),
         });
+        host.detach_from_missing_services();
         host.sweep_orphan_volumes().await;
         let entries = lock(&host.services).clone();
         for entry in entries {

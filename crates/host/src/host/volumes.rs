@@ -74,6 +74,32 @@ impl Host {
         self.get_volume(scope, &id)
     }
 
+    /// Detaches volumes from services that no record has: what a `kill -9` left between a
+    /// service's record and its volumes' (a create records the volumes' attachment first, a
+    /// delete forgets the service first). Deleting the service would have detached them; until
+    /// then they could be deleted by no one (refused while attached).
+    pub(super) fn detach_from_missing_services(&self) {
+        let services: std::collections::HashSet<(String, String)> = lock(&self.services)
+            .iter()
+            .map(|e| {
+                let r = lock(&e.record);
+                (r.project_id.clone(), r.id.clone())
+            })
+            .collect();
+        for v in lock(&self.volumes).iter_mut() {
+            let before = v.attached.len();
+            v.attached
+                .retain(|o| o.kind != "service" || services.contains(&(v.project_id.clone(), o.id.clone())));
+            if v.attached.len() != before {
+                tracing::warn!(volume = %v.id, "detaching a volume from a service that no longer exists");
+                v.updated_at = now_iso();
+                if let Err(e) = self.persist_volume(v) {
+                    tracing::warn!(volume = %v.id, "could not save the detached volume: {e}");
+                }
+            }
+        }
+    }
+
     /// Deletes volume storage that no volume record owns: what a `kill -9` left between making
     /// a volume's storage and recording it, or between forgetting a volume and deleting its
     /// storage. Neither was acknowledged to anyone, so nothing anyone kept is lost.

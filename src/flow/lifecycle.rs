@@ -17,10 +17,14 @@ pub async fn connect<T: Transport>(t: &T, sandbox: &SandboxRef) -> Result<()> {
     sandbox.state(t).await.map(drop)
 }
 
-/// Polls until the deployment is ready (or failed), reporting each new status.
+/// Polls until the deployment is ready (or failed), reporting each new status. Called right
+/// after a scale to 1, it waits the first interval before the first poll: a boot is never done
+/// the moment the scale is answered (here it takes a couple of milliseconds, on Northflank
+/// seconds), and a poll then would only take CPU from it.
 pub async fn wait_ready<T: Transport>(t: &T, sandbox: &SandboxRef, progress: &mut Reporter<'_>) -> Result<()> {
     let mut last = String::new();
     for wait in PollBackoff::default() {
+        t.sleep(wait).await?;
         match sandbox.state(t).await?.readiness() {
             Readiness::Ready => return Ok(()),
             Readiness::Failed => {
@@ -36,7 +40,6 @@ pub async fn wait_ready<T: Transport>(t: &T, sandbox: &SandboxRef, progress: &mu
                 }
             }
         }
-        t.sleep(wait).await?;
     }
     unreachable!("PollBackoff never ends")
 }

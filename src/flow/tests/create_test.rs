@@ -105,7 +105,7 @@ fn a_create_that_times_out_deletes_the_service_despite_the_timeout() {
         .service("PENDING", 1)
         .service("IN_PROGRESS", 1)
         .ok(json!({}))
-        .time_out_after_sleeps(1);
+        .time_out_after_sleeps(2);
     let (made, steps) = create_with(&t, json!({ "name": "box" }));
     assert_eq!(made.unwrap_err().code(), "TIMEOUT");
     assert_eq!(

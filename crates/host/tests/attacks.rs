@@ -308,7 +308,9 @@ async fn bombs_are_contained_and_the_host_keeps_serving() {
         .await;
     let procs: u32 = r.stdout.trim().parse().unwrap_or(0);
     // More than the sandbox's own few (the agent, its main process, this shell): the bomb ran.
-    assert!((9..=128 + 4).contains(&procs), "{r:?}");
+    // At most the cap and the reaps under way (each reaper is in that window for one process at
+    // a time, if it is preempted there): an uncapped bomb is thousands within the second.
+    assert!((9..=128 + 16).contains(&procs), "{r:?}");
     assert_eq!(
         host.call("GET", "/v1/plans", None).await.0,
         200,

@@ -8,14 +8,19 @@ use std::time::{Duration, Instant};
 use common::{require_root, TestHost, TOKEN};
 use serde_json::json;
 
+/// A 1 GiB volume mounted at `/data`.
+async fn data_volume(host: &TestHost, name: &str) {
+    let body = json!({ "name": name, "mounts": [{ "containerMountPath": "/data" }],
+                       "spec": { "accessMode": "ReadWriteOnce", "storageSize": 1024 } });
+    let (code, answer) = host.call("POST", "/v1/projects/p/volumes", Some(body)).await;
+    assert_eq!(code, 200, "{answer}");
+}
+
 #[tokio::test]
 async fn kill_9_mid_write_loses_no_acknowledged_volume_byte() {
     require_root();
     let mut host = TestHost::start();
-    let (code, body) = host
-        .call("POST", "/v1/projects/p/volumes", Some(json!({ "name": "journal", "mounts": [{ "containerMountPath": "/data" }], "spec": { "accessMode": "ReadWriteOnce", "storageSize": 1024 } })))
-        .await;
-    assert_eq!(code, 200, "{body}");
+    data_volume(&host, "journal").await;
     let id = host
         .sandbox(
             "p",
@@ -97,10 +102,7 @@ async fn kill_9_mid_write_loses_no_acknowledged_volume_byte() {
 async fn storage_no_volume_record_owns_is_deleted_at_start() {
     require_root();
     let mut host = TestHost::start();
-    let (code, body) = host
-        .call("POST", "/v1/projects/p/volumes", Some(json!({ "name": "kept", "mounts": [{ "containerMountPath": "/data" }], "spec": { "accessMode": "ReadWriteOnce", "storageSize": 1024 } })))
-        .await;
-    assert_eq!(code, 200, "{body}");
+    data_volume(&host, "kept").await;
     // What a kill -9 between making a volume's storage and recording it leaves.
     let orphan = host.data_dir.join("volumes/p/never-recorded.img");
     std::fs::write(&orphan, b"half made").unwrap();
@@ -115,10 +117,7 @@ async fn storage_no_volume_record_owns_is_deleted_at_start() {
 async fn a_volume_whose_service_record_is_gone_is_detached_at_start() {
     require_root();
     let mut host = TestHost::start();
-    let (code, body) = host
-        .call("POST", "/v1/projects/p/volumes", Some(json!({ "name": "left", "mounts": [{ "containerMountPath": "/data" }], "spec": { "accessMode": "ReadWriteOnce", "storageSize": 1024 } })))
-        .await;
-    assert_eq!(code, 200, "{body}");
+    data_volume(&host, "left").await;
     let id = host
         .create_sandbox(
             "p",

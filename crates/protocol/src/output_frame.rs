@@ -21,12 +21,7 @@ pub const SUFFIX: &str = r#""}"#;
 /// The data of a `stdOut` frame in the host's form, as it stands between the quotes (escaped,
 /// or base64).
 pub fn stdout_data(frame: &[u8]) -> Option<&[u8]> {
-    stdout_data_range(frame).map(|data| &frame[data])
-}
-
-/// Where [`stdout_data`] lies in the frame.
-pub fn stdout_data_range(frame: &[u8]) -> Option<std::ops::Range<usize>> {
-    data_range(frame, false)
+    data_range(frame, false).map(|data| &frame[data])
 }
 
 /// Where the data of an output frame in the host's form lies, and whether the frame is

@@ -31,7 +31,7 @@ use crate::model::{now_iso, now_unix, ServiceRecord, VolumeRecord};
 use crate::runtime::images::ImageCatalog;
 use crate::runtime::linux::{UID_BASE, UID_RANGE};
 use crate::runtime::sandbox::{Output, ProcessSpec};
-use crate::runtime::{Backend, LaunchSpec, PrepareSpec, Prepared, Sandbox};
+use crate::runtime::{Backend, ImageRoot, LaunchSpec, PrepareSpec, Prepared, Sandbox};
 use crate::store::{Store, Table};
 
 mod forwards;

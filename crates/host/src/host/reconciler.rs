@@ -93,7 +93,9 @@ impl Host {
     }
 
     async fn boot(self: &Arc<Self>, entry: &Arc<ServiceEntry>) -> Result<()> {
-        let warm = self.assign_uid_range(entry)?;
+        // Refused below, once the instance is recorded (its failure is then the instance's).
+        let image = self.images.resolve(entry.record().image());
+        let warm = self.assign_uid_range(entry, image.as_ref().ok())?;
         let record = entry.record();
         let name = instance_name(&record.id);
         let now = now_unix();
@@ -128,7 +130,7 @@ impl Host {
                 volumes.push((source, m.container_mount_path));
             }
         }
-        let image = self.images.resolve(record.image()).map_err(Error::Unavailable)?;
+        let image = image.map_err(Error::Unavailable)?;
         let spec = LaunchSpec {
             hostname: name.chars().take(63).collect(),
             image: image.clone(),
@@ -209,12 +211,12 @@ impl Host {
     /// sandbox's range. (A prepared agent's
     /// mount namespace is a copy of the host's from before any volume mounted since, so a
     /// service with volumes boots cold: its agent starts after them.)
-    fn assign_uid_range(self: &Arc<Self>, entry: &ServiceEntry) -> Result<Option<Prepared>> {
+    fn assign_uid_range(self: &Arc<Self>, entry: &ServiceEntry, image: Option<&ImageRoot>) -> Result<Option<Prepared>> {
         let (uid_base, has_volumes, shape) = {
             let r = lock(&entry.record);
-            let shape = self.images.resolve(r.image()).ok().map(|image| WarmShape {
+            let shape = image.map(|image| WarmShape {
                 ephemeral_mb: r.ephemeral_mb(),
-                image,
+                image: image.clone(),
             });
             (r.uid_base, !r.volumes.is_empty(), shape)
         };

@@ -1,7 +1,6 @@
 //! The pool of prepared sandboxes waiting for a service, and uid ranges.
 
 use super::*;
-use crate::runtime::ImageRoot;
 
 /// What the pool prepares sandboxes for. A prepared sandbox's ephemeral filesystem has its size,
 /// and its root is assembled from its image, so only a service with both can take it.

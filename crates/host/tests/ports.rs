@@ -150,19 +150,26 @@ async fn a_public_http_port_serves_the_sandbox_page_and_websockets_by_its_name()
 
     // A WebSocket echo server inside, through the name.
     let (name, port) = dns.rsplit_once(':').unwrap();
+    // Each step names itself: a failure here once lost its message.
     let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap()))
         .await
-        .unwrap();
+        .expect("connect to the proxy");
     let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{name}:{port}/chat"), tcp)
         .await
-        .unwrap();
-    ws.send(Message::Text("ping through the proxy".into())).await.unwrap();
-    ws.send(Message::Binary(vec![0u8, 1, 2, 255].into())).await.unwrap();
-    let first = ws.next().await.unwrap().unwrap();
-    let second = ws.next().await.unwrap().unwrap();
-    assert_eq!(first, Message::Text("ping through the proxy".into()));
-    assert_eq!(second, Message::Binary(vec![0u8, 1, 2, 255].into()));
-    ws.close(None).await.unwrap();
+        .expect("WebSocket handshake through the proxy");
+    let text = Message::Text("ping through the proxy".into());
+    let binary = Message::Binary(vec![0u8, 1, 2, 255].into());
+    ws.send(text.clone()).await.expect("send text");
+    ws.send(binary.clone()).await.expect("send binary");
+    let mut echoed = Vec::new();
+    for _ in 0..2 {
+        match ws.next().await {
+            Some(Ok(message)) => echoed.push(message),
+            other => panic!("echo {}: {other:?} after {echoed:?}", echoed.len() + 1),
+        }
+    }
+    assert_eq!(echoed, [text, binary]);
+    ws.close(None).await.expect("close handshake");
 }
 
 #[tokio::test]

@@ -86,7 +86,7 @@ export declare class Sandbox {
   static connect(nf: Northflank, id: string, options?: ConnectOptions): Promise<Sandbox>;
   /**
    * Creates a sandbox and resolves once it is ready: creates the volume first when asked,
-   * creates the service, scales it to 1, and polls with backoff until it is `COMPLETED`,
+   * creates the service with one instance, and polls with backoff until it is `COMPLETED`,
    * reporting each step through `onProgress`. Gives up after `timeoutMs` (default 120 s)
    * and then deletes what it made.
    */

@@ -158,7 +158,8 @@ pub struct CreatePlan {
     pub service_id: String,
     /// The volume to create first, if any.
     pub volume: Option<CreateVolume>,
-    /// The service, created with 0 instances and then scaled to 1.
+    /// The service, created with one instance (as the guide creates it), so that it starts
+    /// with no scale after it.
     pub service: CreateDeployment,
 }
 
@@ -258,7 +259,7 @@ pub fn plan_create(opts: &SandboxOptions, suffix: &str, now: u64) -> Result<Crea
             gpu: None,
         },
         deployment: DeploymentSpec {
-            instances: 0,
+            instances: 1,
             external: Some(External {
                 image_path: opts.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.into()),
                 credentials: None,
@@ -468,7 +469,7 @@ mod tests {
         assert_eq!(p.service_id, "sandbox-abc123");
         let body = serde_json::to_value(&p.service).unwrap();
         assert_eq!(body["billing"]["deploymentPlan"], "nf-compute-20");
-        assert_eq!(body["deployment"]["instances"], 0, "created stopped, then scaled");
+        assert_eq!(body["deployment"]["instances"], 1, "created running, as the guide does");
         assert_eq!(body["deployment"]["external"]["imagePath"], "ubuntu:22.04");
         assert_eq!(body["deployment"]["docker"]["customCommand"], "sleep infinity");
         assert!(p.volume.is_none());

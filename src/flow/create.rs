@@ -1,6 +1,11 @@
-//! `Sandbox.create`: the volume first when asked, the service (created stopped), through an edge
-//! proxy the capability from its answer, a scale to 1, a readiness poll; and when any of it
-//! fails, the deletion of what was made, since no handle reaches the caller.
+//! `Sandbox.create`: the volume first when asked, the service, through an edge proxy the
+//! capability from its answer, a readiness poll; and when any of it fails, the deletion of what
+//! was made, since no handle reaches the caller.
+//!
+//! The service is created with one instance, as the guide creates it, and with its volume
+//! attached (`createOptions`), so it starts on its own. The guide's scale to 1 after the create
+//! would ask for what the service already wants: the client leaves it out, one request less
+//! before the first poll.
 
 use super::lifecycle::wait_ready;
 use super::{call, call_unit, Reporter, SandboxRef};
@@ -55,11 +60,7 @@ pub async fn create<T: Transport>(
         sandbox.id = created.id.unwrap_or(sandbox.id);
     }
     progress.report(t, "starting", None, Some(&sandbox));
-    let started = async {
-        sandbox.scale(t, 1).await?;
-        wait_ready(t, &sandbox, progress).await
-    };
-    if let Err(e) = started.await {
+    if let Err(e) = wait_ready(t, &sandbox, progress).await {
         cleanup(t, &sandbox, true).await;
         return Err(e);
     }

@@ -18,9 +18,9 @@ pub async fn connect<T: Transport>(t: &T, sandbox: &SandboxRef) -> Result<()> {
 }
 
 /// Polls until the deployment is ready (or failed), reporting each new status. Called right
-/// after a scale to 1, it waits the first interval before the first poll: a boot is never done
-/// the moment the scale is answered (here it takes a couple of milliseconds, on Northflank
-/// seconds), and a poll then would only take CPU from it.
+/// after a create or a scale to 1, it waits the first interval before the first poll: a boot is
+/// never done the moment the request is answered (here it takes a couple of milliseconds, on
+/// Northflank seconds), and a poll then would only take CPU from it.
 pub async fn wait_ready<T: Transport>(t: &T, sandbox: &SandboxRef, progress: &mut Reporter<'_>) -> Result<()> {
     let mut last = String::new();
     for wait in PollBackoff::default() {

@@ -1,6 +1,6 @@
 //! The calls' steps, over a [`Transport`]: what the JS classes do, as plain Rust that `cargo test`
 //! drives with an in-memory transport. Split by concern: `create` (volume, service, capability,
-//! scale, poll, clean-up), `lifecycle` (status, pause, resume, destroy), `ports` (exposePort),
+//! poll, clean-up), `lifecycle` (status, pause, resume, destroy), `ports` (exposePort),
 //! `exec` (a command to its end: input, output within a limit, callbacks), `files` (file
 //! commands over an exec session) and `detached` (processes that outlive their connection, and
 //! the follower that resumes them).

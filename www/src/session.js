@@ -108,7 +108,7 @@ export class SandboxSession {
   //   (a DELETE that overtakes the create on the API's side finds nothing; the lifetime ends it);
   // - capability mode: the edge proxy names it, and the create's answer carries the name and
   //   the capability. `onProgress` hands them over as soon as that answer is in ("starting"),
-  //   not when the sandbox is ready, so a page closed while it scales and starts destroys it.
+  //   not when the sandbox is ready, so a page closed while it starts destroys it.
   // A browser may skip pagehide or drop its requests, and a page closed while its create is in
   // flight never reads the answer. So in capability mode the create also asks the host's edge
   // proxy to hold the sandbox (a `flankbox-hold` tag), and the page holds it with a WebSocket

@@ -1,13 +1,12 @@
-//! Create: the volume, the service, the scale and the wait, and each failure's clean-up.
+//! Create: the volume, the service and the wait, and each failure's clean-up.
 
 use super::*;
 
 #[test]
-fn create_makes_the_volume_then_the_service_then_scales_and_waits() {
+fn create_makes_the_volume_then_the_running_service_and_waits() {
     let t = Memory::new()
         .ok(json!({ "id": "data-box" }))
         .ok(json!({ "id": "box" }))
-        .ok(json!({}))
         .service("IN_PROGRESS", 1)
         .service("COMPLETED", 1);
     let (made, steps) = create_with(
@@ -21,14 +20,15 @@ fn create_makes_the_volume_then_the_service_then_scales_and_waits() {
         [
             "POST /v1/projects/p/volumes",
             "POST /v1/projects/p/services/deployment",
-            "POST /v1/projects/p/services/box/scale",
             "GET /v1/projects/p/services/box",
             "GET /v1/projects/p/services/box",
         ]
     );
+    let service = t.seen()[1].body.clone().unwrap();
+    assert_eq!(service["createOptions"]["volumesToAttach"], json!(["data-box"]));
     assert_eq!(
-        t.seen()[1].body.as_ref().unwrap()["createOptions"]["volumesToAttach"],
-        json!(["data-box"])
+        service["deployment"]["instances"], 1,
+        "it starts with the volume attached"
     );
     let names: Vec<_> = steps.iter().map(|s| (s.step, s.status.clone())).collect();
     assert_eq!(
@@ -72,13 +72,13 @@ fn a_refused_service_deletes_the_volume_made_for_it() {
 }
 
 #[test]
-fn a_failed_scale_or_deployment_deletes_the_service() {
+fn a_failed_poll_or_deployment_deletes_the_service() {
     let t = Memory::new()
         .ok(json!({ "id": "box" }))
-        .answer(500, refused("scale failed"))
+        .answer(403, refused("the token may not read services"))
         .ok(json!({}));
     let (made, _) = create_with(&t, json!({ "name": "box" }));
-    assert_eq!(made.unwrap_err().code(), "SERVER_ERROR");
+    assert_eq!(made.unwrap_err().code(), "FORBIDDEN");
     assert_eq!(
         t.calls()[2],
         "cleanup DELETE /v1/projects/p/services/box?delete_child_objects=true"
@@ -86,13 +86,12 @@ fn a_failed_scale_or_deployment_deletes_the_service() {
 
     let t = Memory::new()
         .ok(json!({ "id": "box" }))
-        .ok(json!({}))
         .service("FAILED", 1)
         .ok(json!({}));
     let (made, _) = create_with(&t, json!({ "name": "box" }));
     assert_eq!(made.unwrap_err().code(), "DEPLOYMENT_FAILED");
     assert_eq!(
-        t.calls()[3],
+        t.calls()[2],
         "cleanup DELETE /v1/projects/p/services/box?delete_child_objects=true"
     );
 }
@@ -101,7 +100,6 @@ fn a_failed_scale_or_deployment_deletes_the_service() {
 fn a_create_that_times_out_deletes_the_service_despite_the_timeout() {
     let t = Memory::new()
         .ok(json!({ "id": "box" }))
-        .ok(json!({}))
         .service("PENDING", 1)
         .service("IN_PROGRESS", 1)
         .ok(json!({}))
@@ -119,15 +117,15 @@ fn a_create_that_times_out_deletes_the_service_despite_the_timeout() {
 fn through_an_edge_proxy_the_answer_names_the_sandbox_and_carries_its_capability() {
     let t = Memory::new()
         .ok(json!({ "id": "fbx-123", "capability": "cap.abc" }))
-        .answer(503, refused("no capacity"))
+        .answer(403, refused("capability expired"))
         .ok(json!({}));
     let (made, steps) = create_with(&t, json!({}));
-    assert_eq!(made.unwrap_err().code(), "SERVER_ERROR");
+    assert_eq!(made.unwrap_err().code(), "FORBIDDEN");
     let seen = t.seen();
     assert_eq!(seen[0].token, "tok");
     assert_eq!(
         (seen[1].path.as_str(), seen[1].token.as_str()),
-        ("/v1/projects/p/services/fbx-123/scale", "cap.abc")
+        ("/v1/projects/p/services/fbx-123", "cap.abc")
     );
     assert_eq!(
         (seen[2].cleanup, seen[2].token.as_str()),

@@ -1,4 +1,4 @@
-//! `Sandbox` creation and connection: volume, service, capability, scale, readiness poll, and
+//! `Sandbox` creation and connection: volume, service, capability, readiness poll, and
 //! clean-up when `create` fails; the handle's getters.
 
 use std::rc::Rc;
@@ -15,7 +15,7 @@ use crate::wasm::types::{self, get};
 #[wasm_bindgen]
 impl Sandbox {
     /// Creates a sandbox and resolves once it is ready: creates the volume first when asked,
-    /// creates the service, scales it to 1, and polls with backoff until it is `COMPLETED`,
+    /// creates the service with one instance, and polls with backoff until it is `COMPLETED`,
     /// reporting each step through `onProgress`. Gives up after `timeoutMs` (default 120 s)
     /// and then deletes what it made.
     #[wasm_bindgen(unchecked_return_type = "Promise<Sandbox>")]

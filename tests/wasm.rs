@@ -442,7 +442,53 @@ async fn errors_carry_name_code_status_id_and_details() {
         .await
         .unwrap_err();
     assert_eq!(code(&offline), "NETWORK");
+    // An exec socket that closes before it opens.
+    let unreachable = Sandbox::for_service(&nobody, "x".into(), JsValue::UNDEFINED);
+    let refused = resolve(unreachable.exec(s("true"), JsValue::UNDEFINED))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&refused), "NETWORK", "{refused:?}");
     resolve(sb.destroy(JsValue::UNDEFINED)).await.unwrap();
+}
+
+#[wasm_bindgen_test]
+async fn a_create_aborted_while_it_starts_deletes_its_service() {
+    let nf = client();
+    let controller = web_sys::AbortController::new().unwrap();
+    let id = Rc::new(RefCell::new(String::new()));
+    let on_progress = {
+        let (controller, id) = (controller.clone(), id.clone());
+        Closure::<dyn FnMut(JsValue)>::new(move |p: JsValue| {
+            if text(&get(&p, "step")) == "starting" {
+                *id.borrow_mut() = text(&get(&p, "id"));
+                // From a timer, so that the abort comes while the create waits (its first
+                // readiness poll is 2 ms away), not between its steps.
+                let controller = controller.clone();
+                let abort = Closure::once_into_js(move || controller.abort());
+                set_timeout(abort.unchecked_ref(), 0);
+            }
+        })
+    };
+    let err = resolve(Sandbox::create(
+        &nf,
+        obj(&[
+            ("signal", controller.signal().into()),
+            ("onProgress", on_progress.as_ref().clone()),
+        ]),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(
+        (code(&err), text(&get(&err, "name"))),
+        ("ABORTED".to_string(), "AbortError".to_string())
+    );
+    let id = id.borrow().clone();
+    assert!(!id.is_empty(), "the create reported no id before its abort");
+    // The create deleted its service before it gave up.
+    let gone = resolve(Sandbox::connect(&nf, id, JsValue::UNDEFINED))
+        .await
+        .unwrap_err();
+    assert_eq!(code(&gone), "NOT_FOUND", "{gone:?}");
 }
 
 #[wasm_bindgen_test]

@@ -51,12 +51,12 @@ fn boxed_promise(fut: Pin<Box<dyn Future<Output = Result<JsValue>>>>) -> Promise
 const CALL_TIMEOUT_MS: u64 = 30_000;
 
 /// The transport of one call: its `signal`, and its `timeoutMs` or `default_ms`.
-fn transport(what: &str, opts: &JsValue, default_ms: Option<u64>) -> Result<Web> {
-    Cancel::new(what, signal(opts), timeout_ms(opts).or(default_ms)).map(Web::new)
+fn transport(what: &str, opts: &JsValue, default_ms: Option<u64>) -> Web {
+    Web::new(Cancel::new(what, signal(opts), timeout_ms(opts).or(default_ms)))
 }
 
 /// The transport of a one-request call (default timeout 30 s).
-fn call_transport(what: &str, opts: &JsValue) -> Result<Web> {
+fn call_transport(what: &str, opts: &JsValue) -> Web {
     transport(what, opts, Some(CALL_TIMEOUT_MS))
 }
 
@@ -119,7 +119,7 @@ impl Northflank {
     ) -> Promise {
         let config = self.config.clone();
         promise(async move {
-            let t = call_transport(&format!("{method} {path}"), &options)?;
+            let t = call_transport(&format!("{method} {path}"), &options);
             let req = match method.to_ascii_uppercase().as_str() {
                 "GET" => ApiRequest::get(path),
                 "DELETE" => ApiRequest::delete(path),

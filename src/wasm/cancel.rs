@@ -1,11 +1,13 @@
 //! Cancellation: a caller's `AbortSignal` and a timeout, merged into one `AbortController`
-//! whose signal goes to `fetch`, and one future any await can race against.
+//! whose signal goes to `fetch`, and one future any await can race against. The futures wait on
+//! wakers kept here, not on a JS promise: an await raced against the cancellation then costs no
+//! promise, listener or closures in JS (a call makes several such awaits).
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use js_sys::Function;
 use wasm_bindgen::prelude::*;
@@ -36,15 +38,43 @@ enum Reason {
     TimedOut,
 }
 
-type Hooks = Rc<RefCell<Vec<Box<dyn FnOnce()>>>>;
+/// What a cancellation sets off, shared with the timer's and the signal's callbacks.
+#[derive(Default)]
+struct Shared {
+    reason: Cell<Option<Reason>>,
+    /// Made when `fetch` asks for a signal: a call over a socket needs none (its hook closes
+    /// the socket), and making one costs each exec a JS object.
+    controller: RefCell<Option<AbortController>>,
+    /// Called once, on cancellation.
+    hooks: RefCell<Vec<Box<dyn FnOnce()>>>,
+    /// The tasks waiting in [`Cancel::cancelled`], woken on cancellation.
+    waiting: RefCell<Vec<Waker>>,
+}
+
+impl Shared {
+    /// Cancels for `reason` (unless already cancelled): aborts `fetch`, runs the hooks and
+    /// wakes the waiting tasks.
+    fn cancel(&self, reason: Reason) {
+        if self.reason.get().is_some() {
+            return;
+        }
+        self.reason.set(Some(reason));
+        if let Some(controller) = &*self.controller.borrow() {
+            controller.abort();
+        }
+        let hooks = std::mem::take(&mut *self.hooks.borrow_mut());
+        for hook in hooks {
+            hook();
+        }
+        for waker in std::mem::take(&mut *self.waiting.borrow_mut()) {
+            waker.wake();
+        }
+    }
+}
 
 /// The cancellation of one call.
 pub(crate) struct Cancel {
-    controller: AbortController,
-    reason: Rc<Cell<Option<Reason>>>,
-    hooks: Hooks,
-    /// Settles on cancellation; made once, awaited by every `run`.
-    aborted: RefCell<Option<js_sys::Promise>>,
+    shared: Rc<Shared>,
     what: String,
     timeout_ms: u64,
     timer: Option<JsValue>,
@@ -54,14 +84,9 @@ pub(crate) struct Cancel {
 
 impl Cancel {
     /// Cancellation by `signal` (if any) or after `timeout_ms` (if any).
-    pub(crate) fn new(what: &str, signal: Option<AbortSignal>, timeout_ms: Option<u64>) -> Result<Self, Error> {
-        let controller = AbortController::new().map_err(|e| Error::Protocol(super::errors::describe(&e)))?;
-        let reason = Rc::new(Cell::new(None));
+    pub(crate) fn new(what: &str, signal: Option<AbortSignal>, timeout_ms: Option<u64>) -> Self {
         let mut cancel = Self {
-            controller,
-            reason,
-            hooks: Rc::default(),
-            aborted: RefCell::new(None),
+            shared: Rc::default(),
             what: what.into(),
             timeout_ms: timeout_ms.unwrap_or(0),
             timer: None,
@@ -70,45 +95,39 @@ impl Cancel {
         };
         if let Some(signal) = signal {
             if signal.aborted() {
-                cancel.reason.set(Some(Reason::Aborted));
-                cancel.controller.abort();
+                cancel.shared.cancel(Reason::Aborted);
             } else {
-                let (controller, reason, hooks) =
-                    (cancel.controller.clone(), cancel.reason.clone(), cancel.hooks.clone());
-                let on_abort = Closure::<dyn FnMut()>::new(move || {
-                    if reason.get().is_none() {
-                        reason.set(Some(Reason::Aborted));
-                    }
-                    controller.abort();
-                    run_hooks(&hooks);
-                });
+                let shared = cancel.shared.clone();
+                let on_abort = Closure::<dyn FnMut()>::new(move || shared.cancel(Reason::Aborted));
                 let _ = signal.add_event_listener_with_callback("abort", on_abort.as_ref().unchecked_ref());
                 cancel.user_signal = Some((signal, on_abort));
             }
         }
         if let Some(ms) = timeout_ms.filter(|ms| *ms > 0) {
-            let (controller, reason, hooks) = (cancel.controller.clone(), cancel.reason.clone(), cancel.hooks.clone());
-            let on_timeout = Closure::<dyn FnMut()>::new(move || {
-                if reason.get().is_none() {
-                    reason.set(Some(Reason::TimedOut));
-                }
-                controller.abort();
-                run_hooks(&hooks);
-            });
+            let shared = cancel.shared.clone();
+            let on_timeout = Closure::<dyn FnMut()>::new(move || shared.cancel(Reason::TimedOut));
             cancel.timer = Some(set_timeout(on_timeout.as_ref().unchecked_ref(), ms as f64));
             cancel._on_timeout = Some(on_timeout);
         }
-        Ok(cancel)
+        cancel
     }
 
-    /// The signal to hand to `fetch`.
-    pub(crate) fn signal(&self) -> AbortSignal {
-        self.controller.signal()
+    /// The signal to hand to `fetch`: aborted already if the call is.
+    pub(crate) fn signal(&self) -> Result<AbortSignal, Error> {
+        let mut slot = self.shared.controller.borrow_mut();
+        if let Some(controller) = &*slot {
+            return Ok(controller.signal());
+        }
+        let controller = AbortController::new().map_err(|e| Error::Protocol(super::errors::describe(&e)))?;
+        if self.shared.reason.get().is_some() {
+            controller.abort();
+        }
+        Ok(slot.insert(controller).signal())
     }
 
     /// The error for this cancellation, once it happened.
     pub(crate) fn error(&self) -> Option<Error> {
-        self.reason.get().map(|r| match r {
+        self.shared.reason.get().map(|r| match r {
             Reason::Aborted => Error::Aborted(self.what.clone()),
             Reason::TimedOut => Error::Timeout {
                 what: self.what.clone(),
@@ -120,30 +139,31 @@ impl Cancel {
     /// Calls `hook` when the call is cancelled (at once if it already is). Streams use it to
     /// close their socket, rather than race every frame against the cancellation.
     pub(crate) fn on_cancel(&self, hook: impl FnOnce() + 'static) {
-        if self.reason.get().is_some() {
+        if self.shared.reason.get().is_some() {
             hook();
         } else {
-            self.hooks.borrow_mut().push(Box::new(hook));
+            self.shared.hooks.borrow_mut().push(Box::new(hook));
         }
     }
 
     /// Resolves when the call is cancelled, with the error to report.
     pub(crate) async fn cancelled(&self) -> Error {
-        let signal = self.signal();
-        if !signal.aborted() {
-            // One listener per call, however many awaits race against it.
-            let promise = self
-                .aborted
-                .borrow_mut()
-                .get_or_insert_with(|| {
-                    js_sys::Promise::new(&mut |resolve, _| {
-                        let _ = signal.add_event_listener_with_callback("abort", &resolve);
-                    })
-                })
-                .clone();
-            let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+        if self.timer.is_none() && self.user_signal.is_none() && self.error().is_none() {
+            // Nothing can cancel this call: keep no wakers for it.
+            return std::future::pending().await;
         }
-        self.error().unwrap_or_else(|| Error::Aborted(self.what.clone()))
+        std::future::poll_fn(|cx| {
+            if let Some(e) = self.error() {
+                return Poll::Ready(e);
+            }
+            let mut waiting = self.shared.waiting.borrow_mut();
+            // The awaits of one task share its waker: one entry each, however many of them.
+            if !waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                waiting.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
     }
 
     /// Waits `ms` milliseconds, unless the call is cancelled first.
@@ -164,13 +184,6 @@ impl Cancel {
             Either::Left(r) => r,
             Either::Right(e) => Err(e),
         }
-    }
-}
-
-fn run_hooks(hooks: &Hooks) {
-    let hooks = std::mem::take(&mut *hooks.borrow_mut());
-    for hook in hooks {
-        hook();
     }
 }
 

@@ -127,7 +127,7 @@ impl Detached {
         let (sandbox, id) = (self.sandbox.clone(), self.id.clone());
         super::api::promise(async move {
             let sent = async {
-                let t = Web::new(Cancel::new("kill", None, Some(KILL_TIMEOUT_MS))?);
+                let t = Web::new(Cancel::new("kill", None, Some(KILL_TIMEOUT_MS)));
                 flow::detached::signal(&t, &sandbox, &id, "KILL").await
             };
             sent.await?;
@@ -180,7 +180,7 @@ async fn run(
     };
     let outcome = async {
         // No timeout: the process may run for days; a drop is resumed within its window.
-        let t = Web::new(Cancel::new("detached process", None, None)?);
+        let t = Web::new(Cancel::new("detached process", None, None));
         let (argv, mut told) = run_with.unzip();
         let mut tell = |started: Result<()>| {
             if let Some(told) = told.take() {

@@ -33,7 +33,7 @@ pub(crate) async fn attempt(config: &ClientConfig, req: &ApiRequest, cancel: &Ca
     if let Some(body) = &req.body {
         init.set_body(&JsValue::from_str(body));
     }
-    init.set_signal(Some(&cancel.signal()));
+    init.set_signal(Some(&cancel.signal()?));
     if req.keepalive {
         // web-sys's RequestInit has no setter for it.
         let _ = js_sys::Reflect::set(&init, &"keepalive".into(), &JsValue::TRUE);

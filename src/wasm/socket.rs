@@ -34,7 +34,16 @@ type Handlers = (
     Closure<dyn FnMut(JsValue, JsValue)>,
     Closure<dyn FnMut(CloseEvent)>,
     Closure<dyn FnMut(JsValue)>,
+    Closure<dyn FnMut()>,
 );
+
+/// What the socket's callbacks hand over, in order: the open (once, first), then what the core
+/// reads. The open comes through the same channel as the rest, so that waiting for it takes no
+/// promise, and a close before it is seen as one.
+enum Event {
+    Open,
+    Incoming(Incoming),
+}
 
 /// A method (`on`, `removeListener`) of the `ws` package's socket, where the socket is one (Node
 /// 20, through the package's Node entry). Its `onmessage` hands a text frame over decoded into a
@@ -47,7 +56,7 @@ fn node_ws_listener(ws: &WebSocket, method: &str) -> Option<js_sys::Function> {
 /// An open WebSocket. Dropping it closes the connection.
 pub(crate) struct Socket {
     ws: WebSocket,
-    events: RefCell<mpsc::UnboundedReceiver<Incoming>>,
+    events: RefCell<mpsc::UnboundedReceiver<Event>>,
     _handlers: Handlers,
     closed: Rc<RefCell<bool>>,
 }
@@ -73,42 +82,41 @@ impl Socket {
                     e.unchecked_into::<MessageEvent>().data()
                 };
                 let frame = bytes(&data).unwrap_or_default();
-                let _ = tx.unbounded_send(Incoming::Frame(frame));
+                let _ = tx.unbounded_send(Event::Incoming(Incoming::Frame(frame)));
             })
         };
         let on_close = {
             let (tx, closed) = (tx.clone(), closed.clone());
             Closure::<dyn FnMut(CloseEvent)>::new(move |e: CloseEvent| {
                 *closed.borrow_mut() = true;
-                let _ = tx.unbounded_send(Incoming::Closed {
+                let _ = tx.unbounded_send(Event::Incoming(Incoming::Closed {
                     code: e.code(),
                     reason: e.reason(),
-                });
+                }));
             })
         };
         // An error is always followed by a close; the close carries the news.
         let on_error = Closure::<dyn FnMut(JsValue)>::new(|_| {});
+        let on_open = Closure::<dyn FnMut()>::new(move || drop(tx.unbounded_send(Event::Open)));
         match &node_on {
             Some(on) => drop(on.call2(&ws, &"message".into(), on_message.as_ref())),
             None => ws.set_onmessage(Some(on_message.as_ref().unchecked_ref())),
         }
         ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
         ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
-        let opened = js_sys::Promise::new(&mut |resolve, reject| {
-            ws.set_onopen(Some(&resolve));
-            let _ = ws.add_event_listener_with_callback("close", &reject);
-        });
+        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         let socket = Self {
             ws,
             events: RefCell::new(rx),
-            _handlers: (on_message, on_close, on_error),
+            _handlers: (on_message, on_close, on_error, on_open),
             closed,
         };
         let open = async {
-            wasm_bindgen_futures::JsFuture::from(opened)
-                .await
-                .map(drop)
-                .map_err(|_| Error::Network(format!("cannot connect to {url}")))
+            let first = std::future::poll_fn(|cx| Pin::new(&mut *socket.events.borrow_mut()).poll_next(cx)).await;
+            match first {
+                Some(Event::Open) => Ok(()),
+                _ => Err(Error::Network(format!("cannot connect to {url}"))),
+            }
         };
         cancel.run(open).await?;
         socket.ws.set_onopen(None);
@@ -128,12 +136,19 @@ impl Socket {
     }
 
     fn poll_event(&self, cx: &mut Context<'_>) -> Poll<Incoming> {
-        Pin::new(&mut *self.events.borrow_mut()).poll_next(cx).map(|event| {
-            event.unwrap_or(Incoming::Closed {
-                code: 1006,
-                reason: String::new(),
-            })
-        })
+        let mut events = self.events.borrow_mut();
+        loop {
+            return match Pin::new(&mut *events).poll_next(cx) {
+                Poll::Pending => Poll::Pending,
+                // Taken by `open`; never here.
+                Poll::Ready(Some(Event::Open)) => continue,
+                Poll::Ready(Some(Event::Incoming(incoming))) => Poll::Ready(incoming),
+                Poll::Ready(None) => Poll::Ready(Incoming::Closed {
+                    code: 1006,
+                    reason: String::new(),
+                }),
+            };
+        }
     }
 
     /// Waits while more than 1 MiB is queued to send (backpressure on stdin). A socket that
@@ -222,6 +237,8 @@ impl Drop for Socket {
         }
         self.ws.set_onclose(None);
         self.ws.set_onerror(None);
+        // Still set when the wait for the open was cancelled.
+        self.ws.set_onopen(None);
         self.close();
     }
 }

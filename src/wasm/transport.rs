@@ -68,6 +68,6 @@ impl Transport for Web {
     }
 
     fn for_cleanup(&self) -> Result<Self> {
-        Cancel::new("cleanup", None, Some(CLEANUP_TIMEOUT_MS)).map(Self::new)
+        Ok(Self::new(Cancel::new("cleanup", None, Some(CLEANUP_TIMEOUT_MS))))
     }
 }

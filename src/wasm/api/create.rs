@@ -26,7 +26,7 @@ impl Sandbox {
         let config = nf.config.clone();
         promise(async move {
             let opts: SandboxOptions = types::options(&options, "Sandbox.create")?;
-            let t = transport("Sandbox.create", &options, Some(sandbox::DEFAULT_CREATE_TIMEOUT_MS))?;
+            let t = transport("Sandbox.create", &options, Some(sandbox::DEFAULT_CREATE_TIMEOUT_MS));
             let mut sink = on_progress(&options);
             let made = flow::create(&t, &config, &opts, &mut Reporter::new(&t, &mut sink)).await?;
             Ok(Sandbox { inner: Rc::new(made) }.into())
@@ -42,7 +42,7 @@ impl Sandbox {
     ) -> Promise {
         let inner = Rc::new(handle(nf, id, &options));
         promise(async move {
-            flow::connect(&call_transport("Sandbox.connect", &options)?, &inner).await?;
+            flow::connect(&call_transport("Sandbox.connect", &options), &inner).await?;
             Ok(Sandbox { inner }.into())
         })
     }

@@ -68,7 +68,7 @@ pub(super) async fn spawn(
     argv: Vec<String>,
     options: &JsValue,
 ) -> Result<JsValue> {
-    let t = call_transport("spawn", options)?;
+    let t = call_transport("spawn", options);
     let id = string(options, "id").unwrap_or_else(|| flow::detached::new_id(&t));
     let described = js_sys::JSON::stringify(cmd)
         .ok()
@@ -89,7 +89,7 @@ impl Sandbox {
     pub fn processes(&self, #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let t = call_transport("processes", &options)?;
+            let t = call_transport("processes", &options);
             let list = flow::detached::list(&t, &inner).await?;
             Ok(list
                 .serialize(&serde_wasm_bindgen::Serializer::json_compatible())
@@ -109,7 +109,7 @@ impl Sandbox {
         let inner = self.inner.clone();
         promise(async move {
             let from = offsets(&options)?;
-            let t = call_transport("attach", &options)?;
+            let t = call_transport("attach", &options);
             crate::protocol::detached::check_id(&id)?;
             if !flow::detached::list(&t, &inner).await?.iter().any(|p| p.id == id) {
                 return Err(Error::Api {

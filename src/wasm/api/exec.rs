@@ -37,7 +37,7 @@ impl Sandbox {
             };
             let limit = number(&options, "outputLimitBytes").map_or(exec::DEFAULT_OUTPUT_LIMIT, |n| n as usize);
             // No timeout unless asked for: commands may run long; a signal aborts them.
-            let t = transport("exec", &options, None)?;
+            let t = transport("exec", &options, None);
             let mut on_stdout = text_sink(callback(&options, "onStdout"));
             let mut on_stderr = text_sink(callback(&options, "onStderr"));
             let stdout = Output::new(limit, on_stdout.as_mut().map(|f| f as &mut dyn FnMut(&str)));
@@ -75,7 +75,7 @@ impl Sandbox {
                 }
                 return super::detached::spawn(inner, &cmd_js, argv, &options).await;
             }
-            let t = call_transport("spawn", &options)?;
+            let t = call_transport("spawn", &options);
             let base64 = string(&options, "encoding").as_deref() != Some("utf8");
             let spec = ExecSpec {
                 argv,

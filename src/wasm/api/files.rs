@@ -95,7 +95,7 @@ impl Sandbox {
         let inner = self.inner.clone();
         promise(async move {
             // No timeout unless asked for: a big file may take long; a signal aborts it.
-            let t = transport(what, &options, None)?;
+            let t = transport(what, &options, None);
             finish(flow::file_op(&t, &inner, argv, &input?).await?)
         })
     }

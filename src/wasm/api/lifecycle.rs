@@ -15,7 +15,7 @@ impl Sandbox {
     pub fn status(&self, #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let state = flow::status(&call_transport("status", &options)?, &inner).await?;
+            let state = flow::status(&call_transport("status", &options), &inner).await?;
             Ok(object(&[
                 ("id", JsValue::from_str(&inner.id)),
                 ("status", JsValue::from_str(state.rollout().unwrap_or("UNKNOWN"))),
@@ -32,7 +32,7 @@ impl Sandbox {
     pub fn pause(&self, #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let t = transport("pause", &options, Some(sandbox::DEFAULT_CREATE_TIMEOUT_MS))?;
+            let t = transport("pause", &options, Some(sandbox::DEFAULT_CREATE_TIMEOUT_MS));
             flow::pause(&t, &inner).await.map(|_| JsValue::UNDEFINED)
         })
     }
@@ -42,7 +42,7 @@ impl Sandbox {
     pub fn resume(&self, #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let t = transport("resume", &options, Some(sandbox::DEFAULT_CREATE_TIMEOUT_MS))?;
+            let t = transport("resume", &options, Some(sandbox::DEFAULT_CREATE_TIMEOUT_MS));
             let mut sink = on_progress(&options);
             flow::resume(&t, &inner, &mut Reporter::new(&t, &mut sink))
                 .await
@@ -55,7 +55,7 @@ impl Sandbox {
     pub fn destroy(&self, #[wasm_bindgen(unchecked_param_type = "DestroyOptions")] options: JsValue) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let t = call_transport("destroy", &options)?;
+            let t = call_transport("destroy", &options);
             let delete_volume = boolean(&options, "deleteVolume").unwrap_or(false);
             let keepalive = boolean(&options, "keepalive").unwrap_or(false);
             flow::destroy(&t, &inner, delete_volume, keepalive)

@@ -26,7 +26,7 @@ impl Sandbox {
         promise(async move {
             let mut asked: PortOptions = options_of(&options, "exposePort")?;
             asked.port = port;
-            let t = call_transport("exposePort", &options)?;
+            let t = call_transport("exposePort", &options);
             let url = flow::expose_port(&t, &inner, &asked).await?;
             Ok(url.map_or(JsValue::UNDEFINED, |u| JsValue::from_str(&u)))
         })
@@ -37,7 +37,7 @@ impl Sandbox {
     pub fn ports(&self, #[wasm_bindgen(unchecked_param_type = "CallOptions")] options: JsValue) -> Promise {
         let inner = self.inner.clone();
         promise(async move {
-            let t = call_transport("ports", &options)?;
+            let t = call_transport("ports", &options);
             let data = send_raw(&t, &inner.config, ApiRequest::get(inner.path("/ports"))).await?;
             Ok(get(&get(&data, "data").unwrap_or_default(), "ports").unwrap_or_else(|| js_sys::Array::new().into()))
         })

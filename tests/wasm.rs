@@ -77,6 +77,14 @@ fn code(err: &JsValue) -> String {
     get(err, "code").as_string().unwrap_or_default()
 }
 
+/// An abort's error, as a caller sees it.
+fn assert_aborted(err: &JsValue) {
+    assert_eq!(
+        (code(err), text(&get(err, "name"))),
+        ("ABORTED".to_string(), "AbortError".to_string())
+    );
+}
+
 fn text(v: &JsValue) -> String {
     v.as_string().unwrap_or_default()
 }
@@ -351,10 +359,7 @@ async fn timeouts_and_aborts_end_the_command() {
     ))
     .await
     .unwrap_err();
-    assert_eq!(
-        (code(&err), text(&get(&err, "name"))),
-        ("ABORTED".to_string(), "AbortError".to_string())
-    );
+    assert_aborted(&err);
     assert!(now() - started < 5000.0);
     // Aborting closed the session, and the host killed the command.
     let mut gone = false;
@@ -478,10 +483,7 @@ async fn a_create_aborted_while_it_starts_deletes_its_service() {
     ))
     .await
     .unwrap_err();
-    assert_eq!(
-        (code(&err), text(&get(&err, "name"))),
-        ("ABORTED".to_string(), "AbortError".to_string())
-    );
+    assert_aborted(&err);
     let id = id.borrow().clone();
     assert!(!id.is_empty(), "the create reported no id before its abort");
     // The create deleted its service before it gave up.
